@@ -1,0 +1,89 @@
+"""JSON API for tokens and organizations."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from organizations.models import Organization
+from organizations.selectors import (
+    membership_role,
+    organization_get_for_user,
+    organizations_for_user,
+)
+from organizations.services import api_token_create, organization_create
+
+
+class LoginThrottle(AnonRateThrottle):
+    scope = "login"
+    rate = "10/min"
+
+
+class TokenCreateApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request, **serializer.validated_data)
+        if user is None:
+            return Response(
+                {"error": "Wrong username or password.", "code": "invalid_credentials"},
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        _, raw = api_token_create(user=user, name="Created through /api/v1/auth/token")
+        return Response({"token": raw}, status=status.HTTP_201_CREATED)
+
+
+class OrganizationOutputSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "slug", "server_host_url", "ws_port", "role", "created_at"]
+
+    def get_role(self, organization: Organization) -> str | None:
+        return membership_role(user=self.context["request"].user, organization=organization)
+
+
+class OrganizationListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=120)
+        server_host_url = serializers.CharField(max_length=255, required=False, allow_blank=True)
+        ws_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+
+    def get(self, request):
+        organizations = organizations_for_user(user=request.user)
+        data = OrganizationOutputSerializer(
+            organizations, many=True, context={"request": request}
+        ).data
+        return Response({"results": data})
+
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        organization = organization_create(owner=request.user, **serializer.validated_data)
+        data = OrganizationOutputSerializer(organization, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class OrganizationDetailApi(APIView):
+    def get(self, request, organization_id: int):
+        organization = organization_get_for_user(user=request.user, organization_id=organization_id)
+        if organization is None:
+            return Response(
+                {"error": "Not found.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND
+            )
+        return Response(
+            OrganizationOutputSerializer(organization, context={"request": request}).data
+        )

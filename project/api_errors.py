@@ -1,0 +1,48 @@
+"""One JSON error shape for every API answer that is not a success.
+
+`{"error": "<sentence a person can act on>", "code": "<stable machine code>"}`, plus `fields`
+for validation errors. DRF views get it through the exception handler; plain views (SSE,
+ingest) through `json_error`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+def json_error(status_code: int, message: str, code: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, "code": code, **extra}, status=status_code)
+
+
+def _flatten(detail: Any) -> str:
+    if isinstance(detail, list):
+        return " ".join(_flatten(item) for item in detail)
+    if isinstance(detail, dict):
+        return " ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
+    return str(detail)
+
+
+def json_exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        body = {"error": _flatten(exc.detail), "code": "invalid", "fields": exc.detail}
+    elif isinstance(exc, exceptions.ParseError):
+        body = {"error": f"The request body is not valid JSON: {exc.detail}", "code": "malformed"}
+    elif isinstance(exc, exceptions.APIException):
+        body = {
+            "error": _flatten(exc.detail),
+            "code": exc.get_codes() if isinstance(exc.get_codes(), str) else "error",
+        }
+    else:
+        body = {"error": "Request failed.", "code": "error"}
+    if response.status_code == status.HTTP_404_NOT_FOUND:
+        body = {"error": "Not found.", "code": "not_found"}
+    response.data = body
+    return response

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from cameras.urls import api_urlpatterns as cameras_api
+from chats.urls import api_urlpatterns as chats_api
+from events.urls import api_urlpatterns as events_api
+from organizations.urls import api_urlpatterns as organizations_api
+from project import views
+
+api_v1 = organizations_api + chats_api + cameras_api + events_api
+
+urlpatterns = [
+    path("", views.dashboard, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("", include("organizations.urls")),
+    path("", include("chats.urls")),
+    path("", include("cameras.urls")),
+    path("", include("events.urls")),
+]
+
+handler404 = "project.views.not_found"

@@ -1,0 +1,280 @@
+"""Shared fixtures: the personas, API clients, and the real services some tests need.
+
+Personas (as in Healthchecks): Alice owns an organization, Bob is a member of it, Charlie owns
+another organization and must see nothing of Alice's.
+
+Tests that need PostgreSQL, Redis or Chromium ask for a fixture below. Without the service they
+are skipped with the reason, unless SIGHTLINE_REQUIRE_SERVICES=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from organizations.models import Organization
+from organizations.services import api_token_create, membership_add, organization_create
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+def services_required() -> bool:
+    return os.environ.get("SIGHTLINE_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a laptop; fail where the services are promised (CI)."""
+    if services_required():
+        pytest.fail(f"{reason} (SIGHTLINE_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Rate limits, latest frames and the like live in the cache; no test may see another's.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.org", "alice-password")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.org", "bob-password")
+
+
+@pytest.fixture
+def charlie(django_user_model):
+    return django_user_model.objects.create_user(
+        "charlie", "charlie@example.org", "charlie-password"
+    )
+
+
+@pytest.fixture
+def organization(alice, bob) -> Organization:
+    organization = organization_create(name="Alice Co", owner=alice)
+    membership_add(organization=organization, user=bob, role="member")
+    return organization
+
+
+@pytest.fixture
+def charlie_organization(charlie) -> Organization:
+    return organization_create(name="Charlie Ltd", owner=charlie)
+
+
+def _token_client(user) -> APIClient:
+    _, raw = api_token_create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    client.raw_token = raw  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+def alice_api(alice, organization) -> APIClient:
+    return _token_client(alice)
+
+
+@pytest.fixture
+def bob_api(bob, organization) -> APIClient:
+    return _token_client(bob)
+
+
+@pytest.fixture
+def charlie_api(charlie, charlie_organization) -> APIClient:
+    return _token_client(charlie)
+
+
+# --- real services -------------------------------------------------------------------------
+
+
+def _redis_url() -> str:
+    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    url = _redis_url()
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis is not reachable at {url}: {exc}")
+    return url
+
+
+@pytest.fixture
+def postgresql(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        unavailable("needs PostgreSQL: set DATABASE_URL=postgres://…")
+    return connection
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        unavailable("the playwright package is not installed")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url_of_test_database() -> str:
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = quote(settings_dict.get("PASSWORD") or "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+class LiveDaphne:
+    """A real daphne process serving this test's database on 127.0.0.1."""
+
+    def __init__(self, env: dict[str, str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.log_path = Path(f"/tmp/sightline-daphne-{self.port}.log")
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "project.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"daphne did not start in 30 s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def live_daphne(transactional_db) -> Iterator[callable]:
+    """Factory: live_daphne(**extra_env) starts daphne against the test database."""
+    servers: list[LiveDaphne] = []
+
+    def start(**extra_env: str) -> LiveDaphne:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_of_test_database(),
+            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "test-only-secret-key"),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "MEDIA_ROOT": os.environ.get("MEDIA_ROOT", "/tmp/sightline-test-media"),
+            **extra_env,
+        }
+        server = LiveDaphne(env)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def login(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
+
+
+@pytest.fixture
+def media_root(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT

@@ -247,3 +247,9 @@ LOGGING = {
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- chats settings (see README "Configuration") ---
+
+# --- cameras settings ---
+
+# --- events settings ---

@@ -1,0 +1,65 @@
+"""The shapes every backend shares: history turns, the organization's context, the error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+
+class AssistantError(Exception):
+    """The backend could not produce (the rest of) a reply; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Member:
+    username: str
+    role: str
+
+
+@dataclass(frozen=True)
+class FactGroup:
+    """Facts another app contributes (cameras, events): a topic, the words that ask about it
+    and one line per fact. Apps add groups through `chats.selectors.context_provider_register`."""
+
+    topic: str
+    keywords: tuple[str, ...]
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AssistantContext:
+    """What the assistant may know: the organization's own data, nothing else."""
+
+    organization_name: str
+    user_name: str
+    members: tuple[Member, ...]
+    chat_count: int
+    facts: tuple[FactGroup, ...] = field(default=())
+
+    def fact_group(self, topic: str) -> FactGroup | None:
+        return next((group for group in self.facts if group.topic == topic), None)
+
+    def as_system_prompt(self) -> str:
+        lines = [
+            f"You are Sightline's assistant for the organization {self.organization_name!r}.",
+            "Answer from the facts below; when they do not cover a question, say so plainly "
+            "instead of guessing. Answer in Markdown.",
+            f"You are talking to {self.user_name}, who has {self.chat_count} chat(s).",
+            "Members (username: role):",
+            *(f"- {member.username}: {member.role}" for member in self.members),
+        ]
+        for group in self.facts:
+            lines.append(f"{group.topic.capitalize()}:")
+            lines.extend(f"- {line}" for line in group.lines)
+        return "\n".join(lines)
+
+
+class Backend(Protocol):
+    def stream(self, turns: Sequence[Turn], context: AssistantContext) -> AsyncIterator[str]: ...

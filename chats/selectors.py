@@ -1,0 +1,91 @@
+"""Reads about chats. `chats_for_user` is the one place that decides who sees which chat.
+
+A chat is visible to its own user only, and only while that user is still a member of the
+chat's organization. Everyone else (Bob in the same organization, Charlie in another) gets
+None here, which every transport turns into a plain 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from chats.assistants import AssistantContext, FactGroup, Member, Turn
+from chats.models import Chat, Message
+from organizations.models import Organization
+from organizations.selectors import organization_members
+
+# Other apps (cameras, events) add facts for the assistant here from their AppConfig.ready().
+ContextProvider = Callable[[Organization], list[FactGroup]]
+_context_providers: list[ContextProvider] = []
+
+
+def context_provider_register(provider: ContextProvider) -> None:
+    if provider not in _context_providers:
+        _context_providers.append(provider)
+
+
+def context_provider_unregister(provider: ContextProvider) -> None:
+    if provider in _context_providers:
+        _context_providers.remove(provider)
+
+
+def chats_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Chat]:
+    if not user.is_authenticated:
+        return Chat.objects.none()
+    # Membership is unique per (organization, user), so this join never duplicates a chat.
+    return Chat.objects.filter(user=user, organization__memberships__user=user)
+
+
+def chat_get_for_user(*, user: AbstractBaseUser | AnonymousUser, chat_id: int) -> Chat | None:
+    return chats_for_user(user=user).select_related("organization").filter(pk=chat_id).first()
+
+
+def chat_messages(*, chat: Chat) -> QuerySet[Message]:
+    return Message.objects.filter(chat=chat).order_by("created_at", "id")
+
+
+def message_get_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, chat_id: int, message_id: int
+) -> Message | None:
+    return (
+        Message.objects.filter(chat__in=chats_for_user(user=user), chat_id=chat_id, pk=message_id)
+        .select_related("chat")
+        .first()
+    )
+
+
+def message_streaming_in_chat(*, chat: Chat) -> Message | None:
+    return chat_messages(chat=chat).filter(status=Message.Status.STREAMING).last()
+
+
+def chat_turns_before(*, message: Message) -> list[Turn]:
+    """The history a reply is generated from: every message of its chat before it that has
+    text (failed or stopped replies keep their partial text, which is still history)."""
+    earlier = (
+        Message.objects.filter(chat_id=message.chat_id, id__lt=message.id)
+        .order_by("created_at", "id")
+        .exclude(content="")
+        .values_list("role", "content")
+    )
+    return [Turn(role=role, content=content) for role, content in earlier]
+
+
+def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:
+    organization = chat.organization
+    members = tuple(
+        Member(username=membership.user.get_username(), role=membership.role)
+        for membership in organization_members(organization=organization)
+    )
+    facts: list[FactGroup] = []
+    for provider in _context_providers:
+        facts.extend(provider(organization))
+    return AssistantContext(
+        organization_name=organization.name,
+        user_name=chat.user.get_username(),
+        members=members,
+        chat_count=chats_for_user(user=chat.user).filter(organization=organization).count(),
+        facts=tuple(facts),
+    )

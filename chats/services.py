@@ -1,0 +1,180 @@
+"""Writes about chats and messages: create, rename, delete, send a prompt, and the life of a
+reply (flush, finish, stop, stale expiry). Generation itself lives in `chats.runs`."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from chats.models import Chat, Message
+from organizations.models import Organization
+
+TITLE_MAX_CHARS = 60
+TITLE_FIELD_MAX_CHARS = 120
+# A running reply writes at least every few seconds (its heartbeat); one silent this long has
+# lost its run (server restart, crash) and is marked failed so nothing stays `streaming`.
+STALE_AFTER_SECONDS = 30
+STALE_ERROR = (
+    "The reply stopped being generated (the server restarted or the run was lost); "
+    "the text so far is kept. Send the prompt again to retry."
+)
+
+
+class ChatInputError(ValueError):
+    """Input a person can fix; `code` is the stable machine code of the JSON error."""
+
+    def __init__(self, message: str, code: str = "invalid"):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class ChatBusy(Exception):
+    """A reply is already being generated in this chat."""
+
+    def __init__(self, message: Message):
+        super().__init__("A reply is already being generated in this chat.")
+        self.streaming_message = message
+
+
+def chat_title_from_prompt(prompt: str) -> str:
+    """The first words of the prompt, cut on a word boundary at about 60 characters."""
+    text = " ".join(prompt.split())
+    if len(text) <= TITLE_MAX_CHARS:
+        return text
+    head = text[: TITLE_MAX_CHARS + 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else ""
+    # No space early enough (one very long word): cut inside it rather than keep one word.
+    if len(cut) < TITLE_MAX_CHARS // 2:
+        cut = text[:TITLE_MAX_CHARS]
+    return cut.rstrip() + "…"
+
+
+def _clean_title(title: object) -> str:
+    if not isinstance(title, str):
+        raise ChatInputError("The title must be a string.")
+    cleaned = " ".join(title.split())
+    if not cleaned:
+        raise ChatInputError("The title must not be empty.")
+    if len(cleaned) > TITLE_FIELD_MAX_CHARS:
+        raise ChatInputError(f"The title is longer than {TITLE_FIELD_MAX_CHARS} characters.")
+    return cleaned
+
+
+def prompt_clean(prompt: object) -> str:
+    """The prompt to store, or ChatInputError saying what is wrong with it."""
+    if prompt is None:
+        raise ChatInputError('The body needs a "prompt": {"prompt": "..."}.', "prompt_missing")
+    if not isinstance(prompt, str):
+        raise ChatInputError("The prompt must be a string.", "prompt_invalid")
+    cleaned = prompt.strip()
+    if not cleaned:
+        raise ChatInputError("The prompt is empty.", "prompt_empty")
+    limit = settings.CHAT_PROMPT_MAX_CHARS
+    if len(cleaned) > limit:
+        raise ChatInputError(
+            f"The prompt is {len(cleaned)} characters long; the limit is {limit}.",
+            "prompt_too_long",
+        )
+    return cleaned
+
+
+def chat_create(*, user: AbstractBaseUser, organization: Organization, title: str = "") -> Chat:
+    """Call with an organization the user is a member of (chosen through its selectors)."""
+    return Chat.objects.create(
+        user=user, organization=organization, title=_clean_title(title) if title else ""
+    )
+
+
+def chat_rename(*, chat: Chat, title: object) -> Chat:
+    chat.title = _clean_title(title)
+    chat.save(update_fields=["title", "updated_at"])
+    return chat
+
+
+def chat_delete(*, chat: Chat) -> None:
+    # A run still generating for this chat notices at its next flush (no row) and stops.
+    chat.delete()
+
+
+def chat_rate_limit_hit(*, user: AbstractBaseUser) -> int:
+    """Count one prompt; return 0 when allowed, else the seconds until the window resets.
+
+    A fixed one-minute window in the Django cache, so every process shares it when the
+    cache is Redis."""
+    now = time.time()
+    window = int(now // 60)
+    key = f"chat-rate:{user.pk}:{window}"
+    cache.add(key, 0, timeout=70)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=70)
+        count = 1
+    if count > settings.CHAT_RATE_LIMIT_PER_MINUTE:
+        return max(1, int((window + 1) * 60 - now + 0.999))
+    return 0
+
+
+def messages_expire_stale(*, chat: Chat | None = None) -> int:
+    """Mark replies whose run stopped heartbeating as failed; returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=STALE_AFTER_SECONDS)
+    stale = Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
+    if chat is not None:
+        stale = stale.filter(chat=chat)
+    return stale.update(status=Message.Status.FAILED, error=STALE_ERROR, updated_at=timezone.now())
+
+
+def message_send(*, chat: Chat, prompt: object) -> tuple[Message, Message]:
+    """Store the prompt and an empty `streaming` reply, before anything is generated.
+
+    Raises ChatInputError for a bad prompt and ChatBusy when a reply is still running."""
+    content = prompt_clean(prompt)
+    with transaction.atomic():
+        # Lock the chat row so two concurrent prompts cannot both pass the busy check.
+        Chat.objects.select_for_update().filter(pk=chat.pk).first()
+        messages_expire_stale(chat=chat)
+        running = Message.objects.filter(chat=chat, status=Message.Status.STREAMING).first()
+        if running is not None:
+            raise ChatBusy(running)
+        question = Message.objects.create(chat=chat, role=Message.Role.USER, content=content)
+        reply = Message.objects.create(
+            chat=chat, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
+        )
+        if not chat.title:
+            chat.title = chat_title_from_prompt(content)
+        chat.save(update_fields=["title", "updated_at"])
+    return question, reply
+
+
+def message_flush(*, message_id: int, content: str) -> bool:
+    """Store the text so far; doubles as the run's heartbeat. False when the reply is no
+    longer streaming (stopped elsewhere, expired, deleted): the run should give up."""
+    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content, updated_at=timezone.now()
+    )
+    return updated > 0
+
+
+def message_finish(*, message_id: int, content: str, status: str, error: str = "") -> bool:
+    """Give a streaming reply its final text and status (complete, stopped or failed)."""
+    if status == Message.Status.STREAMING:
+        raise ValueError("A finished reply needs a final status.")
+    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content, status=status, error=error, updated_at=timezone.now()
+    )
+    return updated > 0
+
+
+def message_stop(*, message: Message) -> bool:
+    """Mark a reply stopped with the text stored so far. Used when no run answers a stop
+    (it was lost); a live run stops itself and stores its own buffer."""
+    updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+        status=Message.Status.STOPPED, updated_at=timezone.now()
+    )
+    return updated > 0

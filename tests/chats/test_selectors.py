@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+
+from chats.assistants import FactGroup, Member, Turn
+from chats.selectors import (
+    assistant_context_for_chat,
+    chat_get_for_user,
+    chat_turns_before,
+    chats_for_user,
+    context_provider_register,
+    context_provider_unregister,
+    message_get_for_user,
+)
+from chats.services import chat_create, message_finish, message_send
+from organizations.models import Membership
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def chat(alice, organization):
+    return chat_create(user=alice, organization=organization, title="Alice's")
+
+
+def test_alice_sees_her_chat(alice, chat):
+    assert list(chats_for_user(user=alice)) == [chat]
+    assert chat_get_for_user(user=alice, chat_id=chat.pk) == chat
+
+
+def test_bob_in_the_same_organization_does_not_see_alices_chat(bob, chat):
+    assert list(chats_for_user(user=bob)) == []
+    assert chat_get_for_user(user=bob, chat_id=chat.pk) is None
+
+
+def test_charlie_does_not_see_alices_chat(charlie, charlie_organization, chat):
+    assert chat_get_for_user(user=charlie, chat_id=chat.pk) is None
+
+
+def test_alice_loses_her_chat_when_she_leaves_the_organization(alice, chat):
+    Membership.objects.filter(user=alice).delete()
+    assert chat_get_for_user(user=alice, chat_id=chat.pk) is None
+
+
+def test_anonymous_sees_nothing(chat):
+    from django.contrib.auth.models import AnonymousUser
+
+    assert list(chats_for_user(user=AnonymousUser())) == []
+
+
+def test_messages_are_found_only_through_their_own_chat(alice, bob, organization, chat):
+    _, reply = message_send(chat=chat, prompt="hi")
+    other = chat_create(user=alice, organization=organization)
+    assert message_get_for_user(user=alice, chat_id=chat.pk, message_id=reply.pk) == reply
+    assert message_get_for_user(user=alice, chat_id=other.pk, message_id=reply.pk) is None
+    assert message_get_for_user(user=bob, chat_id=chat.pk, message_id=reply.pk) is None
+
+
+def test_history_is_every_earlier_message_with_text(chat):
+    _, first = message_send(chat=chat, prompt="Who is on the team?")
+    message_finish(message_id=first.pk, content="Alice and Bob.", status="complete")
+    _, second = message_send(chat=chat, prompt="And their roles?")
+    assert chat_turns_before(message=second) == [
+        Turn("user", "Who is on the team?"),
+        Turn("assistant", "Alice and Bob."),
+        Turn("user", "And their roles?"),
+    ]
+
+
+def test_context_holds_the_organizations_own_data(alice, organization, chat, charlie_organization):
+    context = assistant_context_for_chat(chat=chat)
+    assert context.organization_name == "Alice Co"
+    assert context.user_name == "alice"
+    assert set(context.members) == {Member("alice", "owner"), Member("bob", "member")}
+    assert context.chat_count == 1
+    assert context.facts == ()
+
+
+def test_other_apps_add_facts_through_a_provider(organization, chat):
+    def cameras(org):
+        return [FactGroup("cameras", ("camera",), (f"Front door ({org.name})",))]
+
+    context_provider_register(cameras)
+    try:
+        context = assistant_context_for_chat(chat=chat)
+    finally:
+        context_provider_unregister(cameras)
+    assert context.fact_group("cameras").lines == ("Front door (Alice Co)",)

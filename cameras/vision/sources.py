@@ -1,0 +1,298 @@
+"""Frame sources: turn a camera's source spec into something that yields BGR frames.
+
+Specs:
+- `rtsp://…`, `rtsps://…`, `http://…`, `https://…`: a network stream opened with OpenCV's FFmpeg
+  backend (RTSP, MJPEG over HTTP, HLS, …), with open and read timeouts so nothing hangs.
+- `/abs/path/video.mp4` or `file:///abs/path/video.mp4`: a video file, replayed as if it were a
+  live camera: paced at the file's own fps and looped at its end.
+- `device:N`: local capture device N (`/dev/videoN` on Linux).
+- `demo:` or `demo:<name>`: the synthetic `DemoScene`; each name gives a different scene.
+- `push:`: no source is read; frames arrive through the ingest endpoint.
+
+Every source is paced like a camera: `read()` blocks until the next frame is there (for a network
+stream, until it arrives, at most about `read_timeout`), and returns None when there is none. It
+never reconnects by itself: after a stream breaks, `read()` keeps returning None (pausing briefly
+each time so a loop around it does not spin) and the caller reopens it with its own backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import cv2
+import numpy as np
+
+from cameras.vision.demo import DemoScene, demo_seed
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
+MAX_SOURCE_LENGTH = 2000
+MAX_DEVICE_INDEX = 63
+_DEMO_NAME = re.compile(r"[A-Za-z0-9_-]{0,40}")
+_SUPPORTED = (
+    "use rtsp://, rtsps://, http(s)://, a video file's absolute path or file:///path, "
+    "device:N, demo: or push:"
+)
+# After a failed read, wait this long before returning None, so a caller's loop does not spin.
+_FAILED_READ_PAUSE = 0.1
+# A file source skips at most this many seconds of frames to catch up with a slow caller; beyond
+# that it restarts its clock instead (skipping costs a decode per frame).
+_MAX_CATCH_UP_SECONDS = 1.0
+
+
+class SourceError(Exception):
+    """A source could not be opened; the message is the reason, for logs and the camera status."""
+
+
+class FrameSource(Protocol):
+    description: str  # for logs and status; credentials in URLs are masked
+    is_live: bool  # False only for a video file replayed as a camera
+
+    def read(self) -> np.ndarray | None:
+        """The next BGR frame, or None if the source has none right now."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def validate_source(source: str) -> str | None:
+    """None if `source` is a valid source spec, else a message saying what is wrong.
+
+    Checks the form only, plus that a video file exists: it opens nothing.
+    """
+    try:
+        _parse(source)
+    except SourceError as error:
+        return str(error)
+    return None
+
+
+def open_source(source: str, *, read_timeout: float = 5.0) -> FrameSource:
+    """Open a source spec for reading. Raises SourceError with the reason when it cannot.
+
+    Opening a network stream takes at most about `read_timeout` seconds for the connection check
+    plus as long again for FFmpeg to open the stream.
+    """
+    kind, value = _parse(source)
+    if kind == "push":
+        raise SourceError("push: cameras receive frames through the ingest endpoint")
+    if kind == "demo":
+        return DemoScene(seed=demo_seed(value))
+    if kind == "device":
+        return _open_device(int(value))
+    if kind == "file":
+        return VideoFileSource(value)
+    return _open_stream(value, read_timeout=read_timeout)
+
+
+def mask_credentials(url: str) -> str:
+    """The URL with any password replaced by `***`, for logs and status."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+class CaptureSource:
+    """A network stream or local device read through cv2.VideoCapture."""
+
+    def __init__(self, capture: cv2.VideoCapture, description: str) -> None:
+        self._capture = capture
+        self.description = description
+        self.is_live = True
+
+    def read(self) -> np.ndarray | None:
+        started = time.monotonic()
+        ok, frame = self._capture.read()
+        if ok and frame is not None:
+            return frame
+        elapsed = time.monotonic() - started
+        if elapsed < _FAILED_READ_PAUSE:
+            time.sleep(_FAILED_READ_PAUSE - elapsed)
+        return None
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class VideoFileSource:
+    """A video file replayed as a live camera: at the file's fps, looped at its end.
+
+    `read()` returns the frame that is due now by the file's clock: it sleeps when called early
+    and skips frames when called late (up to a second's worth), so a caller reading at its own
+    rate sees the video at its real speed.
+    """
+
+    is_live = False
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.description = f"video file {path}"
+        self._capture = _open_file_capture(path)
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        # Files without a usable frame rate play at 25 fps, the common PAL rate.
+        self.fps = fps if 1.0 <= fps <= 240.0 else 25.0
+        self._started: float | None = None
+        self._position = 0  # index of the next frame to read, since the last loop
+
+    def read(self) -> np.ndarray | None:
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        due = int((now - self._started) * self.fps)
+        if self._position > due:
+            time.sleep(self._started + self._position / self.fps - now)
+        elif due - self._position > self.fps * _MAX_CATCH_UP_SECONDS:
+            self._started = now - self._position / self.fps
+        else:
+            for _ in range(due - self._position):
+                if not self._capture.grab():
+                    break
+                self._position += 1
+        frame = self._read_frame()
+        if frame is None:
+            # End of the file: start it again.
+            self._rewind()
+            frame = self._read_frame()
+            if frame is None:
+                time.sleep(_FAILED_READ_PAUSE)
+                return None
+        return frame
+
+    def close(self) -> None:
+        self._capture.release()
+
+    def _read_frame(self) -> np.ndarray | None:
+        ok, frame = self._capture.read()
+        if not ok or frame is None:
+            return None
+        self._position += 1
+        return frame
+
+    def _rewind(self) -> None:
+        # Reopening is slower than seeking to 0 but works for every container and codec.
+        self._capture.release()
+        self._capture = _open_file_capture(self.path)
+        self._position = 0
+        self._started = time.monotonic()
+
+
+def _parse(source: str) -> tuple[str, str]:
+    """(kind, value) for a spec, or SourceError with a message a user can act on."""
+    if not isinstance(source, str) or not source.strip():
+        raise SourceError(f"enter a source: {_SUPPORTED}")
+    source = source.strip()
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise SourceError(f"the source is longer than {MAX_SOURCE_LENGTH} characters")
+    if any(ord(character) < 32 or ord(character) == 127 for character in source):
+        raise SourceError("the source contains control characters")
+    if source == "push:":
+        return "push", ""
+    if source.startswith("demo:"):
+        name = source[len("demo:") :]
+        if not _DEMO_NAME.fullmatch(name):
+            raise SourceError(
+                "a demo name may only use letters, digits, - and _ (at most 40), as in demo:lobby"
+            )
+        return "demo", name
+    if source.startswith("device:"):
+        index = source[len("device:") :]
+        if not index.isdigit() or int(index) > MAX_DEVICE_INDEX:
+            raise SourceError(f"a device is device:N with N from 0 to {MAX_DEVICE_INDEX}")
+        return "device", str(int(index))
+    if source.startswith("/") or source.startswith("file:"):
+        return "file", _file_path(source)
+    scheme = source.split(":", 1)[0].lower() if ":" in source else ""
+    if scheme in NETWORK_SCHEMES:
+        if any(character.isspace() for character in source):
+            raise SourceError("a stream URL cannot contain spaces (encode them as %20)")
+        try:
+            parts = urlsplit(source)
+            parts.port  # noqa: B018 - parsing the port is what raises on a bad one
+        except ValueError as error:
+            raise SourceError(f"not a valid URL: {error}") from error
+        if not parts.hostname:
+            raise SourceError(f"{scheme}:// URLs need a host, as in {scheme}://camera.local/stream")
+        return "stream", source
+    raise SourceError(f"unsupported source: {_SUPPORTED}")
+
+
+def _file_path(source: str) -> str:
+    if source.startswith("file:"):
+        parts = urlsplit(source)
+        if not source.startswith("file:///") or parts.netloc:
+            raise SourceError("a file URL is file:///absolute/path (three slashes)")
+        path = unquote(parts.path)
+    else:
+        path = source
+    if not os.path.isabs(path):
+        raise SourceError("a video file needs an absolute path")
+    if not Path(path).is_file():
+        raise SourceError(f"no such video file: {path}")
+    return path
+
+
+def _open_file_capture(path: str) -> cv2.VideoCapture:
+    # FFmpeg explicitly: the default backend list would read a path containing %d as an image
+    # sequence.
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        if not Path(path).is_file():
+            raise SourceError(f"no such video file: {path}")
+        raise SourceError(f"could not open {path}: not a video file OpenCV can read")
+    return capture
+
+
+def _open_device(index: int) -> CaptureSource:
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"could not open device:{index}: no such camera, or it is in use")
+    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return CaptureSource(capture, f"device {index}")
+
+
+def _open_stream(url: str, *, read_timeout: float) -> CaptureSource:
+    shown = mask_credentials(url)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    # A plain TCP connect first: FFmpeg only says "could not open", this says why.
+    port = parts.port or DEFAULT_PORTS[scheme]
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=read_timeout):
+            pass
+    except socket.gaierror:
+        raise SourceError(f"could not open {shown}: host {parts.hostname} not found") from None
+    except ConnectionRefusedError:
+        raise SourceError(f"could not open {shown}: connection refused") from None
+    except TimeoutError:
+        raise SourceError(f"could not open {shown}: no answer within {read_timeout:g} s") from None
+    except OSError as error:
+        raise SourceError(f"could not open {shown}: {error.strerror or error}") from None
+    if scheme.startswith("rtsp"):
+        # RTSP over TCP survives packet loss and NAT where UDP smears or stalls; an operator can
+        # still choose other FFmpeg options through this variable.
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    timeout_ms = max(1, int(read_timeout * 1000))
+    capture = cv2.VideoCapture(
+        url,
+        cv2.CAP_FFMPEG,
+        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
+    )
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(
+            f"could not open {shown}: the server answered but no video stream could be read"
+        )
+    # Keep at most one frame queued: viewers want the newest frame, not a backlog.
+    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return CaptureSource(capture, shown)

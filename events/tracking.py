@@ -1,0 +1,171 @@
+"""Turn a camera's stream of per-frame detections into detection events and session totals.
+
+Plain Python (no Django), so the rules can be read and tested alone:
+
+- **Per-class presence.** A detection event is a continuous presence of one *class* on one
+  camera: at most one event per class per camera is open at a time. Two people in view at once
+  are one `person` event (its peak confidence and best box come from the most confident of
+  them); we do not try to tell individuals apart, because none of the built-in detectors can.
+- **Gap tolerance.** A class that disappears for at most `gap_seconds` (the
+  `EVENT_GAP_SECONDS` setting) and comes back continues the same event, so a detector missing a
+  few frames does not split one visit into many. An event is closed once a frame arrives more
+  than `gap_seconds` after the class was last seen, or when the camera stops (`close_all`).
+  Its end is the time the class was last seen, not the time the closing was noticed.
+- **Best frame.** Each event keeps the box and the frame of its most confident detection; the
+  frame is what the snapshot is drawn from.
+- **Session counts** are *events started per class* during the session: the same unit the API,
+  the pages and the assistant count, so every number in the product means "events".
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_local_ids = itertools.count(1)
+
+
+@dataclass
+class TrackedEvent:
+    """An event as the tracker sees it; `local_id` identifies it until it has a database row."""
+
+    label: str
+    started_ms: int
+    last_seen_ms: int
+    peak_confidence: float
+    best_bbox: list[int]
+    best_frame: Any = None
+    frames_seen: int = 1
+    closed: bool = False
+    local_id: int = field(default_factory=lambda: next(_local_ids))
+
+
+@dataclass(frozen=True)
+class Opened:
+    event: TrackedEvent
+
+
+@dataclass(frozen=True)
+class Extended:
+    """The event was seen again; `new_best` says its peak (and best box/frame) improved."""
+
+    event: TrackedEvent
+    new_best: bool
+
+
+@dataclass(frozen=True)
+class Closed:
+    event: TrackedEvent
+
+
+Operation = Opened | Extended | Closed
+
+
+def _strongest_per_class(detections: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    strongest: dict[str, Mapping[str, Any]] = {}
+    for detection in detections:
+        label = str(detection["class"])
+        if label not in strongest or detection["confidence"] > strongest[label]["confidence"]:
+            strongest[label] = detection
+    return strongest
+
+
+class EventTracker:
+    """Per-camera event state. Not thread-safe: one caller (the camera's recorder) feeds it."""
+
+    def __init__(self, *, gap_seconds: float):
+        if gap_seconds < 0:
+            raise ValueError("gap_seconds must not be negative")
+        self.gap_ms = int(round(gap_seconds * 1000))
+        self.open: dict[str, TrackedEvent] = {}
+
+    def observe(
+        self,
+        timestamp_ms: int,
+        detections: Iterable[Mapping[str, Any]],
+        frame: Any = None,
+    ) -> list[Operation]:
+        """Feed one processed frame (its detections may be empty); return what changed.
+
+        `frame` is kept by reference when it becomes an event's best frame: callers that reuse
+        frame buffers must pass a copy.
+        """
+        operations: list[Operation] = []
+        # Close first, so a class that comes back after a long gap opens a *new* event.
+        operations.extend(self._close_stale(timestamp_ms))
+        for label, detection in _strongest_per_class(detections).items():
+            confidence = float(detection["confidence"])
+            bbox = [int(round(v)) for v in detection["bbox"]]
+            event = self.open.get(label)
+            if event is None:
+                event = TrackedEvent(
+                    label=label,
+                    started_ms=timestamp_ms,
+                    last_seen_ms=timestamp_ms,
+                    peak_confidence=confidence,
+                    best_bbox=bbox,
+                    best_frame=frame,
+                )
+                self.open[label] = event
+                operations.append(Opened(event))
+                continue
+            event.frames_seen += 1
+            event.last_seen_ms = max(event.last_seen_ms, timestamp_ms)
+            new_best = confidence > event.peak_confidence
+            if new_best:
+                event.peak_confidence = confidence
+                event.best_bbox = bbox
+                event.best_frame = frame
+            operations.append(Extended(event, new_best))
+        return operations
+
+    def close_stale(self, now_ms: int) -> list[Closed]:
+        """Close events whose class has not been seen for longer than the gap, as of `now_ms`."""
+        return self._close_stale(now_ms)
+
+    def close_all(self) -> list[Closed]:
+        """The camera stopped: every open event ends when its class was last seen."""
+        closed = [Closed(event) for event in self.open.values()]
+        for operation in closed:
+            operation.event.closed = True
+        self.open.clear()
+        return closed
+
+    def _close_stale(self, now_ms: int) -> list[Closed]:
+        stale = [
+            label for label, event in self.open.items() if now_ms - event.last_seen_ms > self.gap_ms
+        ]
+        closed = []
+        for label in stale:
+            event = self.open.pop(label)
+            event.closed = True
+            closed.append(Closed(event))
+        return closed
+
+
+@dataclass
+class SessionTally:
+    """What a camera session has processed so far; `counts` are events started per class."""
+
+    started_ms: int
+    last_frame_ms: int
+    frames_processed: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add_frame(self, timestamp_ms: int, operations: Iterable[Operation]) -> None:
+        self.frames_processed += 1
+        self.last_frame_ms = max(self.last_frame_ms, timestamp_ms)
+        for operation in operations:
+            if isinstance(operation, Opened):
+                label = operation.event.label
+                self.counts[label] = self.counts.get(label, 0) + 1
+
+    @property
+    def measured_fps(self) -> float:
+        """Frames per second between the first and the last frame (0 until two frames span time)."""
+        span_ms = self.last_frame_ms - self.started_ms
+        if self.frames_processed < 2 or span_ms <= 0:
+            return 0.0
+        return round((self.frames_processed - 1) * 1000 / span_ms, 2)

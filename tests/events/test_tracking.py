@@ -1,0 +1,160 @@
+"""The event rules alone: per-class presence, gap tolerance, best frame, session tallies."""
+
+from __future__ import annotations
+
+import pytest
+
+from events.tracking import Closed, EventTracker, Extended, Opened, SessionTally
+
+
+def person(confidence: float, bbox=(10, 10, 20, 40)) -> dict:
+    return {"class": "person", "confidence": confidence, "bbox": list(bbox)}
+
+
+def car(confidence: float) -> dict:
+    return {"class": "car", "confidence": confidence, "bbox": [0, 0, 50, 30]}
+
+
+def kinds(operations) -> list[tuple[str, str]]:
+    return [(type(op).__name__, op.event.label) for op in operations]
+
+
+def test_a_new_class_opens_an_event():
+    tracker = EventTracker(gap_seconds=2)
+    operations = tracker.observe(1_000, [person(0.7)], frame="frame-1")
+    assert kinds(operations) == [("Opened", "person")]
+    event = operations[0].event
+    assert (event.started_ms, event.last_seen_ms, event.frames_seen) == (1_000, 1_000, 1)
+    assert event.best_frame == "frame-1"
+    assert event.best_bbox == [10, 10, 20, 40]
+
+
+def test_seeing_the_class_again_extends_the_same_event():
+    tracker = EventTracker(gap_seconds=2)
+    first = tracker.observe(0, [person(0.7)])[0].event
+    operations = tracker.observe(100, [person(0.6)])
+    assert kinds(operations) == [("Extended", "person")]
+    assert operations[0].event is first
+    assert operations[0].new_best is False
+    assert first.frames_seen == 2
+    assert first.last_seen_ms == 100
+
+
+def test_a_more_confident_detection_becomes_the_best_box_and_frame():
+    tracker = EventTracker(gap_seconds=2)
+    tracker.observe(0, [person(0.5)], frame="weak")
+    operations = tracker.observe(100, [person(0.9, bbox=(1, 2, 3, 4))], frame="strong")
+    assert operations[0].new_best is True
+    event = operations[0].event
+    assert event.peak_confidence == 0.9
+    assert event.best_bbox == [1, 2, 3, 4]
+    assert event.best_frame == "strong"
+    # A weaker later frame does not replace it.
+    tracker.observe(200, [person(0.8)], frame="later")
+    assert event.best_frame == "strong"
+
+
+def test_two_people_in_one_frame_are_one_person_event_with_the_stronger_box():
+    tracker = EventTracker(gap_seconds=2)
+    operations = tracker.observe(0, [person(0.4, (0, 0, 1, 1)), person(0.8, (5, 5, 9, 9))])
+    assert kinds(operations) == [("Opened", "person")]
+    assert operations[0].event.best_bbox == [5, 5, 9, 9]
+    assert operations[0].event.peak_confidence == 0.8
+
+
+def test_classes_are_tracked_independently():
+    tracker = EventTracker(gap_seconds=1)
+    tracker.observe(0, [person(0.7), car(0.6)])
+    operations = tracker.observe(500, [car(0.6)])
+    assert kinds(operations) == [("Extended", "car")]
+    operations = tracker.observe(1_400, [car(0.6)])
+    assert kinds(operations) == [("Closed", "person"), ("Extended", "car")]
+
+
+def test_a_gap_within_the_tolerance_does_not_split_the_event():
+    tracker = EventTracker(gap_seconds=2)
+    first = tracker.observe(0, [person(0.7)])[0].event
+    assert tracker.observe(1_000, []) == []
+    # 2 s after it was last seen is still within the tolerance.
+    operations = tracker.observe(2_000, [person(0.7)])
+    assert kinds(operations) == [("Extended", "person")]
+    assert operations[0].event is first
+
+
+def test_a_gap_longer_than_the_tolerance_closes_the_event_and_a_return_opens_a_new_one():
+    tracker = EventTracker(gap_seconds=2)
+    first = tracker.observe(0, [person(0.7)])[0].event
+    tracker.observe(500, [person(0.7)])
+    operations = tracker.observe(2_501, [person(0.7)])
+    assert kinds(operations) == [("Closed", "person"), ("Opened", "person")]
+    assert operations[0].event is first
+    assert first.closed
+    # The event ends when the person was last seen, not when the closing was noticed.
+    assert first.last_seen_ms == 500
+    assert operations[1].event is not first
+
+
+def test_empty_frames_close_an_event_once_the_gap_has_passed():
+    tracker = EventTracker(gap_seconds=2)
+    tracker.observe(0, [person(0.7)])
+    assert tracker.observe(2_000, []) == []
+    assert kinds(tracker.observe(2_001, [])) == [("Closed", "person")]
+    assert tracker.open == {}
+
+
+def test_close_stale_uses_the_time_it_is_given():
+    tracker = EventTracker(gap_seconds=2)
+    tracker.observe(0, [person(0.7)])
+    assert tracker.close_stale(1_500) == []
+    assert kinds(tracker.close_stale(5_000)) == [("Closed", "person")]
+
+
+def test_close_all_ends_every_open_event():
+    tracker = EventTracker(gap_seconds=2)
+    tracker.observe(0, [person(0.7), car(0.5)])
+    closed = tracker.close_all()
+    assert sorted(op.event.label for op in closed) == ["car", "person"]
+    assert all(isinstance(op, Closed) and op.event.closed for op in closed)
+    assert tracker.open == {}
+
+
+def test_a_zero_tolerance_splits_on_every_missed_frame():
+    tracker = EventTracker(gap_seconds=0)
+    tracker.observe(0, [person(0.7)])
+    assert kinds(tracker.observe(0, [person(0.7)])) == [("Extended", "person")]
+    assert kinds(tracker.observe(1, [person(0.7)])) == [("Closed", "person"), ("Opened", "person")]
+
+
+def test_a_negative_tolerance_is_refused():
+    with pytest.raises(ValueError):
+        EventTracker(gap_seconds=-1)
+
+
+def test_a_session_counts_frames_and_events_started_per_class():
+    tracker = EventTracker(gap_seconds=1)
+    tally = SessionTally(started_ms=0, last_frame_ms=0)
+    frames = [
+        (0, [person(0.7)]),
+        (100, [person(0.7), car(0.5)]),
+        (200, []),
+        (1_500, [person(0.6)]),  # the first person event closed; this is a second one
+        (1_900, [person(0.6)]),
+    ]
+    for timestamp, detections in frames:
+        tally.add_frame(timestamp, tracker.observe(timestamp, detections))
+    assert tally.frames_processed == 5
+    assert tally.counts == {"person": 2, "car": 1}
+    assert tally.measured_fps == pytest.approx(4 / 1.9, abs=0.01)
+
+
+def test_a_session_with_one_frame_has_no_measured_fps_yet():
+    tally = SessionTally(started_ms=0, last_frame_ms=0)
+    tally.add_frame(0, [])
+    assert tally.measured_fps == 0.0
+
+
+def test_operations_are_the_three_documented_kinds():
+    tracker = EventTracker(gap_seconds=0)
+    operations = tracker.observe(0, [person(0.5)]) + tracker.observe(0, [person(0.6)])
+    operations += tracker.close_all()
+    assert [type(op) for op in operations] == [Opened, Extended, Closed]

@@ -1,0 +1,129 @@
+"""JSON API for cameras: thin views over the selectors and services."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cameras.models import Camera
+from cameras.selectors import camera_get_for_user, cameras_for_user
+from cameras.services import camera_create, camera_delete, camera_update
+from organizations.selectors import organization_default_for_user, organization_get_for_user
+
+
+class CameraOutputSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id")
+    organization = serializers.IntegerField(source="organization_id")
+    stream_path = serializers.CharField()
+
+    class Meta:
+        model = Camera
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "source",
+            "enabled",
+            "target_fps",
+            "max_width",
+            "jpeg_quality",
+            "detectors",
+            "min_confidence",
+            "onnx_model",
+            "onnx_labels",
+            "status",
+            "last_error",
+            "last_frame_at",
+            "measured_fps",
+            "stream_path",
+            "created_at",
+        ]
+
+
+class CameraInputSerializer(serializers.Serializer):
+    """Shapes and types only; the rules (source spec, detector names, ranges) live on the model
+    and are checked by the services, so the admin and the API cannot disagree."""
+
+    name = serializers.CharField(max_length=120)
+    source = serializers.CharField(max_length=1000)
+    enabled = serializers.BooleanField(required=False)
+    target_fps = serializers.IntegerField(required=False)
+    max_width = serializers.IntegerField(required=False)
+    jpeg_quality = serializers.IntegerField(required=False)
+    detectors = serializers.ListField(child=serializers.CharField(), required=False)
+    min_confidence = serializers.FloatField(required=False)
+    onnx_model = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    onnx_labels = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+def _api_validation_error(exc: DjangoValidationError) -> ApiValidationError:
+    if hasattr(exc, "error_dict"):
+        return ApiValidationError(exc.message_dict)
+    return ApiValidationError({"non_field_errors": exc.messages})
+
+
+class CameraListApi(APIView):
+    class CreateSerializer(CameraInputSerializer):
+        organization = serializers.IntegerField(required=False)
+
+    def get(self, request):
+        cameras = cameras_for_user(user=request.user).order_by("name", "id")
+        return Response({"results": CameraOutputSerializer(cameras, many=True).data})
+
+    def post(self, request):
+        serializer = self.CreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        organization_id = fields.pop("organization", None)
+        if organization_id is None:
+            organization = organization_default_for_user(user=request.user)
+            if organization is None:
+                raise ApiValidationError(
+                    {"organization": ["You belong to several organizations (or none): say which."]}
+                )
+        else:
+            organization = organization_get_for_user(
+                user=request.user, organization_id=organization_id
+            )
+            if organization is None:
+                raise ApiValidationError(
+                    {"organization": ["No organization with this id among yours."]}
+                )
+        try:
+            camera = camera_create(organization=organization, **fields)
+        except DjangoValidationError as exc:
+            raise _api_validation_error(exc) from None
+        return Response(CameraOutputSerializer(camera).data, status=status.HTTP_201_CREATED)
+
+
+class CameraDetailApi(APIView):
+    class UpdateSerializer(CameraInputSerializer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, partial=True, **kwargs)
+
+    def _camera(self, request, camera_id: str) -> Camera:
+        camera = camera_get_for_user(user=request.user, public_id=camera_id)
+        if camera is None:
+            raise NotFound()
+        return camera
+
+    def get(self, request, camera_id: str):
+        return Response(CameraOutputSerializer(self._camera(request, camera_id)).data)
+
+    def patch(self, request, camera_id: str):
+        camera = self._camera(request, camera_id)
+        serializer = self.UpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            camera = camera_update(camera=camera, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise _api_validation_error(exc) from None
+        return Response(CameraOutputSerializer(camera).data)
+
+    def delete(self, request, camera_id: str):
+        camera_delete(camera=self._camera(request, camera_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,51 @@
+"""Cameras fixtures: Alice's demo and push cameras, Charlie's camera, real JPEG bytes."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from cameras.services import camera_create
+
+
+def jpeg_bytes(width: int = 320, height: int = 240, *, seed: int = 0) -> bytes:
+    """A real JPEG encoded by OpenCV: a gradient with a bright square, different per seed."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, :, 0] = np.linspace(0, 255, width, dtype=np.uint8)
+    image[:, :, 1] = (seed * 37) % 256
+    x = (seed * 13) % max(1, width - 40)
+    cv2.rectangle(image, (x, 40), (x + 40, 80), (255, 255, 255), -1)
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    return buffer.tobytes()
+
+
+def jpeg_b64(**kwargs) -> str:
+    return base64.b64encode(jpeg_bytes(**kwargs)).decode()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+def demo_camera(organization):
+    return camera_create(
+        organization=organization, name="Lobby", source="demo:", detectors=["motion"]
+    )
+
+
+@pytest.fixture
+def push_camera(organization):
+    return camera_create(
+        organization=organization, name="Webcam", source="push:", detectors=["motion"]
+    )
+
+
+@pytest.fixture
+def charlie_camera(charlie_organization):
+    return camera_create(organization=charlie_organization, name="Charlie's door", source="demo:")

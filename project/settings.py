@@ -251,5 +251,26 @@ if not DEBUG:
 # --- chats settings (see README "Configuration") ---
 
 # --- cameras settings ---
+# Ingest: the largest request body accepted by POST /api/v1/actions/actions/send (413 above it),
+# and how many new frames a second one push: camera may receive (429 above it).
+CAMERA_INGEST_MAX_BYTES = env_int("CAMERA_INGEST_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+CAMERA_INGEST_MAX_FRAMES_PER_SECOND = env_int("CAMERA_INGEST_MAX_FRAMES_PER_SECOND", 30, minimum=1)
+# How long a published frame's timestamp is remembered, so a frame forwarded back by a seed
+# client is answered as a duplicate instead of being broadcast again.
+CAMERA_FRAME_RECORD_SECONDS = env_int("CAMERA_FRAME_RECORD_SECONDS", 120, minimum=5)
+# A camera without a frame for this long is marked offline (its last frame is kept).
+CAMERA_OFFLINE_AFTER_SECONDS = env_float("CAMERA_OFFLINE_AFTER_SECONDS", 10.0, minimum=1.0)
+# How often the capture supervisor re-reads the cameras table for added/changed/removed cameras.
+CAMERA_RELOAD_SECONDS = env_float("CAMERA_RELOAD_SECONDS", 3.0, minimum=0.1)
 
 # --- events settings ---
+# Detection events (see events/tracking.py for the rules). A class missing for at most
+# EVENT_GAP_SECONDS and then seen again continues the same event.
+EVENTS_RECORDING = env_bool("EVENTS_RECORDING", True)
+EVENT_GAP_SECONDS = env_float("EVENT_GAP_SECONDS", 2.0, minimum=0.0)
+# How often the recorder writes what changed (events close and sessions end sooner).
+EVENTS_FLUSH_SECONDS = env_float("EVENTS_FLUSH_SECONDS", 1.0, minimum=0.05)
+# A camera session ends when its worker stops or after this long without a frame.
+EVENTS_SESSION_IDLE_SECONDS = env_float("EVENTS_SESSION_IDLE_SECONDS", 10.0, minimum=1.0)
+# `manage.py prune_events` deletes events and sessions older than this, with their snapshots.
+EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 30, minimum=1)

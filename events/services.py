@@ -1,0 +1,50 @@
+"""Writes about events and sessions that are not the recorder's: retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from events.models import CameraSession, DetectionEvent
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    events: int
+    sessions: int
+    snapshots: int
+
+
+def events_prune(*, older_than: datetime) -> PruneResult:
+    """Delete events last seen and sessions last active before `older_than`, with snapshots.
+
+    Works in chunks so that a year of events is not one huge transaction; snapshot files are
+    removed only after their rows are gone, so a failure never leaves a row without its file.
+    """
+    events_deleted = snapshots_deleted = 0
+    while True:
+        chunk = list(
+            DetectionEvent.objects.filter(last_seen_at__lt=older_than)
+            .order_by("pk")
+            .values_list("pk", "snapshot")[:_CHUNK]
+        )
+        if not chunk:
+            break
+        with transaction.atomic():
+            DetectionEvent.objects.filter(pk__in=[pk for pk, _ in chunk]).delete()
+        events_deleted += len(chunk)
+        for _, name in chunk:
+            if name and default_storage.exists(name):
+                default_storage.delete(name)
+                snapshots_deleted += 1
+    sessions_deleted, _ = CameraSession.objects.filter(
+        ended_at__isnull=False, last_frame_at__lt=older_than
+    ).delete()
+    return PruneResult(
+        events=events_deleted, sessions=sessions_deleted, snapshots=snapshots_deleted
+    )

@@ -1,0 +1,74 @@
+"""Events fixtures: cameras for Alice and Charlie, a recorder without its thread, and a way to
+put events in the database exactly where a test wants them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from cameras.services import camera_create
+from events.models import CameraSession, DetectionEvent
+from events.recording import Recorder
+
+
+@pytest.fixture
+def front_door(organization):
+    return camera_create(organization=organization, name="Front door", source="push:")
+
+
+@pytest.fixture
+def back_yard(organization):
+    return camera_create(organization=organization, name="Back yard", source="push:")
+
+
+@pytest.fixture
+def charlie_camera(charlie_organization):
+    return camera_create(organization=charlie_organization, name="Charlie gate", source="push:")
+
+
+@pytest.fixture
+def recorder(media_root):
+    """A recorder flushed by the test itself (no thread), storing snapshots in a temp folder."""
+    recorder = Recorder(gap_seconds=1.0, flush_seconds=1.0, idle_seconds=10.0, run_flusher=False)
+    yield recorder
+
+
+def event_make(
+    camera,
+    *,
+    label: str,
+    at: datetime,
+    seconds: float = 3.0,
+    confidence: float = 0.8,
+    session: CameraSession | None = None,
+    ongoing: bool = False,
+) -> DetectionEvent:
+    """An event as the recorder would have stored it (the recorder itself is tested elsewhere)."""
+    end = at + timedelta(seconds=seconds)
+    return DetectionEvent.objects.create(
+        organization_id=camera.organization_id,
+        camera=camera,
+        session=session,
+        label=label,
+        started_at=at,
+        last_seen_at=end,
+        ended_at=None if ongoing else end,
+        peak_confidence=confidence,
+        frames_seen=int(seconds * 10),
+        best_bbox=[10, 20, 30, 40],
+    )
+
+
+def session_make(camera, *, at: datetime, minutes: float = 10, counts=None) -> CameraSession:
+    end = at + timedelta(minutes=minutes)
+    return CameraSession.objects.create(
+        organization_id=camera.organization_id,
+        camera=camera,
+        started_at=at,
+        last_frame_at=end,
+        ended_at=end,
+        frames_processed=int(minutes * 600),
+        measured_fps=10.0,
+        counts=counts or {},
+    )

@@ -19,6 +19,10 @@ import numpy as np
 from cameras.vision.pacing import Pacer
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+# A car crosses in 4 s, then the road is empty until the next one, 8 s after the last.
+_CAR_PERIOD = 8.0
+_CAR_CROSSING = 4.0
+_VIVID = ((40, 40, 210), (200, 90, 30), (30, 200, 230), (150, 40, 160), (40, 160, 240))
 
 
 def demo_seed(name: str) -> int:
@@ -46,8 +50,9 @@ class DemoScene:
         rng = np.random.default_rng(seed)
         self._background = _render_background(width, height, rng)
         self._phase = float(rng.uniform(0, 100))
-        self._car_color = tuple(int(c) for c in rng.integers(40, 220, size=3))
-        self._shirt_color = tuple(int(c) for c in rng.integers(40, 220, size=3))
+        # Saturated colours, so the objects stand out from the grey road and green grass.
+        self._car_offset = int(rng.integers(len(_VIVID)))
+        self._shirt_color = _VIVID[int(rng.integers(len(_VIVID)))]
         self._pacer = Pacer(fps)
         self._horizon = int(height * 0.45)
         self._road_top = int(height * 0.72)
@@ -92,11 +97,11 @@ class DemoScene:
         return x, y, w, h
 
     def _car_geometry(self, t: float) -> tuple[int, int, int, int]:
-        # Drives left to right across the road every 6 s, entering and leaving off screen.
+        # Drives left to right across the road, entering and leaving off screen.
         w = int(self.width * 0.22)
         h = int(self.height * 0.10)
         travel = self.width + w
-        x = int((t / 6.0 % 1.0) * travel) - w
+        x = int(min(1.0, (t % _CAR_PERIOD) / _CAR_CROSSING) * travel) - w
         y = self._road_top + int(self.height * 0.08)
         return x, y, w, h
 
@@ -132,8 +137,11 @@ class DemoScene:
 
     def _draw_car(self, frame: np.ndarray, t: float) -> None:
         x, y, w, h = self._car_geometry(t)
-        cv2.rectangle(frame, (x, y + h // 3), (x + w, y + h), self._car_color, -1)
-        cv2.rectangle(frame, (x + w // 5, y), (x + (w * 7) // 10, y + h // 3), self._car_color, -1)
+        # Each pass is another car: a background model would learn one colour crossing the same
+        # pixels every few seconds as part of the road.
+        color = _VIVID[(int(t // _CAR_PERIOD) + self._car_offset) % len(_VIVID)]
+        cv2.rectangle(frame, (x, y + h // 3), (x + w, y + h), color, -1)
+        cv2.rectangle(frame, (x + w // 5, y), (x + (w * 7) // 10, y + h // 3), color, -1)
         cv2.rectangle(
             frame, (x + w // 4, y + 2), (x + (w * 13) // 20, y + h // 3), (200, 180, 150), -1
         )

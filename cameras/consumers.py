@@ -1,0 +1,78 @@
+"""`ws/stream/<camera_id>`: a camera's live frames, as the seed's FrameData JSON (default) or,
+for clients that ask with `?format=binary` or the `sightline.binary` subprotocol, binary
+messages (4-byte big-endian header length, JSON header, JPEG bytes) that skip base64.
+
+The consumer is not a channel-layer group member: frames reach it through the process's
+`CameraHub` (see `cameras.fanout`), which is what keeps per-viewer cost flat.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from cameras.backpressure import pending_send_bytes
+from cameras.fanout import CameraHub, Viewer, hub_join, hub_leave
+from cameras.publishing import PublishedFrame, alatest_frame_get
+from cameras.selectors import camera_get_for_user
+
+BINARY_SUBPROTOCOL = "sightline.binary"
+
+
+def _wants_binary(scope) -> tuple[bool, str | None]:
+    if BINARY_SUBPROTOCOL in scope.get("subprotocols", []):
+        return True, BINARY_SUBPROTOCOL
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return query.get("format", [""])[0] == "binary", None
+
+
+class StreamConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: the hub receives for every viewer of the camera in this process.
+    channel_layer_alias = "cameras.no-per-viewer-channel"
+
+    camera_id: str | None = None
+    viewer: Viewer | None = None
+    hub: CameraHub | None = None
+
+    async def connect(self) -> None:
+        requested = self.scope["url_route"]["kwargs"]["camera_id"]
+        camera = await database_sync_to_async(camera_get_for_user)(
+            user=self.scope.get("user"), public_id=requested
+        )
+        if camera is None:
+            # Before accept: the handshake is refused (HTTP 403), nothing of the camera is sent.
+            await self.close()
+            return
+        binary, subprotocol = _wants_binary(self.scope)
+        await self.accept(subprotocol=subprotocol)
+        self.camera_id = camera.public_id
+        self.viewer = Viewer(
+            send_frame=self._send_binary if binary else self._send_text,
+            pending_bytes=lambda: pending_send_bytes(self.base_send),
+            binary=binary,
+        )
+        latest = await alatest_frame_get(self.camera_id)
+        if latest is not None:
+            await self.viewer.offer(latest)
+        self.hub = await hub_join(self.camera_id, self.viewer)
+        # The hub may hold a frame newer than the cache's (e.g. published while we joined).
+        if self.hub.latest is not None:
+            await self.viewer.offer(self.hub.latest)
+
+    async def _send_text(self, frame: PublishedFrame) -> None:
+        await self.base_send({"type": "websocket.send", "text": frame.text})
+
+    async def _send_binary(self, frame: PublishedFrame) -> None:
+        await self.base_send({"type": "websocket.send", "bytes": frame.binary})
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        # The stream is one-way; whatever a client sends is ignored (never answered, so a
+        # client that sends but does not read cannot make us buffer replies).
+        return
+
+    async def disconnect(self, code) -> None:
+        if self.viewer is not None and self.camera_id is not None:
+            await hub_leave(self.camera_id, self.viewer)
+            self.viewer = None

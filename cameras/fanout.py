@@ -1,0 +1,210 @@
+"""Process-local fan-out of a camera's frames to its WebSocket viewers.
+
+Each process holds one `CameraHub` per watched camera. The hub owns ONE channel-layer channel
+that joins the camera's group, so the pub/sub layer delivers a frame once per process, not once
+per viewer, and the hub hands the same already-encoded payload to every viewer itself.
+
+Each viewer has a single "next frame" slot instead of a queue. A viewer that can take a frame
+gets it at once, straight from the hub's loop; one whose connection still holds more than
+`MAX_BUFFERED_FRAMES` unsent frames (see `cameras.backpressure`) only has its slot overwritten
+and a small drain task that sends the newest frame once the connection has drained. A slow
+viewer therefore skips frames, costs the others nothing, and the memory it pins is bounded by
+one frame in its slot plus what its connection buffers.
+
+The hub subscribes when its first viewer arrives and unsubscribes when its last one leaves.
+Everything here runs on the event loop; nothing blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+
+from channels.layers import get_channel_layer
+
+from cameras.publishing import (
+    FRAME_MESSAGE_TYPE,
+    PublishedFrame,
+    acamera_mark_watched,
+    group_name,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BUFFERED_FRAMES = 2
+DRAIN_POLL_SECONDS = 0.015
+WATCHED_REFRESH_SECONDS = 3.0
+
+
+class Viewer:
+    """One WebSocket watching one camera.
+
+    `send_frame(frame)` writes the frame to the socket; `pending_bytes()` says how many bytes
+    the connection still holds (None if unknown).
+    """
+
+    def __init__(
+        self,
+        *,
+        send_frame: Callable[[PublishedFrame], Awaitable[None]],
+        pending_bytes: Callable[[], int | None],
+        binary: bool,
+    ):
+        self._send_frame = send_frame
+        self._pending_bytes = pending_bytes
+        self.binary = binary
+        self._slot: PublishedFrame | None = None
+        self._last_timestamp = -1
+        self._busy = False
+        self._drain_task: asyncio.Task | None = None
+        self.closed = False
+
+    def _size(self, frame: PublishedFrame) -> int:
+        return len(frame.binary) if self.binary else len(frame.text)
+
+    def _congested(self, frame: PublishedFrame) -> bool:
+        pending = self._pending_bytes()
+        return pending is not None and pending > MAX_BUFFERED_FRAMES * self._size(frame)
+
+    async def offer(self, frame: PublishedFrame) -> None:
+        """Give the viewer a frame: sent now, or kept as its newest if it is still busy."""
+        if self.closed or frame.timestamp <= self._last_timestamp:
+            return
+        if self._busy or self._drain_task is not None or self._congested(frame):
+            self._slot = frame
+            if self._drain_task is None and not self._busy:
+                self._drain_task = asyncio.create_task(self._drain())
+            return
+        await self._send(frame)
+
+    async def _send(self, frame: PublishedFrame) -> None:
+        self._busy = True
+        try:
+            self._last_timestamp = frame.timestamp
+            await self._send_frame(frame)
+        finally:
+            self._busy = False
+
+    async def _drain(self) -> None:
+        try:
+            while not self.closed and self._slot is not None:
+                frame = self._slot
+                if self._busy or self._congested(frame):
+                    await asyncio.sleep(DRAIN_POLL_SECONDS)
+                    continue
+                self._slot = None
+                if frame.timestamp > self._last_timestamp:
+                    await self._send(frame)
+        except Exception:
+            # A send on a connection that is going away; the consumer's disconnect cleans up.
+            logger.debug("viewer drain stopped", exc_info=True)
+        finally:
+            self._drain_task = None
+
+    def close(self) -> None:
+        self.closed = True
+        self._slot = None
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+
+
+class CameraHub:
+    def __init__(self, camera_id: str):
+        self.camera_id = camera_id
+        self.viewers: set[Viewer] = set()
+        self.latest: PublishedFrame | None = None
+        self._channel_layer = get_channel_layer()
+        self._channel_name: str | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self._channel_name = await self._channel_layer.new_channel()
+        await self._channel_layer.group_add(group_name(self.camera_id), self._channel_name)
+        self._tasks = [
+            asyncio.create_task(self._receive_frames()),
+            asyncio.create_task(self._keep_marked_watched()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._channel_name is not None:
+            await self._channel_layer.group_discard(group_name(self.camera_id), self._channel_name)
+
+    async def _receive_frames(self) -> None:
+        while True:
+            message = await self._channel_layer.receive(self._channel_name)
+            if message.get("type") != FRAME_MESSAGE_TYPE:
+                continue
+            frame = PublishedFrame.from_message(message)
+            if self.latest is not None and frame.timestamp <= self.latest.timestamp:
+                continue
+            self.latest = frame
+            # A snapshot: viewers may leave while we are sending.
+            for viewer in list(self.viewers):
+                try:
+                    await viewer.offer(frame)
+                except Exception:
+                    logger.debug("sending a frame to a viewer failed", exc_info=True)
+
+    async def _keep_marked_watched(self) -> None:
+        while True:
+            try:
+                await acamera_mark_watched(self.camera_id)
+            except Exception:
+                logger.warning("could not mark camera %s as watched", self.camera_id, exc_info=True)
+            await asyncio.sleep(WATCHED_REFRESH_SECONDS)
+
+
+# One registry per event loop: hubs hold channel-layer receives bound to their loop.
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, CameraHub]] = (
+    weakref.WeakKeyDictionary()
+)
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _registry() -> tuple[dict[str, CameraHub], asyncio.Lock]:
+    loop = asyncio.get_running_loop()
+    hubs = _hubs.setdefault(loop, {})
+    lock = _locks.setdefault(loop, asyncio.Lock())
+    return hubs, lock
+
+
+async def hub_join(camera_id: str, viewer: Viewer) -> CameraHub:
+    hubs, lock = _registry()
+    async with lock:
+        hub = hubs.get(camera_id)
+        if hub is None:
+            hub = CameraHub(camera_id)
+            await hub.start()
+            hubs[camera_id] = hub
+        hub.viewers.add(viewer)
+    return hub
+
+
+async def hub_leave(camera_id: str, viewer: Viewer) -> None:
+    viewer.close()
+    hubs, lock = _registry()
+    async with lock:
+        hub = hubs.get(camera_id)
+        if hub is None:
+            return
+        hub.viewers.discard(viewer)
+        if not hub.viewers:
+            del hubs[camera_id]
+            await hub.stop()
+
+
+def hub_viewer_count(camera_id: str) -> int:
+    hubs, _ = _registry()
+    hub = hubs.get(camera_id)
+    return len(hub.viewers) if hub else 0

@@ -8,7 +8,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Django must be set up before anything imports models (consumers, routing).
 django_asgi_app = get_asgi_application()
 
+import sys  # noqa: E402
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from cameras.routing import websocket_urlpatterns  # noqa: E402
 from organizations.ws_auth import WebSocketAuthMiddleware  # noqa: E402
@@ -19,3 +22,11 @@ application = ProtocolTypeRouter(
         "websocket": WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# daphne has no ASGI lifespan: with the in-memory channel layer the capture workers must run on
+# daphne's own loop, started once its Twisted reactor runs. Tests and management commands never
+# run that reactor, so nothing starts there.
+if settings.CAMERAS_IN_PROCESS and "twisted.internet.reactor" in sys.modules:
+    from cameras.capture import start_in_process_supervisor  # noqa: E402
+
+    start_in_process_supervisor()

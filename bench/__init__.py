@@ -1,0 +1,1 @@
+"""Benchmarks that measure Sightline against minimal reference servers (see `bench/fanout.py`)."""

@@ -1,0 +1,48 @@
+"""The fan-out benchmark's harness, run small against its baseline so it cannot silently rot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.fanout import Load, baseline_server, frame_timestamp, measure, ratios
+
+
+def test_it_reads_the_timestamp_without_parsing_the_frame():
+    message = json.dumps(
+        {"frame": "QUJD+/==" * 1000, "timestamp": 1700000000123, "camera_id": "c", "detections": []}
+    ).encode()
+
+    assert frame_timestamp(message) == 1700000000123.0
+    assert frame_timestamp(b'xx{"timestamp": 12.5}yy', 2, 21) == 12.5
+    with pytest.raises(ValueError):
+        frame_timestamp(b'{"frame": "abc", "camera_id": "c"}')
+
+
+def test_it_judges_the_targets_as_ratios_to_the_baseline():
+    baseline = {"fps_mean": 30.0, "latency_ms_p99": 20.0, "failed": 0}
+
+    close = ratios(baseline, {"fps_mean": 29.5, "latency_ms_p99": 29.0, "failed": 0})
+    slow = ratios(baseline, {"fps_mean": 29.0, "latency_ms_p99": 20.0, "failed": 0})
+    late = ratios(baseline, {"fps_mean": 30.0, "latency_ms_p99": 31.0, "failed": 0})
+
+    assert close["meets_targets"]
+    assert not slow["meets_targets"]
+    assert not late["meets_targets"]
+
+
+def test_the_baseline_serves_every_viewer_at_the_camera_rate(tmp_path):
+    load = Load(viewers=3, slow=1, seconds=2.0, warmup=0.5, processes=1)
+
+    with baseline_server(fps=30, jpeg_quality=80, log_dir=tmp_path) as target:
+        result = measure(target, load)
+
+    assert result["failed"] == 0, result["errors"]
+    assert result["fps_min"] > 20
+    assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"] < 1000
+    # A 640x480 JPEG in base64 inside the seed's JSON.
+    assert 20 < result["payload_kib_mean"] < 200
+    assert result["slow_failed"] == 0
+    assert 1 <= result["slow_frames_mean"] <= 3
+    assert result["server_rss_mib_start"] > 0

@@ -1,4 +1,26 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
-api_urlpatterns: list = []
+from events import api, views
+
+urlpatterns = [
+    path("events/", views.event_list_page, name="events"),
+    path("events/<int:event_id>", views.event_detail_page, name="event"),
+]
+
+api_urlpatterns = [
+    path("events", api.EventListApi.as_view(), name="api-events"),
+    path("events/<int:event_id>", api.EventDetailApi.as_view(), name="api-event"),
+    path(
+        "events/<int:event_id>/snapshot", api.EventSnapshotApi.as_view(), name="api-event-snapshot"
+    ),
+    path(
+        "cameras/<str:camera_id>/sessions",
+        api.CameraSessionListApi.as_view(),
+        name="api-camera-sessions",
+    ),
+    path(
+        "cameras/<str:camera_id>/activity",
+        api.CameraActivityApi.as_view(),
+        name="api-camera-activity",
+    ),
+]

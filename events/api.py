@@ -1,0 +1,245 @@
+"""JSON API for events, snapshots, sessions and activity: thin views over `events.selectors`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cameras.selectors import camera_get_for_user
+from events.models import CameraSession, DetectionEvent
+from events.selectors import (
+    ActivityTooLarge,
+    EventFilter,
+    event_activity,
+    event_get_for_user,
+    event_list,
+    events_for_user,
+    session_list,
+    sessions_for_user,
+)
+
+DEFAULT_ACTIVITY_WINDOW = timedelta(hours=24)
+_BUCKET = re.compile(r"^(\d{1,5})(m|h|d)$")
+_BUCKET_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+_LABEL = re.compile(r"^[\w .:-]{1,64}$")
+
+
+def bucket_parse(value: str) -> timedelta:
+    """`5m`, `15m`, `1h`, `1d`: a bucket length in whole minutes, hours or days."""
+    match = _BUCKET.match(value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(
+            "bucket must be a whole number of minutes, hours or days, e.g. 5m, 15m, 1h or 1d."
+        )
+    return int(match.group(1)) * _BUCKET_UNITS[match.group(2)]
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class EventOutputSerializer(serializers.ModelSerializer):
+    camera_id = serializers.CharField(source="camera.public_id")
+    camera_name = serializers.CharField(source="camera.name")
+    ongoing = serializers.BooleanField(source="is_open")
+    bbox = serializers.JSONField(source="best_bbox")
+    snapshot_url = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DetectionEvent
+        fields = [
+            "id",
+            "camera_id",
+            "camera_name",
+            "started_at",
+            "last_seen_at",
+            "ended_at",
+            "ongoing",
+            "peak_confidence",
+            "frames_seen",
+            "bbox",
+            "session_id",
+            "snapshot_url",
+            "url",
+        ]
+
+    def get_snapshot_url(self, event: DetectionEvent) -> str | None:
+        return f"/api/v1/events/{event.pk}/snapshot" if event.snapshot else None
+
+    def get_url(self, event: DetectionEvent) -> str:
+        return f"/events/{event.pk}"
+
+    def to_representation(self, instance: DetectionEvent) -> dict:
+        # The seed's detections call the label `class` (a keyword here, so not a field name).
+        data = super().to_representation(instance)
+        return {"id": data.pop("id"), "class": instance.label, **data}
+
+
+class SessionOutputSerializer(serializers.ModelSerializer):
+    camera_id = serializers.CharField(source="camera.public_id")
+    ongoing = serializers.BooleanField(source="is_open")
+
+    class Meta:
+        model = CameraSession
+        fields = [
+            "id",
+            "camera_id",
+            "started_at",
+            "last_frame_at",
+            "ended_at",
+            "ongoing",
+            "frames_processed",
+            "measured_fps",
+            "counts",
+        ]
+
+
+class EventFilterSerializer(serializers.Serializer):
+    """Query parameters of GET /api/v1/events. Naive times are in the server's TIME_ZONE."""
+
+    camera = serializers.CharField(max_length=32, required=False)
+    # `class` is a Python keyword, so the field is renamed in __init__ (its errors say
+    # `class`; its value stays under its source name, `label`).
+    label = serializers.CharField(max_length=64, required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    session = serializers.IntegerField(min_value=1, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["class"] = self.fields.pop("label")
+
+    def validate_class(self, value: str) -> str:
+        if not _LABEL.match(value):
+            raise serializers.ValidationError(
+                "class may hold letters, digits, spaces, dots, colons, dashes and underscores."
+            )
+        return value
+
+    def validate(self, attrs):
+        since, until = attrs.get("since"), attrs.get("until")
+        if since and until and since >= until:
+            raise serializers.ValidationError({"until": "until must be later than since."})
+        return attrs
+
+    def to_filter(self) -> EventFilter:
+        data = self.validated_data
+        return EventFilter(
+            camera_public_ids=(data["camera"],) if data.get("camera") else (),
+            labels=(data["label"],) if data.get("label") else (),
+            since=data.get("since"),
+            until=data.get("until"),
+            session_id=data.get("session"),
+        )
+
+
+class EventListApi(APIView):
+    def get(self, request):
+        params = EventFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        events = event_list(events=events_for_user(user=request.user), filters=params.to_filter())
+        paginator = Pagination()
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response(EventOutputSerializer(page, many=True).data)
+
+
+class EventDetailApi(APIView):
+    def get(self, request, event_id: int):
+        event = event_get_for_user(user=request.user, event_id=event_id)
+        if event is None:
+            raise NotFound()
+        return Response(EventOutputSerializer(event).data)
+
+
+class EventSnapshotApi(APIView):
+    """The event's JPEG, served only through this scoped view (snapshots are not public media)."""
+
+    def get(self, request, event_id: int):
+        event = event_get_for_user(user=request.user, event_id=event_id)
+        if event is None or not event.snapshot or not default_storage.exists(event.snapshot.name):
+            raise NotFound()
+        response = FileResponse(
+            default_storage.open(event.snapshot.name), content_type="image/jpeg"
+        )
+        # An open event's snapshot may still be replaced by a better one.
+        response["Cache-Control"] = "private, max-age=86400" if event.ended_at else "no-cache"
+        return response
+
+
+def _camera_or_404(request, camera_id: str):
+    camera = camera_get_for_user(user=request.user, public_id=camera_id)
+    if camera is None:
+        raise NotFound()
+    return camera
+
+
+class CameraSessionListApi(APIView):
+    def get(self, request, camera_id: str):
+        camera = _camera_or_404(request, camera_id)
+        sessions = session_list(sessions=sessions_for_user(user=request.user), camera=camera)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(sessions, request, view=self)
+        return paginator.get_paginated_response(SessionOutputSerializer(page, many=True).data)
+
+
+class ActivityParamsSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    bucket = serializers.CharField(max_length=8, required=False, default="1h")
+
+    def validate_bucket(self, value: str) -> timedelta:
+        try:
+            return bucket_parse(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        until = attrs.get("until") or timezone.now()
+        since = attrs.get("since") or until - DEFAULT_ACTIVITY_WINDOW
+        if since >= until:
+            raise serializers.ValidationError({"until": "until must be later than since."})
+        attrs["since"], attrs["until"] = since, until
+        return attrs
+
+
+class CameraActivityApi(APIView):
+    """Events started per class per bucket (default: the last 24 hours in 1 h buckets)."""
+
+    def get(self, request, camera_id: str):
+        camera = _camera_or_404(request, camera_id)
+        params = ActivityParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        try:
+            activity = event_activity(
+                events=events_for_user(user=request.user).filter(camera=camera),
+                since=data["since"],
+                until=data["until"],
+                bucket=data["bucket"],
+            )
+        except ActivityTooLarge as exc:
+            raise ApiValidationError({"bucket": [str(exc)]}) from None
+        return Response(
+            {
+                "camera_id": camera.public_id,
+                "since": activity.since,
+                "until": activity.until,
+                "bucket_seconds": int(activity.bucket.total_seconds()),
+                "buckets": activity.starts,
+                "series": activity.series,
+                "totals": activity.totals,
+            }
+        )

@@ -1,0 +1,158 @@
+"""The events pages, the activity charts on the dashboard, and the admin."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from django.test import Client
+
+from events.recording import snapshot_jpeg
+from tests.events.conftest import event_make
+
+pytestmark = pytest.mark.django_db
+
+T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice, organization):
+    return logged_in(alice)
+
+
+@pytest.fixture
+def charlie_client(charlie, charlie_organization):
+    return logged_in(charlie)
+
+
+def test_the_events_page_needs_a_login(front_door):
+    response = Client().get("/events/")
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+
+
+def test_the_events_page_shows_thumbnails_and_details(alice_client, front_door, media_root):
+    event = event_make(front_door, label="person", at=T)
+    jpeg = snapshot_jpeg(
+        np.zeros((48, 64, 3), np.uint8), label="person", confidence=0.8, bbox=[1, 1, 9, 9]
+    )
+    event.snapshot.save("s.jpg", ContentFile(jpeg), save=True)
+    event_make(front_door, label="car", at=T + timedelta(minutes=1))
+    html = alice_client.get("/events/").content.decode()
+    assert f'src="/api/v1/events/{event.pk}/snapshot"' in html
+    assert "no snapshot" in html
+    assert "2 events" in html
+    assert f'href="/events/{event.pk}"' in html
+
+
+def test_the_events_page_filters_by_camera_class_and_dates(alice_client, front_door, back_yard):
+    event_make(front_door, label="person", at=T)
+    event_make(back_yard, label="car", at=T)
+    event_make(front_door, label="person", at=T + timedelta(days=2))
+
+    def shown(**params) -> str:
+        return alice_client.get("/events/", params).content.decode()
+
+    assert "1 event match" in shown(camera=back_yard.public_id)
+    assert "2 events match" in shown(label="person")
+    assert "2 events match" in shown(**{"class": "person"})  # the API's name works too
+    assert "2 events match" in shown(date_from="2026-11-20", date_to="2026-11-20")
+    assert "1 event match" in shown(date_from="2026-11-21")
+    assert "No events match these filters" in shown(label="person", date_to="2026-11-19")
+
+
+def test_bad_filters_are_shown_not_crashed_on(alice_client, front_door):
+    event_make(front_door, label="person", at=T)
+    html = alice_client.get(
+        "/events/", {"date_from": "2026-11-22", "date_to": "2026-11-20"}
+    ).content.decode()
+    assert "The start date is after the end date." in html
+    html = alice_client.get(
+        "/events/", {"camera": "not-mine", "date_from": "garbage"}
+    ).content.decode()
+    assert 'class="error"' in html
+
+
+def test_the_events_page_paginates_and_keeps_the_filters(alice_client, front_door):
+    for minute in range(30):
+        event_make(front_door, label="person", at=T + timedelta(minutes=minute))
+    html = alice_client.get("/events/", {"label": "person"}).content.decode()
+    assert "Page 1 of 2" in html
+    assert "?label=person&amp;page=2" in html
+    assert (
+        "Page 2 of 2"
+        in alice_client.get("/events/", {"label": "person", "page": 2}).content.decode()
+    )
+
+
+def test_the_events_page_costs_a_fixed_number_of_queries(
+    alice_client, front_door, django_assert_max_num_queries
+):
+    for minute in range(30):
+        event_make(front_door, label="person", at=T + timedelta(minutes=minute))
+    with django_assert_max_num_queries(8):
+        alice_client.get("/events/")
+
+
+def test_an_empty_events_page_says_how_events_appear(alice_client, front_door):
+    html = alice_client.get("/events/").content.decode()
+    assert "No events yet" in html
+
+
+def test_charlie_sees_none_of_alices_events_on_the_pages(charlie_client, front_door):
+    event = event_make(front_door, label="person", at=T)
+    html = charlie_client.get("/events/").content.decode()
+    assert "Front door" not in html and "No events yet" in html
+    assert charlie_client.get(f"/events/{event.pk}").status_code == 404
+
+
+def test_the_detail_page_shows_times_confidence_and_the_camera(alice_client, front_door):
+    event = event_make(front_door, label="person", at=T, confidence=0.875)
+    html = alice_client.get(f"/events/{event.pk}").content.decode()
+    assert "0.875" in html
+    assert "2026-11-20 12:00:00" in html
+    assert f'href="/cameras/{front_door.public_id}/"' in html
+    assert "No snapshot was stored" in html
+
+
+def test_an_ongoing_event_is_marked_as_such(alice_client, front_door):
+    event = event_make(front_door, label="person", at=T, ongoing=True)
+    assert "ongoing" in alice_client.get(f"/events/{event.pk}").content.decode()
+
+
+def test_the_dashboard_draws_the_activity_chart(alice_client, front_door):
+    now = datetime.now(UTC)
+    event_make(front_door, label="person", at=now - timedelta(minutes=3))
+    event_make(front_door, label="person", at=now - timedelta(hours=2))
+    event_make(front_door, label="motion", at=now - timedelta(hours=2))
+    event_make(front_door, label="person", at=now - timedelta(hours=30))  # outside the chart
+    html = alice_client.get("/").content.decode()
+    assert '<figure class="activity-chart" data-total="3">' in html
+    assert html.count('<rect class="bar"') == 3
+    assert "person 2" in html and "motion 1" in html
+
+
+def test_the_dashboard_chart_has_an_empty_state(alice_client, front_door):
+    html = alice_client.get("/").content.decode()
+    assert "No events in the last 24 hours." in html
+
+
+def test_the_admin_lists_events_with_previews(admin_client, front_door, media_root):
+    event = event_make(front_door, label="person", at=T)
+    jpeg = snapshot_jpeg(
+        np.zeros((48, 64, 3), np.uint8), label="person", confidence=0.8, bbox=[1, 1, 9, 9]
+    )
+    event.snapshot.save("s.jpg", ContentFile(jpeg), save=True)
+    html = admin_client.get("/admin/events/detectionevent/").content.decode()
+    assert f'src="/api/v1/events/{event.pk}/snapshot"' in html
+    assert admin_client.get(f"/admin/events/detectionevent/{event.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/events/detectionevent/", {"q": "Front"}).status_code == 200
+    assert admin_client.get("/admin/events/camerasession/").status_code == 200

@@ -12,6 +12,7 @@ gets its own instances from `build_detectors`, used from one thread at a time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,13 @@ import cv2
 import numpy as np
 
 from cameras.vision.frames import resize_to_width
+from cameras.vision.yolo import (
+    ModelOutputError,
+    decode_output,
+    letterbox,
+    model_input_size,
+    non_max_suppression,
+)
 
 AVAILABLE_DETECTORS = ("motion", "person", "face", "onnx")
 
@@ -199,6 +207,227 @@ def merge_boxes(
     return [(x, y, w, h) for x, y, w, h in merged]
 
 
+class PersonDetector:
+    """People, with OpenCV's HOG descriptor and its default linear SVM (Dalal-Triggs).
+
+    The frame is scaled down to `processing_width` (cost grows with the pixel count); HOG's
+    window is 64x128, so a person must be at least about 128/`processing_width` of the frame's
+    width tall in the scaled frame: at the default 400, about a third of a 480-line picture.
+    Boxes include HOG's margin around the body.
+
+    Confidence maps the SVM margin w (how far past the decision boundary a window is; 0 is the
+    boundary) to w / (1 + w): 0.5 at w = 1, 0.75 at w = 3. Overlapping boxes go through NMS.
+    """
+
+    name = "person"
+
+    def __init__(
+        self,
+        *,
+        min_confidence: float = 0.5,
+        processing_width: int = 400,
+        scale: float = 1.1,
+        nms_threshold: float = 0.45,
+    ) -> None:
+        self.min_confidence = min_confidence
+        self.processing_width = processing_width
+        self.scale = scale
+        self.nms_threshold = nms_threshold
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        frame_height, frame_width = frame.shape[:2]
+        small = resize_to_width(frame, self.processing_width)
+        if small.shape[0] < 128 or small.shape[1] < 64:
+            return []
+        rects, weights = self._hog.detectMultiScale(
+            small, winStride=(8, 8), padding=(8, 8), scale=self.scale
+        )
+        if len(rects) == 0:
+            return []
+        margins = np.clip(np.asarray(weights, dtype=np.float32).reshape(-1), 0.0, None)
+        confidences = margins / (1.0 + margins)
+        keep = cv2.dnn.NMSBoxes(
+            rects.tolist(), confidences.tolist(), self.min_confidence, self.nms_threshold
+        )
+        factor = frame_width / small.shape[1]
+        detections = []
+        for index in np.asarray(keep, dtype=np.int64).reshape(-1):
+            x, y, width, height = (float(value) * factor for value in rects[index])
+            box = clip_box(x, y, width, height, frame_width, frame_height)
+            if box is not None:
+                detections.append(Detection("person", float(confidences[index]), box))
+        return detections
+
+
+class FaceDetector:
+    """Frontal faces, with the Haar cascade shipped in `cv2.data.haarcascades`.
+
+    Runs on a grayscale, histogram-equalized copy scaled down to `processing_width`; the smallest
+    face found is `min_size` pixels there (at the defaults, 18/360 of the frame's width, 32 px in a
+    640-wide frame). Only roughly frontal, upright faces are found.
+
+    Confidence comes from the cascade's last-stage weight w (`detectMultiScale3` with
+    `outputRejectLevels=True`): how far past the final stage's threshold the window scored,
+    mapped to w / (2 + w), so 0.5 at w = 2 and about 0.8 for a clear face (w around 7).
+    """
+
+    name = "face"
+    CASCADE = "haarcascade_frontalface_default.xml"
+
+    def __init__(
+        self,
+        *,
+        min_confidence: float = 0.5,
+        processing_width: int = 360,
+        scale_factor: float = 1.15,
+        min_neighbors: int = 5,
+        min_size: int = 18,
+    ) -> None:
+        self.min_confidence = min_confidence
+        self.processing_width = processing_width
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+        path = cv2.data.haarcascades + self.CASCADE
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise DetectorConfigError(f"could not load OpenCV's face cascade from {path}")
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        frame_height, frame_width = frame.shape[:2]
+        small = resize_to_width(frame, self.processing_width)
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        gray = cv2.equalizeHist(gray)
+        rects, _, level_weights = self._cascade.detectMultiScale3(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True,
+        )
+        factor = frame_width / small.shape[1]
+        detections = []
+        for rect, weight in zip(rects, np.asarray(level_weights).reshape(-1), strict=True):
+            margin = max(0.0, float(weight))
+            confidence = margin / (2.0 + margin)
+            if confidence < self.min_confidence:
+                continue
+            x, y, width, height = (float(value) * factor for value in rect)
+            box = clip_box(x, y, width, height, frame_width, frame_height)
+            if box is not None:
+                detections.append(Detection("face", confidence, box))
+        return detections
+
+
+MAX_LABELS = 10_000
+MAX_LABELS_FILE_BYTES = 1_000_000
+
+
+def load_labels(path: str) -> list[str]:
+    """Class names from a labels file, one per line (index = line number, from 0)."""
+    try:
+        if os.path.getsize(path) > MAX_LABELS_FILE_BYTES:
+            raise DetectorConfigError(f"the labels file {path} is larger than 1 MB")
+        with open(path, encoding="utf-8") as labels_file:
+            lines = [line.strip() for line in labels_file.read().splitlines()]
+    except FileNotFoundError:
+        raise DetectorConfigError(f"labels file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DetectorConfigError(f"could not read the labels file {path}: {error}") from None
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise DetectorConfigError(f"the labels file {path} is empty")
+    if len(lines) > MAX_LABELS:
+        raise DetectorConfigError(f"the labels file {path} has more than {MAX_LABELS} labels")
+    if "" in lines:
+        raise DetectorConfigError(
+            f"line {lines.index('') + 1} of the labels file {path} is empty: "
+            "each line names the class of that index"
+        )
+    return lines
+
+
+class OnnxDetector:
+    """A YOLO-format ONNX model (YOLOv5 or YOLOv8 output) with its labels, run with cv2.dnn.
+
+    The frame is letterboxed into the model's input size (read from the model; 640x640 when it
+    is dynamic), scaled to 0..1 RGB, and the output decoded here (see `cameras.vision.yolo`):
+    candidates under `min_confidence` are dropped, then per-class NMS. Confidence is the model's
+    own score (class score, times objectness for YOLOv5). Boxes are mapped back to frame pixels.
+    """
+
+    name = "onnx"
+    DEFAULT_INPUT_SIZE = 640
+
+    def __init__(
+        self,
+        model_path: str,
+        labels_path: str,
+        *,
+        min_confidence: float = 0.5,
+        nms_threshold: float = 0.45,
+    ) -> None:
+        self.min_confidence = min_confidence
+        self.nms_threshold = nms_threshold
+        self.labels = load_labels(labels_path)
+        try:
+            with open(model_path, "rb") as model_file:
+                model_bytes = model_file.read()
+        except FileNotFoundError:
+            raise DetectorConfigError(f"ONNX model not found: {model_path}") from None
+        except OSError as error:
+            raise DetectorConfigError(
+                f"could not read the ONNX model {model_path}: {error}"
+            ) from None
+        try:
+            size = model_input_size(model_bytes)
+            self._net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, dtype=np.uint8))
+        except (ValueError, cv2.error) as error:
+            raise DetectorConfigError(
+                f"{model_path} is not an ONNX model OpenCV can load: {_error_summary(error)}"
+            ) from None
+        self.input_width, self.input_height = size or (
+            self.DEFAULT_INPUT_SIZE,
+            self.DEFAULT_INPUT_SIZE,
+        )
+        self._output_names = self._net.getUnconnectedOutLayersNames()
+        self._canvas: np.ndarray | None = None
+        # One run now, so a model whose output does not fit the labels fails at configuration,
+        # not on the first frame.
+        try:
+            self.detect(np.zeros((self.input_height, self.input_width, 3), dtype=np.uint8))
+        except (ModelOutputError, cv2.error) as error:
+            raise DetectorConfigError(f"{model_path}: {_error_summary(error)}") from None
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        frame_height, frame_width = frame.shape[:2]
+        canvas, placement = letterbox(frame, self.input_width, self.input_height, self._canvas)
+        self._canvas = canvas
+        blob = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 255.0, swapRB=True)
+        self._net.setInput(blob)
+        output = self._net.forward(self._output_names)[0]
+        boxes, scores, class_ids = decode_output(output, len(self.labels), self.min_confidence)
+        keep = non_max_suppression(boxes, scores, class_ids, self.nms_threshold)
+        frame_boxes = placement.to_frame(boxes[keep])
+        detections = []
+        for (x, y, width, height), score, class_id in zip(
+            frame_boxes, scores[keep], class_ids[keep], strict=True
+        ):
+            box = clip_box(x, y, width, height, frame_width, frame_height)
+            if box is not None:
+                detections.append(Detection(self.labels[int(class_id)], float(score), box))
+        return detections
+
+
+def _error_summary(error: Exception) -> str:
+    """The useful part of an error: OpenCV's end with "... error: (-215:...) what went wrong"."""
+    lines = str(error).strip().splitlines()
+    return lines[-1].split(" error: ", 1)[-1] if lines else type(error).__name__
+
+
 def build_detectors(
     names: Sequence[str],
     *,
@@ -220,6 +449,17 @@ def build_detectors(
             # Motion's confidence is a density, not a probability: its boxes are filtered by
             # size and its own density floor, not by the camera's minimum confidence.
             detectors.append(MotionDetector())
+        elif name == "person":
+            detectors.append(PersonDetector(min_confidence=min_confidence))
+        elif name == "face":
+            detectors.append(FaceDetector(min_confidence=min_confidence))
+        elif name == "onnx":
+            if not onnx_model or not onnx_labels:
+                raise DetectorConfigError(
+                    "the onnx detector needs a model file and a labels file "
+                    "(a YOLOv5/YOLOv8 .onnx export and its class names, one per line)"
+                )
+            detectors.append(OnnxDetector(onnx_model, onnx_labels, min_confidence=min_confidence))
         else:
             raise DetectorConfigError(
                 f"unknown detector {name!r}: choose from {', '.join(AVAILABLE_DETECTORS)}"

@@ -121,12 +121,15 @@ def chat_rate_limit_hit(*, user: AbstractBaseUser) -> int:
     return 0
 
 
-def messages_expire_stale(*, chat: Chat | None = None) -> int:
-    """Mark replies whose run stopped heartbeating as failed; returns how many."""
+def messages_expire_stale(*, chat: Chat | None = None, message_id: int | None = None) -> int:
+    """Mark replies whose run stopped heartbeating as failed (all, one chat's, or one);
+    returns how many."""
     cutoff = timezone.now() - timedelta(seconds=STALE_AFTER_SECONDS)
     stale = Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
     if chat is not None:
         stale = stale.filter(chat=chat)
+    if message_id is not None:
+        stale = stale.filter(pk=message_id)
     return stale.update(status=Message.Status.FAILED, error=STALE_ERROR, updated_at=timezone.now())
 
 

@@ -1,0 +1,134 @@
+"""JSON API for chats and their messages (DRF). Streaming a reply is in `views` (SSE)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chats.models import Chat, Message
+from chats.selectors import chat_get_for_user, chat_messages, chats_for_user
+from chats.services import (
+    ChatInputError,
+    chat_create,
+    chat_delete,
+    chat_rename,
+    messages_expire_stale,
+)
+from organizations.selectors import organization_default_for_user, organization_get_for_user
+
+
+class ChatOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Chat
+        fields = ["id", "organization", "title", "created_at", "updated_at"]
+
+
+class MessageOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ["id", "chat", "role", "content", "status", "error", "created_at", "updated_at"]
+
+
+class ChatPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 200
+
+
+class MessagePagination(LimitOffsetPagination):
+    default_limit = 200
+    max_limit = 1000
+
+
+def _chat_or_404(request, chat_id: int) -> Chat:
+    chat = chat_get_for_user(user=request.user, chat_id=chat_id)
+    if chat is None:
+        raise NotFound()
+    return chat
+
+
+def _object_body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ValidationError({"body": ["The body must be a JSON object."]})
+    return request.data
+
+
+class ChatListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        organization = serializers.IntegerField(required=False, min_value=1)
+        title = serializers.CharField(required=False, allow_blank=True, max_length=120)
+
+    def get(self, request):
+        paginator = ChatPagination()
+        chats = paginator.paginate_queryset(chats_for_user(user=request.user), request, view=self)
+        return paginator.get_paginated_response(ChatOutputSerializer(chats, many=True).data)
+
+    def post(self, request):
+        serializer = self.InputSerializer(data=_object_body(request))
+        serializer.is_valid(raise_exception=True)
+        organization_id = serializer.validated_data.get("organization")
+        if organization_id is None:
+            organization = organization_default_for_user(user=request.user)
+            if organization is None:
+                raise ValidationError(
+                    {
+                        "organization": [
+                            "You belong to more than one organization (or to none): pass "
+                            '"organization": <id> (see GET /api/v1/organizations).'
+                        ]
+                    }
+                )
+        else:
+            organization = organization_get_for_user(
+                user=request.user, organization_id=organization_id
+            )
+            if organization is None:
+                # The same words whether it does not exist or is someone else's.
+                raise ValidationError(
+                    {
+                        "organization": [
+                            f"You are not a member of an organization {organization_id}."
+                        ]
+                    }
+                )
+        try:
+            chat = chat_create(
+                user=request.user,
+                organization=organization,
+                title=serializer.validated_data.get("title", ""),
+            )
+        except ChatInputError as exc:
+            raise ValidationError({"title": [exc.message]}) from None
+        return Response(ChatOutputSerializer(chat).data, status=status.HTTP_201_CREATED)
+
+
+class ChatDetailApi(APIView):
+    def get(self, request, chat_id: int):
+        return Response(ChatOutputSerializer(_chat_or_404(request, chat_id)).data)
+
+    def patch(self, request, chat_id: int):
+        chat = _chat_or_404(request, chat_id)
+        body = _object_body(request)
+        if "title" not in body:
+            raise ValidationError({"title": ["This field is required."]})
+        try:
+            chat = chat_rename(chat=chat, title=body["title"])
+        except ChatInputError as exc:
+            raise ValidationError({"title": [exc.message]}) from None
+        return Response(ChatOutputSerializer(chat).data)
+
+    def delete(self, request, chat_id: int):
+        chat_delete(chat=_chat_or_404(request, chat_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChatMessageListApi(APIView):
+    def get(self, request, chat_id: int):
+        chat = _chat_or_404(request, chat_id)
+        # A reply whose run was lost must not be listed as `streaming` forever.
+        messages_expire_stale(chat=chat)
+        paginator = MessagePagination()
+        messages = paginator.paginate_queryset(chat_messages(chat=chat), request, view=self)
+        return paginator.get_paginated_response(MessageOutputSerializer(messages, many=True).data)

@@ -1,0 +1,158 @@
+"""Server-Sent Events for one reply: the stored text, then the live deltas, then `done`.
+
+Framing is the seed's, byte for byte: `data: {"type": "chunk", "text": "..."}` events and a
+final `data: {"type": "done", ...}`, each followed by a blank line; `{"type": "error"}` before
+`done` when the reply failed; a `: keep-alive` comment while the backend is silent.
+Offsets count characters (Unicode code points) of the reply's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer
+from django.conf import settings
+
+from chats.markdown_rendering import markdown_to_safe_html
+from chats.models import Message
+from chats.runs import FLUSH_INTERVAL, message_group
+from chats.services import messages_expire_stale
+
+KEEP_ALIVE = b": keep-alive\n\n"
+# How long a listener waits for the database to catch up with a delta it missed.
+GAP_WAIT_SECONDS = 4 * FLUSH_INTERVAL + 1.0
+DELETED_ERROR = "This reply no longer exists: its chat was deleted."
+
+
+def sse_event(payload: dict[str, Any]) -> bytes:
+    # Default separators, so the bytes read exactly like the seed's examples.
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+def sse_chunk(text: str) -> bytes:
+    return sse_event({"type": "chunk", "text": text})
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    content: str
+    status: str
+    error: str
+    html: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status != Message.Status.STREAMING
+
+
+def _read(message_id: int, *, expire_stale: bool = False) -> StoredReply | None:
+    if expire_stale:
+        messages_expire_stale(message_id=message_id)
+    row = Message.objects.filter(pk=message_id).values("content", "status", "error").first()
+    if row is None:
+        return None
+    html = (
+        markdown_to_safe_html(row["content"]) if row["status"] != Message.Status.STREAMING else ""
+    )
+    return StoredReply(row["content"], row["status"], row["error"], html)
+
+
+def _ending(message_id: int, stored: StoredReply | None) -> list[bytes]:
+    if stored is None:
+        return [
+            sse_event({"type": "error", "message": DELETED_ERROR}),
+            sse_event({"type": "done", "message_id": message_id, "status": "failed"}),
+        ]
+    events = []
+    if stored.status == Message.Status.FAILED:
+        events.append(sse_event({"type": "error", "message": stored.error}))
+    events.append(
+        sse_event(
+            {"type": "done", "message_id": message_id, "status": stored.status, "html": stored.html}
+        )
+    )
+    return events
+
+
+async def reply_events(
+    *,
+    layer: BaseChannelLayer,
+    channel: str,
+    message_id: int,
+    offset: int = 0,
+    stored: StoredReply | None = None,
+) -> AsyncIterator[bytes]:
+    """The SSE bytes of reply `message_id` from character `offset` on.
+
+    Call with `channel` already in the group `message_<id>`, before reading the message (or
+    before the run starts), so no delta published after the read can be missed. `stored`
+    skips the first read when the caller knows the state (a reply it just created).
+    """
+    read = database_sync_to_async(_read)
+    sent = offset
+    try:
+        if stored is None:
+            stored = await read(message_id, expire_stale=True)
+        if stored is None or stored.finished:
+            if stored is not None and len(stored.content) > sent:
+                yield sse_chunk(stored.content[sent:])
+            for event in _ending(message_id, stored):
+                yield event
+            return
+        if len(stored.content) > sent:
+            yield sse_chunk(stored.content[sent:])
+            sent = len(stored.content)
+        while True:
+            try:
+                event = await asyncio.wait_for(
+                    layer.receive(channel), settings.SSE_KEEPALIVE_SECONDS
+                )
+            except TimeoutError:
+                # Silence: is the run still alive (heartbeat), and did we miss any text?
+                stored = await read(message_id, expire_stale=True)
+                if stored is not None and len(stored.content) > sent:
+                    yield sse_chunk(stored.content[sent:])
+                    sent = len(stored.content)
+                if stored is None or stored.finished:
+                    for item in _ending(message_id, stored):
+                        yield item
+                    return
+                yield KEEP_ALIVE
+                continue
+            if event["type"] == "chat.delta":
+                at, text = event["at"], event["text"]
+                if at > sent:
+                    # A delta went missing (dropped by a full channel, or we joined between a
+                    # delta and the flush that stores it): the database has it soon.
+                    stored = await _read_until(message_id, at)
+                    if stored is not None and len(stored.content) > sent:
+                        yield sse_chunk(stored.content[sent:])
+                        sent = len(stored.content)
+                if at <= sent < at + len(text):
+                    yield sse_chunk(text[sent - at :])
+                    sent = at + len(text)
+            elif event["type"] == "chat.end":
+                stored = await read(message_id)
+                if stored is not None and len(stored.content) > sent:
+                    yield sse_chunk(stored.content[sent:])
+                for item in _ending(message_id, stored):
+                    yield item
+                return
+    finally:
+        await layer.group_discard(message_group(message_id), channel)
+
+
+async def _read_until(message_id: int, length: int) -> StoredReply | None:
+    deadline = asyncio.get_running_loop().time() + GAP_WAIT_SECONDS
+    while True:
+        stored = await database_sync_to_async(_read)(message_id)
+        if stored is None or stored.finished or len(stored.content) >= length:
+            return stored
+        if asyncio.get_running_loop().time() >= deadline:
+            return stored
+        await asyncio.sleep(FLUSH_INTERVAL)

@@ -1,0 +1,279 @@
+"""Pages (chat list, new chat, conversation, rename, delete) and the streaming endpoints:
+send a prompt (SSE), resume a reply (SSE), stop a reply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from chats.api import ChatMessageListApi, MessageOutputSerializer
+from chats.markdown_rendering import markdown_to_safe_html
+from chats.models import Chat, Message
+from chats.runs import message_group, run_start, run_stop_request
+from chats.selectors import chat_get_for_user, chat_messages, chats_for_user, message_get_for_user
+from chats.services import (
+    ChatBusy,
+    ChatInputError,
+    chat_create,
+    chat_delete,
+    chat_rate_limit_hit,
+    chat_rename,
+    message_send,
+    message_stop,
+    messages_expire_stale,
+    prompt_clean,
+)
+from chats.streaming import StoredReply, reply_events
+from organizations.authentication import AuthFailure, api_user_for_request
+from organizations.selectors import organization_get_for_user, organizations_for_user
+from project.api_errors import json_error
+
+# How long a stop request waits for the run to store the partial text and end.
+STOP_WAIT_SECONDS = 5.0
+
+_message_list_api = ChatMessageListApi.as_view()
+
+
+def _not_found() -> JsonResponse:
+    return json_error(404, "Not found.", "not_found")
+
+
+def _event_stream(events: AsyncIterator[bytes], *, message_id: int) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    # Known before the first event, so a client can offer Stop (or resume) at once.
+    response["X-Message-Id"] = str(message_id)
+    return response
+
+
+def _accept_prompt(user, chat_id: int, raw_body: bytes) -> JsonResponse | Message:
+    """Every check before a stream may start; the stored `streaming` reply, or the error."""
+    chat = chat_get_for_user(user=user, chat_id=chat_id)
+    if chat is None:
+        return _not_found()
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError):
+        return json_error(400, "The request body is not valid JSON.", "malformed")
+    if not isinstance(body, dict):
+        return json_error(400, 'The body must be a JSON object: {"prompt": "..."}.', "malformed")
+    try:
+        prompt = prompt_clean(body.get("prompt"))
+    except ChatInputError as exc:
+        return json_error(400, exc.message, exc.code)
+    retry_after = chat_rate_limit_hit(user=user)
+    if retry_after:
+        response = json_error(
+            429,
+            f"Too many prompts: the limit is {settings.CHAT_RATE_LIMIT_PER_MINUTE} a minute. "
+            f"Try again in {retry_after} s.",
+            "rate_limited",
+        )
+        response["Retry-After"] = str(retry_after)
+        return response
+    try:
+        _, reply = message_send(chat=chat, prompt=prompt)
+    except ChatBusy as busy:
+        return json_error(
+            409,
+            "A reply is still being generated in this chat: wait for it, or stop it.",
+            "reply_in_progress",
+            message_id=busy.streaming_message.pk,
+        )
+    return reply
+
+
+async def _subscribe(message_id: int) -> tuple:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(message_group(message_id), channel)
+    return layer, channel
+
+
+async def message_create_stream(request: HttpRequest, chat_id: int) -> HttpResponse:
+    """POST a prompt; the answer is the reply as Server-Sent Events (see chats.streaming)."""
+    try:
+        user = await api_user_for_request(request)
+    except AuthFailure as failure:
+        return json_error(failure.status, failure.message, failure.code)
+    accepted = await sync_to_async(_accept_prompt)(user, chat_id, request.body)
+    if isinstance(accepted, JsonResponse):
+        return accepted
+    # Join the reply's group before the run starts, so not one delta is missed.
+    layer, channel = await _subscribe(accepted.pk)
+    run_start(message_id=accepted.pk)
+    events = reply_events(
+        layer=layer,
+        channel=channel,
+        message_id=accepted.pk,
+        stored=StoredReply("", Message.Status.STREAMING, ""),
+    )
+    return _event_stream(events, message_id=accepted.pk)
+
+
+@csrf_exempt  # api_user_for_request checks CSRF for sessions; tokens need none
+async def chat_messages_endpoint(request: HttpRequest, chat_id: int) -> HttpResponse:
+    """`POST`: send a prompt and stream the reply. `GET`: list the chat's messages (JSON)."""
+    if request.method == "POST":
+        return await message_create_stream(request, chat_id)
+    if request.method == "GET":
+        return await sync_to_async(_message_list_api)(request, chat_id=chat_id)
+    return json_error(
+        405, "Use GET to list messages or POST to send a prompt.", "method_not_allowed"
+    )
+
+
+@csrf_exempt
+async def message_stream_resume(
+    request: HttpRequest, chat_id: int, message_id: int
+) -> HttpResponse:
+    """GET a reply as SSE from `?offset=N` or `Last-Event-ID: N` (characters already held)."""
+    if request.method != "GET":
+        return json_error(405, "Use GET.", "method_not_allowed")
+    try:
+        user = await api_user_for_request(request)
+    except AuthFailure as failure:
+        return json_error(failure.status, failure.message, failure.code)
+    raw_offset = request.GET.get("offset") or request.headers.get("Last-Event-ID") or "0"
+    if not raw_offset.isdigit() or len(raw_offset) > 12:
+        return json_error(
+            400, "The offset must be a whole number of characters, 0 or more.", "invalid_offset"
+        )
+    message = await sync_to_async(message_get_for_user)(
+        user=user, chat_id=chat_id, message_id=message_id
+    )
+    if message is None:
+        return _not_found()
+    # Subscribe first, then read what is stored: a delta published in between is not lost.
+    layer, channel = await _subscribe(message.pk)
+    events = reply_events(
+        layer=layer, channel=channel, message_id=message.pk, offset=int(raw_offset)
+    )
+    return _event_stream(events, message_id=message.pk)
+
+
+@csrf_exempt
+async def message_stop_view(request: HttpRequest, chat_id: int, message_id: int) -> HttpResponse:
+    """POST: stop generating a reply; answers the reply as stored (status `stopped`)."""
+    if request.method != "POST":
+        return json_error(405, "Use POST.", "method_not_allowed")
+    try:
+        user = await api_user_for_request(request)
+    except AuthFailure as failure:
+        return json_error(failure.status, failure.message, failure.code)
+    message = await sync_to_async(message_get_for_user)(
+        user=user, chat_id=chat_id, message_id=message_id
+    )
+    if message is None:
+        return _not_found()
+    if message.status == Message.Status.STREAMING:
+        layer, channel = await _subscribe(message.pk)
+        try:
+            await run_stop_request(message_id=message.pk)
+            try:
+                async with asyncio.timeout(STOP_WAIT_SECONDS):
+                    while (await layer.receive(channel))["type"] != "chat.end":
+                        pass
+            except TimeoutError:
+                # No run answered: it was lost. Stop the stored reply ourselves.
+                await sync_to_async(message_stop)(message=message)
+        finally:
+            await layer.group_discard(message_group(message.pk), channel)
+        await message.arefresh_from_db()
+    return JsonResponse(MessageOutputSerializer(message).data)
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def _chat_or_404(request: HttpRequest, chat_id: int) -> Chat:
+    chat = chat_get_for_user(user=request.user, chat_id=chat_id)
+    if chat is None:
+        raise Http404("No such chat.")
+    return chat
+
+
+@login_required
+def chat_list(request: HttpRequest) -> HttpResponse:
+    chats = chats_for_user(user=request.user).select_related("organization")[:200]
+    organizations = organizations_for_user(user=request.user).order_by("name")
+    return render(request, "chats/list.html", {"chats": chats, "organizations": organizations})
+
+
+@login_required
+@require_POST
+def chat_new(request: HttpRequest) -> HttpResponse:
+    raw_id = request.POST.get("organization", "")
+    organization = (
+        organization_get_for_user(user=request.user, organization_id=int(raw_id))
+        if raw_id.isdigit()
+        else None
+    )
+    if organization is None:
+        flash.error(request, "Choose one of your organizations for the new chat.")
+        return redirect("chats")
+    chat = chat_create(user=request.user, organization=organization)
+    return redirect("chat", chat_id=chat.pk)
+
+
+@login_required
+def chat_detail(request: HttpRequest, chat_id: int) -> HttpResponse:
+    chat = _chat_or_404(request, chat_id)
+    messages_expire_stale(chat=chat)
+    messages = list(chat_messages(chat=chat))
+    for message in messages:
+        # Only finished assistant replies are rendered as (sanitized) Markdown.
+        message.html = (
+            markdown_to_safe_html(message.content)
+            if message.role == Message.Role.ASSISTANT and message.status != Message.Status.STREAMING
+            else ""
+        )
+    streaming = next((m for m in messages if m.status == Message.Status.STREAMING), None)
+    page_data = {
+        "chatId": chat.pk,
+        "sendUrl": reverse("chat-messages", args=[chat.pk]),
+        "streamUrl": reverse("chat-message-stream", args=[chat.pk, 0]),
+        "stopUrl": reverse("chat-message-stop", args=[chat.pk, 0]),
+        "promptMaxChars": settings.CHAT_PROMPT_MAX_CHARS,
+        "resume": {"messageId": streaming.pk, "offset": len(streaming.content)}
+        if streaming
+        else None,
+    }
+    return render(
+        request,
+        "chats/detail.html",
+        {"chat": chat, "chat_messages": messages, "page_data": page_data},
+    )
+
+
+@login_required
+@require_POST
+def chat_rename_page(request: HttpRequest, chat_id: int) -> HttpResponse:
+    chat = _chat_or_404(request, chat_id)
+    try:
+        chat_rename(chat=chat, title=request.POST.get("title", ""))
+    except ChatInputError as exc:
+        flash.error(request, exc.message)
+    return redirect("chat", chat_id=chat.pk)
+
+
+@login_required
+@require_POST
+def chat_delete_page(request: HttpRequest, chat_id: int) -> HttpResponse:
+    chat = _chat_or_404(request, chat_id)
+    chat_delete(chat=chat)
+    flash.success(request, f"Deleted “{chat.display_title}”.")
+    return redirect("chats")

@@ -27,7 +27,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
 from cameras.models import Camera
@@ -248,11 +248,14 @@ class Recorder:
             if self._stop.is_set():
                 break
             try:
-                close_old_connections()
                 self.flush()
             except Exception:
                 # A failed flush must not end recording for the life of the process.
                 logger.exception("Recording events failed; retrying at the next flush")
+            finally:
+                # Hold no connection between flushes (a second idle connection per process
+                # is wasted, and a dropped one must not break the next flush).
+                connection.close()
 
     def _end_abandoned(self) -> None:
         """End sessions and events a previous process left open (it died without closing)."""

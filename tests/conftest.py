@@ -57,6 +57,14 @@ def _fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_background_event_recording(settings):
+    # The events recorder writes from its own thread; a test that is not about events must not
+    # leave it writing into (or holding a connection to) the test database. tests/events build
+    # their own Recorder; a test that wants the pipeline's recorder sets this back to True.
+    settings.EVENTS_RECORDING = False
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", "alice@example.org", "alice-password")

@@ -66,7 +66,9 @@ def decode_output(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(boxes (N, 4) x, y, w, h; scores (N,); class ids (N,)) of the candidates >= min_score.
 
-    YOLOv5 rows score objectness x class score; YOLOv8 rows score the class score alone.
+    YOLOv5 rows score objectness x class score; YOLOv8 rows score the class score alone. The
+    layout is told by which axis has 4 + C or 5 + C entries; a model with exactly 4 + C candidates
+    could be either, and is read as YOLOv5 (real models have thousands of candidates).
     """
     rows = np.squeeze(output, axis=0) if output.ndim == 3 and output.shape[0] == 1 else output
     if rows.ndim != 2:

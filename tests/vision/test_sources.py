@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -45,6 +48,45 @@ def closed_port() -> int:
 @pytest.fixture
 def video(tmp_path) -> Path:
     return write_numbered_video(tmp_path / "numbered.avi")
+
+
+MJPEG_FRAMES = 10
+
+
+@pytest.fixture
+def mjpeg_server() -> Iterator[str]:
+    """A real MJPEG-over-HTTP camera on 127.0.0.1: numbered frames, 50 a second, then a stall."""
+    release = threading.Event()
+
+    class Camera(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            for index in range(MJPEG_FRAMES):
+                jpeg = encode_jpeg(np.full((120, 160, 3), 20 * index, dtype=np.uint8), 90)
+                part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                try:
+                    self.wfile.write(part % len(jpeg) + jpeg + b"\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.02)
+            release.wait(10)  # connected but silent: a stalled camera
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/video.mjpg"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_video_file_gives_its_frames_in_order(video):
@@ -100,6 +142,22 @@ def test_a_slow_reader_of_a_video_file_skips_to_the_present(tmp_path):
         source.close()
 
 
+def test_an_mjpeg_stream_gives_its_frames_and_a_stall_gives_none_within_the_timeout(
+    mjpeg_server,
+):
+    source = open_source(mjpeg_server, read_timeout=1.0)
+    try:
+        assert source.is_live is True
+        assert source.description == mjpeg_server
+        numbers = [frame_number(source.read()) for _ in range(MJPEG_FRAMES)]
+        assert numbers == list(range(MJPEG_FRAMES))
+        started = time.monotonic()
+        assert source.read() is None
+        assert time.monotonic() - started < 3.0
+    finally:
+        source.close()
+
+
 def test_opening_a_missing_file_says_so(tmp_path):
     with pytest.raises(SourceError, match="no such video file"):
         open_source(str(tmp_path / "missing.mp4"))
@@ -131,6 +189,13 @@ def test_a_server_that_does_not_speak_the_protocol_is_refused_within_the_timeout
         with pytest.raises(SourceError, match="no video stream"):
             open_source(f"http://127.0.0.1:{port}/video.mjpg", read_timeout=1.0)
         assert time.monotonic() - started < 10.0
+
+
+def test_a_missing_capture_device_says_so():
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="could not open device:63"):
+        open_source("device:63")
+    assert time.monotonic() - started < 5.0
 
 
 def test_push_sources_are_valid_but_cannot_be_opened():

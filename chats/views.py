@@ -209,7 +209,7 @@ def _chat_or_404(request: HttpRequest, chat_id: int) -> Chat:
 @login_required
 def chat_list(request: HttpRequest) -> HttpResponse:
     chats = chats_for_user(user=request.user).select_related("organization")[:200]
-    organizations = organizations_for_user(user=request.user).order_by("name")
+    organizations = list(organizations_for_user(user=request.user).order_by("name"))
     return render(request, "chats/list.html", {"chats": chats, "organizations": organizations})
 
 

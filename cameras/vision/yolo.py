@@ -90,7 +90,8 @@ def decode_output(
     scores = class_scores[np.arange(len(class_ids)), class_ids]
     if objectness is not None:
         scores = scores * objectness
-    keep = scores >= min_score
+    # A broken export can emit NaN or infinite values; those candidates are not boxes.
+    keep = (scores >= min_score) & np.isfinite(rows[:, :4]).all(axis=1)
     centres = rows[keep, :4]
     boxes = np.empty_like(centres)
     boxes[:, 0] = centres[:, 0] - centres[:, 2] / 2

@@ -227,3 +227,12 @@ def test_decode_output_tells_the_layouts_apart():
     boxes, scores, classes = decode_output(v5, 2, 0.5)
     assert boxes.tolist() == [[40, 55, 20, 10]] and scores.tolist() == pytest.approx([0.81])
     assert classes.tolist() == [0]
+
+
+def test_decode_output_drops_candidates_that_are_not_numbers():
+    v8 = np.zeros((1, 6, 2), dtype=np.float32)
+    v8[0, :4, 0] = [np.nan, 60, 20, 10]
+    v8[0, :4, 1] = [50, 60, 20, 10]
+    v8[0, 4, :] = 0.9
+    boxes, scores, classes = decode_output(v8, 2, 0.5)
+    assert boxes.tolist() == [[40, 55, 20, 10]]

@@ -114,7 +114,8 @@ def test_a_video_file_loops_at_its_end(video):
         source.close()
     restart = numbers.index(0, 1)
     assert numbers[restart - 1] > numbers[restart]
-    assert set(numbers[restart:]) >= {0, 1, 2}
+    # And it plays on from the start.
+    assert numbers[restart + 1] > 0
 
 
 def test_a_video_file_is_paced_at_its_own_fps(tmp_path):

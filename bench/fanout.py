@@ -51,6 +51,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 CONNECT_TIMEOUT = 30.0
 # Viewers connect in bursts of this many at a time, as a crowd arriving would, not all at once.
 CONNECT_CONCURRENCY = 20
+FRESH_FRAME_MS = 1000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _TIMESTAMP_VALUE = re.compile(rb"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?)")
 
@@ -515,8 +516,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _first_frame(url: str, headers: dict[str, str], deadline: float) -> None:
-    last_error: Exception | None = None
+async def _live_frames(url: str, headers: dict[str, str], deadline: float) -> None:
+    """Wait for a fresh FrameData message: a latest frame cached from an earlier run does not
+    prove the camera is capturing now, so a frame must be under `FRESH_FRAME_MS` old."""
+    last_error: Exception | str | None = None
     while time.monotonic() < deadline:
         try:
             async with connect(
@@ -527,21 +530,25 @@ async def _first_frame(url: str, headers: dict[str, str], deadline: float) -> No
                 open_timeout=CONNECT_TIMEOUT,
                 proxy=None,  # never route benchmark traffic through a proxy from the environment
             ) as connection:
-                message = await asyncio.wait_for(
-                    connection.recv(decode=False), max(0.1, deadline - time.monotonic())
-                )
-                check_frame_data(message)
-                return
+                while time.monotonic() < deadline:
+                    message = await asyncio.wait_for(
+                        connection.recv(decode=False), max(0.1, deadline - time.monotonic())
+                    )
+                    check_frame_data(message)
+                    age = time.time() * 1000 - frame_timestamp(message)
+                    if age < FRESH_FRAME_MS:
+                        return
+                    last_error = f"the newest frame is {age:.0f} ms old"
         except (OSError, TimeoutError, ConnectionClosed, InvalidStatus, ValueError) as error:
             last_error = error
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"no frame from {url} in time: {last_error}")
+    raise RuntimeError(f"no live frame from {url} in time: {last_error}")
 
 
 def wait_for_frames(process: subprocess.Popen, url: str, headers: dict[str, str], log: Path):
     """Wait until the server streams FrameData, or fail with the tail of its log."""
     try:
-        asyncio.run(_first_frame(url, headers, time.monotonic() + 60))
+        asyncio.run(_live_frames(url, headers, time.monotonic() + 60))
     except RuntimeError as error:
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         exited = process.poll()
@@ -601,10 +608,18 @@ class Sightline:
     """A throwaway Sightline installation: its own database, one `demo:` camera, one token."""
 
     def __init__(
-        self, *, work_dir: Path, fps: float, layer: str, redis_url: str, database_url: str
+        self,
+        *,
+        work_dir: Path,
+        fps: int,
+        detectors: list[str],
+        layer: str,
+        redis_url: str,
+        database_url: str,
     ):
         self.work_dir = work_dir
         self.fps = fps
+        self.detectors = detectors
         self.layer = layer
         self.env = {
             **os.environ,
@@ -638,7 +653,9 @@ class Sightline:
 
     def prepare(self) -> None:
         self._manage("migrate", "--no-input", "--verbosity", "0")
-        output = self._manage("shell", "-c", SIGHTLINE_SETUP.format(fps=self.fps))
+        output = self._manage(
+            "shell", "-c", SIGHTLINE_SETUP.format(fps=self.fps, detectors=self.detectors)
+        )
         setup = json.loads(output.strip().splitlines()[-1])
         self.camera_id, self.token = setup["camera_id"], setup["token"]
         self.jpeg_quality = setup["jpeg_quality"]
@@ -668,7 +685,12 @@ from cameras.services import camera_create
 user = get_user_model().objects.create_user("bench", "bench@example.org", "bench-password")
 organization = organization_create(name="Bench", owner=user)
 camera = camera_create(
-    organization=organization, name="Bench demo", source="demo:", fps={fps}, max_width=640
+    organization=organization,
+    name="Bench demo",
+    source="demo:",
+    target_fps={fps},
+    max_width=640,
+    detectors={detectors!r},
 )
 _, token = api_token_create(user=user, name="fan-out benchmark")
 print(json.dumps({{
@@ -733,6 +755,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
             "warmup": args.warmup,
             "processes": args.processes,
             "layer": args.layer,
+            "detectors": args.detectors,
         },
         "scenarios": [],
     }
@@ -743,6 +766,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
             sightline = Sightline(
                 work_dir=work_dir,
                 fps=args.fps,
+                detectors=[d for d in args.detectors.split(",") if d.strip()],
                 layer=args.layer,
                 redis_url=args.redis_url,
                 database_url=args.database_url,
@@ -788,7 +812,10 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--slow", type=int, default=5, help="extra 1-frame-a-second viewers")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
-    parser.add_argument("--fps", type=float, default=30.0, help="camera frame rate")
+    parser.add_argument("--fps", type=int, default=30, help="camera frame rate")
+    parser.add_argument(
+        "--detectors", default="motion", help="the Sightline camera's detectors (as the demo's)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--only", choices=["both", "baseline", "sightline"], default="both")
     parser.add_argument(

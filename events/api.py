@@ -20,6 +20,7 @@ from events.models import CameraSession, DetectionEvent
 from events.selectors import (
     ActivityTooLarge,
     EventFilter,
+    activity_bucket_parse,
     event_activity,
     event_get_for_user,
     event_list,
@@ -29,19 +30,7 @@ from events.selectors import (
 )
 
 DEFAULT_ACTIVITY_WINDOW = timedelta(hours=24)
-_BUCKET = re.compile(r"^(\d{1,5})(m|h|d)$")
-_BUCKET_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 _LABEL = re.compile(r"^[\w .:-]{1,64}$")
-
-
-def bucket_parse(value: str) -> timedelta:
-    """`5m`, `15m`, `1h`, `1d`: a bucket length in whole minutes, hours or days."""
-    match = _BUCKET.match(value.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(
-            "bucket must be a whole number of minutes, hours or days, e.g. 5m, 15m, 1h or 1d."
-        )
-    return int(match.group(1)) * _BUCKET_UNITS[match.group(2)]
 
 
 class Pagination(PageNumberPagination):
@@ -202,7 +191,7 @@ class ActivityParamsSerializer(serializers.Serializer):
 
     def validate_bucket(self, value: str) -> timedelta:
         try:
-            return bucket_parse(value)
+            return activity_bucket_parse(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
 

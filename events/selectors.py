@@ -9,6 +9,7 @@ Counting rule: an event counts in a window `[since, until)` when it *started* in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,8 @@ from organizations.selectors import organizations_for_user
 
 # An activity answer may hold at most this many buckets (the API answers 400 beyond it).
 ACTIVITY_MAX_BUCKETS = 500
+_BUCKET = re.compile(r"^(\d{1,5})(m|h|d)$")
+_BUCKET_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 
 
 def events_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[DetectionEvent]:
@@ -161,6 +164,16 @@ class Activity:
 
 class ActivityTooLarge(ValueError):
     pass
+
+
+def activity_bucket_parse(value: str) -> timedelta:
+    """`5m`, `15m`, `1h`, `1d`: a bucket length in whole minutes, hours or days."""
+    match = _BUCKET.match(value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(
+            "bucket must be a whole number of minutes, hours or days, e.g. 5m, 15m, 1h or 1d."
+        )
+    return int(match.group(1)) * _BUCKET_UNITS[match.group(2)]
 
 
 def activity_bucket_count(*, since: datetime, until: datetime, bucket: timedelta) -> int:

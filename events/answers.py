@@ -1,0 +1,429 @@
+"""Answers to questions about what an organization's cameras saw, in Markdown, from the selectors.
+
+`answer_question` parses the question (`events.questions`) and answers it with the very
+selectors the API uses (`events.selectors`), so a number in an answer is the `count` the API
+returns for the same camera, class and window; the answer shows that API query too, so anyone
+can check it. Sync and database-bound: call it off the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from urllib.parse import urlencode
+
+from django.utils import timezone
+
+from cameras.models import Camera
+from events.models import CameraSession
+from events.questions import CAPABILITIES, PERIOD_WORDS, Intent, Period, Question, parse_question
+from events.selectors import (
+    EventFilter,
+    event_activity,
+    event_count,
+    event_counts_by_camera,
+    event_counts_by_label,
+    event_labels,
+    event_latest,
+    event_list,
+    events_for_organization,
+    session_latest,
+    sessions_for_organization,
+)
+from organizations.models import Organization
+
+# Words that ask about the organization itself, not about what the cameras saw: left to the
+# chat assistant's own answers unless the question also names a camera or a period.
+NOT_ABOUT_EVENTS = {"member", "members", "team", "role", "roles", "user", "users", "chat", "chats"}
+LINKED_EVENTS = 3
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The organization, its cameras and the clock an answer is computed against."""
+
+    organization: Organization
+    cameras: list[Camera]
+    now: datetime
+    tz: tzinfo
+
+    @property
+    def events(self):
+        return events_for_organization(organization=self.organization)
+
+    def public_ids(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        wanted = {name.lower() for name in names}
+        return tuple(camera.public_id for camera in self.cameras if camera.name.lower() in wanted)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _events_word(count: int, label: str | None = None) -> str:
+    return f"**{count} {label + ' ' if label else ''}event{'' if count == 1 else 's'}**"
+
+
+def format_time(moment: datetime, scope: Scope, *, seconds: bool = False) -> str:
+    """14:02 today, "yesterday 14:02", or 2026-11-20 14:02, in the configured time zone."""
+    local = moment.astimezone(scope.tz)
+    today = scope.now.astimezone(scope.tz).date()
+    clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
+    if local.date() == today:
+        return clock
+    if local.date() == today - timedelta(days=1):
+        return f"yesterday {clock}"
+    return f"{local:%Y-%m-%d} {clock}"
+
+
+def _window(period: Period, scope: Scope) -> str:
+    assert period.start is not None and period.end is not None
+    return f"{period.description} ({format_time(period.start, scope)}–{format_time(period.end, scope)})"
+
+
+def _where(camera_names: tuple[str, ...]) -> str:
+    if not camera_names:
+        return "across all cameras"
+    return "on " + " and ".join(f"**{name}**" for name in camera_names)
+
+
+def _api_check(filters: EventFilter) -> str:
+    params: dict[str, str] = {}
+    if len(filters.camera_public_ids) == 1:
+        params["camera"] = filters.camera_public_ids[0]
+    if len(filters.labels) == 1:
+        params["class"] = filters.labels[0]
+    if filters.since:
+        params["since"] = filters.since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if filters.until:
+        params["until"] = filters.until.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if filters.session_id:
+        params["session"] = str(filters.session_id)
+    query = f"?{urlencode(params)}" if params else ""
+    return f"`GET /api/v1/events{query}`"
+
+
+def _event_links(scope: Scope, filters: EventFilter, limit: int = LINKED_EVENTS) -> str:
+    events = list(event_list(events=scope.events, filters=filters)[:limit])
+    if not events:
+        return ""
+    links = ", ".join(
+        f"[{event.label} on {event.camera.name} at {format_time(event.started_at, scope, seconds=True)}]"
+        f"(/events/{event.pk})"
+        for event in events
+    )
+    return f"Latest: {links}."
+
+
+def _resolve_session(question: Question, scope: Scope) -> CameraSession | None:
+    return session_latest(
+        sessions=sessions_for_organization(organization=scope.organization),
+        camera_public_ids=scope.public_ids(question.cameras),
+    )
+
+
+def _filters(question: Question, scope: Scope, *, labels=None, period=None) -> EventFilter:
+    period = period or question.period
+    return EventFilter(
+        camera_public_ids=scope.public_ids(question.cameras),
+        labels=tuple(labels if labels is not None else question.labels),
+        since=period.start,
+        until=period.end,
+    )
+
+
+def _no_cameras(scope: Scope) -> str | None:
+    if scope.cameras:
+        return None
+    return (
+        f"{scope.organization.name} has no cameras yet, so there is no session data. "
+        "Add one under [Cameras](/cameras/) (a `demo:` camera needs no hardware)."
+    )
+
+
+def _counts_sentence(counts: dict[str, int]) -> str:
+    return ", ".join(f"{label} {count}" for label, count in counts.items())
+
+
+def _answer_count(question: Question, scope: Scope) -> str:
+    if question.period.last_session:
+        return _answer_session(question, scope, only_labels=question.labels)
+    period = question.period
+    lines = []
+    if question.labels:
+        for label in question.labels:
+            filters = _filters(question, scope, labels=(label,))
+            count = event_count(events=scope.events, filters=filters)
+            lines.append(
+                f"{_events_word(count, label)} {_where(question.cameras)} {_window(period, scope)}."
+            )
+    else:
+        filters = _filters(question, scope)
+        counts = event_counts_by_label(events=scope.events, filters=filters)
+        total = sum(counts.values())
+        detail = f": {_counts_sentence(counts)}" if counts else ""
+        lines.append(
+            f"{_events_word(total)} {_where(question.cameras)} {_window(period, scope)}{detail}."
+        )
+    filters = _filters(question, scope)
+    links = _event_links(scope, filters)
+    if links:
+        lines.append(links)
+    elif not question.labels or all("**0 " in line for line in lines):
+        lines.append("Nothing was detected in that window.")
+    lines.append(_check_line(question, scope))
+    return "\n\n".join(lines)
+
+
+def _check_line(question: Question, scope: Scope) -> str:
+    labels = question.labels if len(question.labels) == 1 else ()
+    cameras = scope.public_ids(question.cameras)
+    filters = EventFilter(
+        camera_public_ids=cameras if len(cameras) == 1 else (),
+        labels=labels,
+        since=question.period.start,
+        until=question.period.end,
+    )
+    return (
+        "An event is one continuous presence of a class on a camera, counted when it starts; "
+        f"times in {scope.tz}. Check: {_api_check(filters)}."
+    )
+
+
+def _answer_summary(question: Question, scope: Scope) -> str:
+    if question.period.last_session:
+        return _answer_session(question, scope)
+    filters = _filters(question, scope)
+    counts = event_counts_by_label(events=scope.events, filters=filters)
+    where = _where(question.cameras)
+    if not counts:
+        return (
+            f"Nothing was detected {where} {_window(question.period, scope)}: no events.\n\n"
+            + _check_line(question, scope)
+        )
+    total = sum(counts.values())
+    lines = [
+        f"{_events_word(total)} {where} {_window(question.period, scope)}:",
+        "\n".join(f"- {label}: {count}" for label, count in counts.items()),
+    ]
+    if not question.cameras and len(scope.cameras) > 1:
+        per_camera = event_counts_by_camera(events=scope.events, filters=filters)
+        lines.append(
+            "By camera: " + ", ".join(f"{row.name} {row.total}" for row in per_camera) + "."
+        )
+    lines.append(_event_links(scope, filters))
+    lines.append(_check_line(question, scope))
+    return "\n\n".join(lines)
+
+
+def _answer_busiest_camera(question: Question, scope: Scope) -> str:
+    filters = _filters(question, scope)
+    rows = event_counts_by_camera(events=scope.events, filters=filters)
+    what = " and ".join(question.labels) + " " if question.labels else ""
+    if not rows:
+        return f"No {what}events on any camera {_window(question.period, scope)}, so no camera was busiest."
+    top = rows[0]
+    tied = [row.name for row in rows if row.total == top.total]
+    lead = (
+        f"**{top.name}** was the busiest camera {_window(question.period, scope)} with "
+        f"{_events_word(top.total, ' and '.join(question.labels) or None)}."
+        if len(tied) == 1
+        else f"{' and '.join(f'**{name}**' for name in tied)} were equally busy "
+        f"{_window(question.period, scope)} with {_events_word(top.total)} each."
+    )
+    rest = ", ".join(f"{row.name} {row.total}" for row in rows[1:])
+    without = [c.name for c in scope.cameras if c.public_id not in {r.public_id for r in rows}]
+    parts = [lead]
+    if rest:
+        parts.append(f"Then: {rest}.")
+    if without:
+        parts.append(f"No {what}events: {', '.join(without)}.")
+    return "\n\n".join(parts)
+
+
+def _answer_busiest_hour(question: Question, scope: Scope) -> str:
+    period = question.period
+    assert period.start is not None and period.end is not None
+    # Whole clock hours in the configured zone, so "14:00–15:00" means what it says.
+    since = period.start.astimezone(scope.tz).replace(minute=0, second=0, microsecond=0)
+    activity = event_activity(
+        events=scope.events,
+        since=since,
+        until=period.end,
+        bucket=timedelta(hours=1),
+        filters=_filters(question, scope, period=Period(start=None, end=None, description="")),
+    )
+    totals = activity.bucket_totals
+    if not any(totals):
+        return (
+            f"No events {_where(question.cameras)} {_window(period, scope)}, so no hour stands out."
+        )
+    best = max(range(len(totals)), key=lambda i: (totals[i], -i))
+    start = activity.starts[best]
+    detail = {label: counts[best] for label, counts in activity.series.items() if counts[best]}
+    return (
+        f"The busiest hour {_where(question.cameras)} {_window(period, scope)} was "
+        f"**{format_time(start, scope)}–{format_time(start + activity.bucket, scope)}** with "
+        f"{_events_word(totals[best])} ({_counts_sentence(detail)})."
+    )
+
+
+def _answer_last_seen(question: Question, scope: Scope) -> str:
+    period = question.period if question.period.explicit else None
+    labels = question.labels
+    filters = EventFilter(
+        camera_public_ids=scope.public_ids(question.cameras),
+        labels=labels,
+        since=period.start if period else None,
+        until=period.end if period else None,
+    )
+    event = event_latest(events=scope.events, filters=filters)
+    what = " or ".join(labels) if labels else "anything"
+    if event is None:
+        within = f" {_window(period, scope)}" if period else " in the recorded data"
+        return f"No {what} was seen {_where(question.cameras)}{within}."
+    link = f"[event #{event.pk}](/events/{event.pk})"
+    if event.is_open:
+        return (
+            f"A **{event.label}** is in view on **{event.camera.name}** right now (since "
+            f"{format_time(event.started_at, scope, seconds=True)}): {link}."
+        )
+    return (
+        f"A **{event.label}** was last seen on **{event.camera.name}** at "
+        f"**{format_time(event.last_seen_at, scope, seconds=True)}** (in view for "
+        f"{event.duration_seconds:.0f} s from {format_time(event.started_at, scope, seconds=True)}): {link}."
+    )
+
+
+def _change(now_count: int, before: int) -> str:
+    if before == 0:
+        return "new" if now_count else "no change"
+    delta = now_count - before
+    return f"{delta:+d}, {delta / before * 100:+.0f} %"
+
+
+def _answer_compare(question: Question, scope: Scope) -> str:
+    if question.period.last_session:
+        return "I compare time windows (today, the last hour, since 9:00…), not sessions: " + (
+            "ask e.g. “how does today compare with yesterday?”"
+        )
+    current, previous = question.period, question.period.previous()
+    now_counts = event_counts_by_label(events=scope.events, filters=_filters(question, scope))
+    before_counts = event_counts_by_label(
+        events=scope.events, filters=_filters(question, scope, period=previous)
+    )
+    labels = list(question.labels) or sorted(set(now_counts) | set(before_counts))
+    if not labels or not (any(now_counts.values()) or any(before_counts.values())):
+        return (
+            f"No events {_where(question.cameras)} {_window(current, scope)} nor in the "
+            f"period before ({format_time(previous.start, scope)}–{format_time(previous.end, scope)})."
+        )
+    rows = [
+        f"| {label} | {now_counts.get(label, 0)} | {before_counts.get(label, 0)} | "
+        f"{_change(now_counts.get(label, 0), before_counts.get(label, 0))} |"
+        for label in labels
+    ]
+    total_now = sum(now_counts.get(label, 0) for label in labels)
+    total_before = sum(before_counts.get(label, 0) for label in labels)
+    return "\n".join(
+        [
+            f"Events {_where(question.cameras)} {_window(current, scope)} against the same length "
+            f"of time before ({format_time(previous.start, scope)}–{format_time(previous.end, scope)}):",
+            "",
+            "| class | now | before | change |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"In total {total_now} against {total_before} ({_change(total_now, total_before)}).",
+        ]
+    )
+
+
+def _answer_session(question: Question, scope: Scope, *, only_labels: tuple[str, ...] = ()) -> str:
+    session = _resolve_session(question, scope)
+    where = _where(question.cameras)
+    if session is None:
+        return f"No camera session has been recorded {where} yet."
+    camera = session.camera
+    end = (
+        f"still running (last frame {format_time(session.last_frame_at, scope, seconds=True)})"
+        if session.is_open
+        else f"ended {format_time(session.ended_at, scope, seconds=True)}"
+    )
+    counts = dict(sorted(session.counts.items(), key=lambda item: (-item[1], item[0])))
+    if only_labels:
+        counts = {label: counts.get(label, 0) for label in only_labels}
+    summary = _counts_sentence(counts) if counts else "no events"
+    total = sum(counts.values())
+    lines = [
+        f"**{camera.name}**'s last session started {format_time(session.started_at, scope, seconds=True)} "
+        f"and {end}: {_plural(session.frames_processed, 'frame')} processed at "
+        f"{session.measured_fps:.1f} fps, {_events_word(total)} ({summary}).",
+    ]
+    filters = EventFilter(session_id=session.pk, labels=only_labels)
+    links = _event_links(scope, filters)
+    if links:
+        lines.append(links)
+    lines.append(
+        "Counts are events started during the session. Check: "
+        f"`GET /api/v1/cameras/{camera.public_id}/sessions` and {_api_check(filters)}."
+    )
+    return "\n\n".join(lines)
+
+
+def capabilities_markdown() -> str:
+    return "\n".join(
+        [
+            "About what the cameras saw, I can tell you:",
+            "",
+            *(f"- {c}" for c in CAPABILITIES),
+            "",
+            f"Understood {PERIOD_WORDS}.",
+        ]
+    )
+
+
+_ANSWERS = {
+    Intent.COUNT: _answer_count,
+    Intent.SUMMARY: _answer_summary,
+    Intent.BUSIEST_CAMERA: _answer_busiest_camera,
+    Intent.BUSIEST_HOUR: _answer_busiest_hour,
+    Intent.LAST_SEEN: _answer_last_seen,
+    Intent.COMPARE: _answer_compare,
+    Intent.SESSION: _answer_session,
+}
+
+
+def scope_for(organization: Organization, *, now: datetime | None = None) -> Scope:
+    return Scope(
+        organization=organization,
+        cameras=list(Camera.objects.filter(organization=organization).order_by("name", "id")),
+        now=now or timezone.now(),
+        tz=timezone.get_current_timezone(),
+    )
+
+
+def question_parse_for(text: str, scope: Scope) -> Question:
+    return parse_question(
+        text,
+        now=scope.now,
+        tz=scope.tz,
+        camera_names=[camera.name for camera in scope.cameras],
+        known_labels=event_labels(events=scope.events),
+    )
+
+
+def answer_question(
+    *, organization: Organization, text: str, now: datetime | None = None
+) -> str | None:
+    """A Markdown answer, or None when the question is not about what the cameras saw (the
+    chat assistant then answers it, listing `capabilities_markdown` among what it can do)."""
+    scope = scope_for(organization, now=now)
+    question = question_parse_for(text, scope)
+    if question.intent in (Intent.UNKNOWN, Intent.HELP):
+        return None
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    if words & NOT_ABOUT_EVENTS and not question.cameras and not question.period.explicit:
+        return None
+    return _no_cameras(scope) or _ANSWERS[question.intent](question, scope)

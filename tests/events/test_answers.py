@@ -1,0 +1,213 @@
+"""The assistant's answers about session data: every number equals what the API returns.
+
+Each answer states the API query that checks it (`GET /api/v1/events?...`); these tests run
+that query as Alice and compare the API's `count` with the number in the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from events.answers import answer_question, capabilities_markdown
+from events.questions import CAPABILITIES
+from tests.events.conftest import event_make, session_make
+
+pytestmark = pytest.mark.django_db
+
+CHECK = re.compile(r"`GET (/api/v1/events[^`]*)`")
+BOLD_COUNT = re.compile(r"\*\*(\d+) (?:[\w ]+ )?events?\*\*")
+
+
+@pytest.fixture
+def now():
+    return timezone.now()
+
+
+@pytest.fixture
+def data(now, front_door, back_yard, charlie_camera):
+    session = session_make(
+        front_door, at=now - timedelta(minutes=30), minutes=20, counts={"person": 2, "car": 1}
+    )
+    made = [
+        event_make(front_door, label="person", at=now - timedelta(minutes=25), session=session),
+        event_make(front_door, label="person", at=now - timedelta(minutes=15), session=session),
+        event_make(front_door, label="car", at=now - timedelta(minutes=12), session=session),
+        event_make(front_door, label="person", at=now - timedelta(minutes=3)),
+        event_make(back_yard, label="person", at=now - timedelta(minutes=40)),
+        event_make(back_yard, label="motion", at=now - timedelta(hours=3)),
+        event_make(front_door, label="person", at=now - timedelta(hours=26)),
+        event_make(front_door, label="person", at=now - timedelta(hours=27)),
+    ]
+    # Charlie's events must never show up in Alice's numbers.
+    for minutes in (1, 2, 5, 50):
+        event_make(charlie_camera, label="person", at=now - timedelta(minutes=minutes))
+    return made
+
+
+def ask(organization, text, now):
+    answer = answer_question(organization=organization, text=text, now=now)
+    assert answer is not None, text
+    return answer
+
+
+def api_count(client, path: str) -> int:
+    response = client.get(path)
+    assert response.status_code == 200, (path, response.json())
+    return response.json()["count"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How many people on Front door today?",
+        "how many people in the last hour?",
+        "How many cars on front door in the last 2 hours?",
+        "how many people yesterday?",
+        "how many people since 9:00?",
+        "how many motion events on back yard in the last 24 hours",
+        "how many people this week?",
+        "how many people during the last session on Front door?",
+        "What did the front door camera see in the last hour?",
+        "what happened in the last 30 minutes?",
+    ],
+)
+def test_the_numbers_in_an_answer_are_the_apis(alice_api, organization, data, now, text):
+    answer = ask(organization, text, now)
+    counts = [int(n) for n in BOLD_COUNT.findall(answer)]
+    checks = CHECK.findall(answer)
+    assert counts and checks, answer
+    assert counts[0] == api_count(alice_api, checks[-1]), answer
+
+
+def test_a_count_answer_names_the_camera_the_window_and_links_events(organization, data, now):
+    answer = ask(organization, "How many people on Front door in the last hour?", now)
+    assert "**3 person events** on **Front door** in the last hour" in answer
+    assert f"(/events/{data[3].pk})" in answer
+    assert "counted when it starts" in answer
+
+
+def test_a_question_about_two_classes_answers_each(alice_api, organization, data, now):
+    answer = ask(organization, "how many people and cars in the last hour?", now)
+    assert "**4 person events**" in answer and "**1 car event**" in answer
+
+
+def test_no_data_is_said_plainly(organization, front_door, now):
+    answer = ask(organization, "What did the cameras see in the last hour?", now)
+    assert "Nothing was detected" in answer
+
+
+def test_zero_is_a_number_too(alice_api, organization, data, now):
+    answer = ask(organization, "How many faces today?", now)
+    assert "**0 face events**" in answer
+    assert api_count(alice_api, CHECK.findall(answer)[-1]) == 0
+
+
+def test_an_organization_without_cameras_is_told_how_to_add_one(organization, now):
+    answer = ask(organization, "how many people today?", now)
+    assert "has no cameras yet" in answer and "/cameras/" in answer
+
+
+def test_the_busiest_camera_is_the_one_with_most_events(
+    alice_api, organization, data, now, front_door, back_yard
+):
+    answer = ask(organization, "Which camera was busiest in the last 24 hours?", now)
+    since = (now - timedelta(hours=24)).isoformat()
+    front = api_count(
+        alice_api, f"/api/v1/events?camera={front_door.public_id}&since={since.replace('+', '%2B')}"
+    )
+    back = api_count(
+        alice_api, f"/api/v1/events?camera={back_yard.public_id}&since={since.replace('+', '%2B')}"
+    )
+    assert front == 4 and back == 2
+    assert "**Front door** was the busiest camera in the last 24 hours" in answer
+    assert "**4 events**" in answer and "Back yard 2" in answer
+
+
+def test_the_busiest_hour_matches_the_activity_api(alice_api, organization, data, now, front_door):
+    event_make(front_door, label="car", at=now - timedelta(hours=5, minutes=10))
+    event_make(front_door, label="car", at=now - timedelta(hours=5, minutes=5))
+    answer = ask(organization, "What was the busiest hour on front door in the last 8 hours?", now)
+    hour = re.search(r"\*\*(\d\d:\d\d)–(\d\d:\d\d)\*\* with \*\*(\d+) events?\*\*", answer)
+    assert hour, answer
+    since = (now - timedelta(hours=8)).replace(minute=0, second=0, microsecond=0)
+    body = alice_api.get(
+        f"/api/v1/cameras/{front_door.public_id}/activity",
+        {"since": since.isoformat(), "until": now.isoformat(), "bucket": "1h"},
+    ).json()
+    totals = [sum(column) for column in zip(*body["series"].values(), strict=True)]
+    best = max(range(len(totals)), key=lambda i: (totals[i], -i))
+    assert int(hour.group(3)) == totals[best]
+    start = datetime.fromisoformat(body["buckets"][best].replace("Z", "+00:00"))
+    assert hour.group(1) == start.astimezone(UTC).strftime("%H:%M")
+
+
+def test_last_seen_names_the_camera_and_time_and_links_the_event(organization, data, now):
+    answer = ask(organization, "When was a car last seen?", now)
+    car = data[2]
+    assert "**car** was last seen on **Front door**" in answer
+    assert f"(/events/{car.pk})" in answer
+    assert car.last_seen_at.astimezone(UTC).strftime("%H:%M:%S") in answer
+
+
+def test_last_seen_of_an_ongoing_event_says_it_is_in_view(organization, front_door, now):
+    event = event_make(front_door, label="face", at=now - timedelta(seconds=20), ongoing=True)
+    answer = ask(organization, "latest face?", now)
+    assert "right now" in answer and f"/events/{event.pk}" in answer
+
+
+def test_last_seen_without_data_says_so(organization, data, now):
+    assert "No face was seen" in ask(organization, "when was a face last seen?", now)
+
+
+def test_a_comparison_counts_both_windows_with_the_api(
+    alice_api, organization, data, now, front_door
+):
+    event_make(front_door, label="person", at=now - timedelta(hours=1, minutes=30))
+    answer = ask(organization, "How do people in the last hour compare with the hour before?", now)
+    row = re.search(r"\| person \| (\d+) \| (\d+) \|", answer)
+    assert row, answer
+    iso = lambda moment: moment.isoformat().replace("+", "%2B")  # noqa: E731
+    hour_ago, two_hours_ago = now - timedelta(hours=1), now - timedelta(hours=2)
+    assert int(row.group(1)) == api_count(
+        alice_api, f"/api/v1/events?class=person&since={iso(hour_ago)}&until={iso(now)}"
+    )
+    assert int(row.group(2)) == api_count(
+        alice_api, f"/api/v1/events?class=person&since={iso(two_hours_ago)}&until={iso(hour_ago)}"
+    )
+    assert int(row.group(1)) == 4 and int(row.group(2)) == 1
+
+
+def test_the_last_session_answer_uses_the_sessions_own_counts(
+    alice_api, organization, data, now, front_door
+):
+    answer = ask(organization, "What happened during the last session on Front door?", now)
+    body = alice_api.get(f"/api/v1/cameras/{front_door.public_id}/sessions").json()["results"][0]
+    assert f"{body['frames_processed']} frames processed" in answer
+    assert "**3 events** (person 2, car 1)" in answer
+    assert body["counts"] == {"person": 2, "car": 1}
+
+
+def test_questions_not_about_the_cameras_are_left_to_the_chat_assistant(organization, data, now):
+    assert answer_question(organization=organization, text="Tell me a joke", now=now) is None
+    assert answer_question(organization=organization, text="help", now=now) is None
+    assert (
+        answer_question(organization=organization, text="how many people are members?", now=now)
+        is None
+    )
+
+
+def test_charlie_gets_only_his_own_numbers(charlie_organization, data, now):
+    answer = ask(charlie_organization, "how many people in the last hour?", now)
+    assert "**4 person events**" in answer
+    assert "Front door" not in answer and "Back yard" not in answer
+
+
+def test_the_capabilities_list_every_kind_of_question():
+    text = capabilities_markdown()
+    for capability in CAPABILITIES:
+        assert capability in text
+    assert "since 9:00" in text

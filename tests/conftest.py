@@ -156,8 +156,13 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def browser(chromium_path):
+@pytest.fixture
+def browser(chromium_path, django_db_setup):
+    # Per test, not per session: Playwright's sync API keeps an asyncio loop running in this
+    # thread while it is open, and Django then refuses ORM calls (SynchronousOnlyOperation)
+    # and pytest-asyncio cannot start loops, in every test that runs after it. The test
+    # database is created before it for the same reason. A browser test's own ORM calls need
+    # DJANGO_ALLOW_ASYNC_UNSAFE (see tests/chats/test_browser.py).
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -52,6 +52,8 @@ CONNECT_TIMEOUT = 30.0
 # Viewers connect in bursts of this many at a time, as a crowd arriving would, not all at once.
 CONNECT_CONCURRENCY = 20
 FRESH_FRAME_MS = 1000
+# Flat memory: a server that queued every frame for 5 slow viewers would grow by ~8 MiB a second.
+FLAT_RSS_GROWTH_MIB = 16.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _TIMESTAMP_VALUE = re.compile(rb"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?)")
 
@@ -63,7 +65,9 @@ class Target:
     name: str
     url: str
     headers: dict[str, str]
-    pid: int
+    pid: int  # the process viewers connect to: its RSS must stay flat
+    # Every process of the server (e.g. also `runcameras`): their CPU is the server's CPU.
+    all_pids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -436,7 +440,8 @@ def measure(target: Target, load: Load) -> dict:
         for _, pipe in workers:
             pipe.send(("window", start, end))
         time.sleep(max(0.0, start - time.time()))
-        rss_start, cpu_start = rss_kib(target.pid), cpu_seconds(target.pid)
+        rss_start = rss_kib(target.pid)
+        cpu_start = sum(cpu_seconds(pid) for pid in target.all_pids)
         rss_max = rss_start
         # One sample a second; bounded by the window's length.
         for _ in range(int(load.seconds) + 1):
@@ -444,7 +449,8 @@ def measure(target: Target, load: Load) -> dict:
             rss_max = max(rss_max, rss_kib(target.pid))
             if time.time() >= end:
                 break
-        rss_end, cpu_end = rss_kib(target.pid), cpu_seconds(target.pid)
+        rss_end = rss_kib(target.pid)
+        cpu_end = sum(cpu_seconds(pid) for pid in target.all_pids)
         results = [_receive(pipe, "done", load.seconds + 30) for _, pipe in workers]
     finally:
         for process, pipe in workers:
@@ -601,7 +607,7 @@ def baseline_server(*, fps: float, jpeg_quality: int, log_dir: Path) -> Iterator
     with running([(command, dict(os.environ))], log) as (process,):
         url = f"ws://{LOCALHOST}:{port}/"
         wait_for_frames(process, url, {}, log)
-        yield Target(name="baseline", url=url, headers={}, pid=process.pid)
+        yield Target(name="baseline", url=url, headers={}, pid=process.pid, all_pids=(process.pid,))
 
 
 class Sightline:
@@ -672,7 +678,13 @@ class Sightline:
             url = f"ws://{LOCALHOST}:{port}/ws/stream/{self.camera_id}"
             headers = {"Authorization": f"Bearer {self.token}"}
             wait_for_frames(processes[0], url, headers, log)
-            yield Target(name="sightline", url=url, headers=headers, pid=processes[0].pid)
+            yield Target(
+                name="sightline",
+                url=url,
+                headers=headers,
+                pid=processes[0].pid,
+                all_pids=tuple(process.pid for process in processes),
+            )
 
 
 # Run by `manage.py shell -c` in the benchmark's own database, through the app's services.
@@ -726,10 +738,17 @@ def ratios(baseline: dict, sightline: dict) -> dict:
         if baseline["latency_ms_p99"]
         else math.nan
     )
+    rss_growth = sightline["server_rss_mib_end"] - sightline["server_rss_mib_start"]
     return {
         "fps_ratio": fps_ratio,
         "p99_ratio": p99_ratio,
-        "meets_targets": fps_ratio >= 0.98 and p99_ratio <= 1.5 and sightline["failed"] == 0,
+        "rss_growth_mib": rss_growth,
+        "meets_targets": (
+            fps_ratio >= 0.98
+            and p99_ratio <= 1.5
+            and sightline["failed"] == 0
+            and rss_growth <= FLAT_RSS_GROWTH_MIB
+        ),
     }
 
 
@@ -737,7 +756,7 @@ def _ratio_row(ratio: dict) -> str:
     verdict = "meets targets" if ratio["meets_targets"] else "MISSES targets"
     return (
         f"{'':>13}  ratio     fps x{ratio['fps_ratio']:.3f} (>= 0.98)   "
-        f"p99 x{ratio['p99_ratio']:.2f} (<= 1.5)   {verdict}"
+        f"p99 x{ratio['p99_ratio']:.2f} (<= 1.5)   RSS {ratio['rss_growth_mib']:+.1f} MiB   {verdict}"
     )
 
 

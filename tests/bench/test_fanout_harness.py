@@ -20,16 +20,23 @@ def test_it_reads_the_timestamp_without_parsing_the_frame():
         frame_timestamp(b'{"frame": "abc", "camera_id": "c"}')
 
 
+def _figures(fps: float, p99: float, rss_end: float = 100.0) -> dict:
+    return {
+        "fps_mean": fps,
+        "latency_ms_p99": p99,
+        "failed": 0,
+        "server_rss_mib_start": 100.0,
+        "server_rss_mib_end": rss_end,
+    }
+
+
 def test_it_judges_the_targets_as_ratios_to_the_baseline():
-    baseline = {"fps_mean": 30.0, "latency_ms_p99": 20.0, "failed": 0}
+    baseline = _figures(30.0, 20.0)
 
-    close = ratios(baseline, {"fps_mean": 29.5, "latency_ms_p99": 29.0, "failed": 0})
-    slow = ratios(baseline, {"fps_mean": 29.0, "latency_ms_p99": 20.0, "failed": 0})
-    late = ratios(baseline, {"fps_mean": 30.0, "latency_ms_p99": 31.0, "failed": 0})
-
-    assert close["meets_targets"]
-    assert not slow["meets_targets"]
-    assert not late["meets_targets"]
+    assert ratios(baseline, _figures(29.5, 29.0))["meets_targets"]
+    assert not ratios(baseline, _figures(29.0, 20.0))["meets_targets"]
+    assert not ratios(baseline, _figures(30.0, 31.0))["meets_targets"]
+    assert not ratios(baseline, _figures(30.0, 20.0, rss_end=200.0))["meets_targets"]
 
 
 def test_the_baseline_serves_every_viewer_at_the_camera_rate(tmp_path):

@@ -365,4 +365,6 @@ def start_in_process_supervisor() -> None:
             lambda: defer.Deferred.fromFuture(asyncio.ensure_future(supervisor.stop())),
         )
 
-    reactor.callWhenRunning(start)
+    # Startup triggers fire just before the asyncio loop starts running; callLater(0) lands
+    # inside the running loop, where the supervisor's tasks belong.
+    reactor.callWhenRunning(reactor.callLater, 0, start)

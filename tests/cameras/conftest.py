@@ -13,10 +13,10 @@ from cameras.services import camera_create
 
 
 def jpeg_bytes(width: int = 320, height: int = 240, *, seed: int = 0) -> bytes:
-    """A real JPEG encoded by OpenCV: a gradient with a bright square, different per seed."""
+    """A real JPEG encoded by OpenCV: a still gradient with a bright square that moves with seed."""
     image = np.zeros((height, width, 3), np.uint8)
     image[:, :, 0] = np.linspace(0, 255, width, dtype=np.uint8)
-    image[:, :, 1] = (seed * 37) % 256
+    image[:, :, 1] = 60
     x = (seed * 13) % max(1, width - 40)
     cv2.rectangle(image, (x, 40), (x + 40, 80), (255, 255, 255), -1)
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])

@@ -1,0 +1,227 @@
+"""Frame ingest: frames POSTed to /api/v1/actions/actions/send, in the seed's body.
+
+Two kinds of caller send the same body:
+- publishers of a `push:` camera (our webcam page, scripts): a new frame is decoded, resized,
+  run through the camera's detectors and broadcast like a captured frame;
+- the seed's player, which forwards EVERY frame it receives back here (`postFrameToBackend`).
+  Those frames were already published, so they are answered from the published-frame record
+  (`"duplicate": true`, with the detections) and never broadcast or counted again: any number of
+  such clients cannot multiply a camera's frames, load or events.
+
+The (camera, timestamp) claim is `cache.add`, so two identical posts racing each other, even
+in different processes, publish once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+
+from cameras.models import Camera
+from cameras.publishing import (
+    PublishedFrame,
+    frame_broadcast,
+    frame_record_claim,
+    frame_record_get,
+    frame_record_release,
+    frame_remember,
+)
+from cameras.selectors import CameraConfig
+from cameras.services import camera_status_update
+from cameras.vision.detectors import build_detectors, run_detectors
+from cameras.vision.frames import InvalidFrame, decode_jpeg, encode_jpeg, resize_to_width
+from events.recording import record_frame
+
+# A timestamp is Unix milliseconds between 2000-01-01 and a day from now.
+EARLIEST_TIMESTAMP_MS = 946_684_800_000
+FUTURE_SLACK_MS = 24 * 3600 * 1000
+# How long a duplicate waits for the detections of a claim made a moment ago by another process.
+CLAIM_WAIT_SECONDS = 2.0
+
+
+class IngestError(Exception):
+    def __init__(self, status: int, message: str, code: str):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    camera_id: str
+    timestamp: int
+    detections: list[dict]
+    duplicate: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "camera_id": self.camera_id,
+            "timestamp": self.timestamp,
+            "detections": self.detections,
+            "duplicate": self.duplicate,
+        }
+
+
+def timestamp_check(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise IngestError(
+            400, "timestamp must be a whole number of Unix milliseconds.", "invalid_timestamp"
+        )
+    latest = int(time.time() * 1000) + FUTURE_SLACK_MS
+    if not EARLIEST_TIMESTAMP_MS <= value <= latest:
+        raise IngestError(
+            400,
+            "timestamp is not a plausible Unix time in milliseconds "
+            "(between the year 2000 and a day from now).",
+            "invalid_timestamp",
+        )
+    return value
+
+
+def base64_decode(value: str) -> bytes:
+    # A data URL (what canvas.toDataURL gives) is accepted as well as the bare base64.
+    if value.startswith("data:"):
+        _, _, value = value.partition(",")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise IngestError(400, "frame is not valid base64.", "invalid_base64") from None
+
+
+class _PushDetectors:
+    """One detector set per push: camera per process, kept between frames so motion has history.
+
+    Detectors keep state and are not thread-safe, hence one lock per camera.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sets: dict[str, tuple[CameraConfig, list, threading.Lock]] = {}
+
+    def get(self, config: CameraConfig) -> tuple[list, threading.Lock]:
+        with self._lock:
+            known = self._sets.get(config.public_id)
+            if known is None or known[0] != config:
+                detectors = build_detectors(
+                    list(config.detectors),
+                    min_confidence=config.min_confidence,
+                    onnx_model=config.onnx_model or None,
+                    onnx_labels=config.onnx_labels or None,
+                )
+                known = (config, detectors, threading.Lock())
+                self._sets[config.public_id] = known
+            return known[1], known[2]
+
+
+_push_detectors = _PushDetectors()
+
+
+def _duplicate(camera: Camera, timestamp: int, record: dict) -> IngestResult:
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while record.get("pending") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        record = frame_record_get(camera.public_id, timestamp) or {}
+    return IngestResult(
+        camera_id=camera.public_id,
+        timestamp=timestamp,
+        detections=record.get("detections") or [],
+        duplicate=True,
+    )
+
+
+def _rate_check(camera: Camera) -> None:
+    key = f"camera:{camera.public_id}:ingest:{int(time.time())}"
+    cache.add(key, 0, 5)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        count = 1
+    if count > settings.CAMERA_INGEST_MAX_FRAMES_PER_SECOND:
+        raise IngestError(
+            429,
+            f"At most {settings.CAMERA_INGEST_MAX_FRAMES_PER_SECOND} new frames a second "
+            "per camera; slow down.",
+            "rate_limited",
+        )
+
+
+def frame_ingest(*, camera: Camera, frame_b64: str, timestamp: int) -> IngestResult:
+    """Accept one frame for `camera` (already resolved for the caller). Runs in a worker thread
+    (it decodes and detects); raises IngestError with the HTTP status and a reason."""
+    jpeg = base64_decode(frame_b64)
+    record = frame_record_get(camera.public_id, timestamp)
+    if record is not None:
+        return _duplicate(camera, timestamp, record)
+    if not camera.is_push:
+        raise IngestError(
+            409,
+            f"Camera {camera.public_id} reads its own source ({camera.source.split(':')[0]}); "
+            "only push: cameras accept new frames. Frames it published are answered as "
+            "duplicates.",
+            "not_a_push_camera",
+        )
+    if not camera.enabled:
+        raise IngestError(409, "This camera is disabled; enable it to push frames.", "disabled")
+    try:
+        image = decode_jpeg(jpeg)
+    except InvalidFrame as exc:
+        raise IngestError(400, f"frame is not a usable JPEG: {exc}.", "invalid_jpeg") from None
+    _rate_check(camera)
+    if not frame_record_claim(camera.public_id, timestamp):
+        return _duplicate(camera, timestamp, frame_record_get(camera.public_id, timestamp) or {})
+    try:
+        config = CameraConfig.of(camera)
+        resized = resize_to_width(image, config.max_width)
+        detectors, lock = _push_detectors.get(config)
+        with lock:
+            detections = (
+                [d.as_dict() for d in run_detectors(detectors, resized)] if detectors else None
+            )
+        published = PublishedFrame.build(
+            camera_id=camera.public_id,
+            # The bytes as sent when they fit; re-encoding would only cost time and quality.
+            jpeg=jpeg if resized is image else encode_jpeg(resized, config.jpeg_quality),
+            timestamp=timestamp,
+            detections=detections,
+        )
+        frame_remember(published)
+        record_frame(camera=config, timestamp_ms=timestamp, detections=detections, frame=resized)
+    except Exception:
+        frame_record_release(camera.public_id, timestamp)
+        raise
+    async_to_sync(frame_broadcast)(get_channel_layer(), published)
+    _status_report(camera)
+    return IngestResult(
+        camera_id=camera.public_id,
+        timestamp=timestamp,
+        detections=detections or [],
+        duplicate=False,
+    )
+
+
+def _status_report(camera: Camera) -> None:
+    """Mark the camera online at most once a second per camera, with the frames of that second."""
+    key = f"camera:{camera.public_id}:ingest-count"
+    cache.add(key, 0, 60)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        count = 1
+    if not cache.add(f"camera:{camera.public_id}:status-written", True, 1):
+        return
+    cache.set(key, 0, 60)
+    camera_status_update(
+        camera_pk=camera.pk,
+        status=Camera.Status.ONLINE,
+        last_error="",
+        last_frame_at=datetime.now(UTC),
+        measured_fps=float(count) if camera.status == Camera.Status.ONLINE else None,
+    )

@@ -1,0 +1,146 @@
+"""Pages (grid, player, webcam publisher, latest still) and the frame-ingest endpoint."""
+
+from __future__ import annotations
+
+import json
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+
+from cameras.ingest import IngestError, IngestResult, frame_ingest, timestamp_check
+from cameras.models import Camera
+from cameras.publishing import latest_frame_get
+from cameras.selectors import camera_get_for_user, cameras_for_user
+from organizations.authentication import AuthFailure, api_user_for_request
+from project.api_errors import json_error
+
+INGEST_FIELDS = ("streamName", "streamType", "frame", "timestamp", "camera_id")
+
+
+def _camera_or_404(request: HttpRequest, camera_id: str) -> Camera:
+    camera = camera_get_for_user(user=request.user, public_id=camera_id)
+    if camera is None:
+        raise Http404("No such camera.")
+    return camera
+
+
+def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
+    """What player.js needs to open the WebSocket: the organization's host metadata."""
+    organization = camera.organization
+    host = organization.server_host_url.strip()
+    scheme = "wss" if request.is_secure() else "ws"
+    if "://" in host:
+        given_scheme, _, host = host.partition("://")
+        scheme = "wss" if given_scheme in {"https", "wss"} else "ws"
+    host = host.rstrip("/")
+    return {
+        "camera_id": camera.public_id,
+        "scheme": scheme,
+        # Blank server_host_url: the page's own host (and port), which is what one daphne serves.
+        "host": f"{host}:{organization.ws_port}" if host else "",
+        "path": camera.stream_path,
+        "ingest_url": "/api/v1/actions/actions/send",
+    }
+
+
+@login_required
+def camera_list(request: HttpRequest) -> HttpResponse:
+    cameras = cameras_for_user(user=request.user).select_related("organization")
+    return render(request, "cameras/list.html", {"cameras": cameras})
+
+
+@login_required
+def camera_detail(request: HttpRequest, camera_id: str) -> HttpResponse:
+    camera = _camera_or_404(request, camera_id)
+    return render(
+        request,
+        "cameras/detail.html",
+        {"camera": camera, "stream": _stream_settings(request, camera)},
+    )
+
+
+@login_required
+def camera_publish(request: HttpRequest, camera_id: str) -> HttpResponse:
+    camera = _camera_or_404(request, camera_id)
+    return render(
+        request,
+        "cameras/publish.html",
+        {"camera": camera, "stream": _stream_settings(request, camera)},
+    )
+
+
+@never_cache
+@login_required
+def camera_snapshot(request: HttpRequest, camera_id: str) -> HttpResponse:
+    """The camera's latest frame as a JPEG, for the grid's tiles (no WebSocket per tile)."""
+    camera = _camera_or_404(request, camera_id)
+    frame = latest_frame_get(camera.public_id)
+    if frame is None:
+        return HttpResponse(status=204)
+    return HttpResponse(frame.jpeg, content_type="image/jpeg")
+
+
+def _parse_ingest_body(request: HttpRequest) -> dict:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.CAMERA_INGEST_MAX_BYTES
+    too_big = IngestError(413, f"The request body is larger than {limit} bytes.", "too_large")
+    if length > limit:
+        raise too_big
+    try:
+        body = request.body
+    except (RequestDataTooBig, RawPostDataException):
+        raise too_big from None
+    if len(body) > limit:
+        raise too_big
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise IngestError(400, "The request body is not valid JSON.", "malformed") from None
+    if not isinstance(data, dict):
+        raise IngestError(400, "The request body must be a JSON object.", "malformed")
+    missing = [field for field in INGEST_FIELDS if field not in data]
+    if missing:
+        raise IngestError(400, f"Missing field(s): {', '.join(missing)}.", "missing_fields")
+    for field in ("streamName", "streamType", "frame", "camera_id"):
+        if not isinstance(data[field], str):
+            raise IngestError(400, f"{field} must be a string.", "invalid_field")
+    if data["streamType"] != "frame":
+        raise IngestError(400, 'streamType must be "frame".', "invalid_stream_type")
+    if not data["frame"]:
+        raise IngestError(400, "frame is empty.", "invalid_base64")
+    timestamp_check(data["timestamp"])
+    return data
+
+
+def _ingest(request: HttpRequest, user) -> IngestResult:
+    data = _parse_ingest_body(request)
+    camera = camera_get_for_user(user=user, public_id=data["camera_id"])
+    if camera is None:
+        raise IngestError(404, "No such camera among yours.", "not_found")
+    return frame_ingest(camera=camera, frame_b64=data["frame"], timestamp=data["timestamp"])
+
+
+@csrf_exempt  # CSRF is checked by api_user_for_request for session callers (bearer needs none).
+async def frame_ingest_view(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        return json_error(405, "Use POST.", "method_not_allowed")
+    try:
+        user = await api_user_for_request(request)
+    except AuthFailure as failure:
+        return json_error(failure.status, failure.message, failure.code)
+    try:
+        # Parsing, decoding and detection are CPU work: off the event loop.
+        result = await sync_to_async(_ingest)(request, user)
+    except IngestError as error:
+        return json_error(error.status, error.message, error.code)
+    return JsonResponse(result.as_dict())

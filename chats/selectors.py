@@ -12,7 +12,7 @@ from collections.abc import Callable
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
-from chats.assistants import AssistantContext, FactGroup, Member, Turn
+from chats.assistants import AssistantContext, DataSource, FactGroup, Member, Turn
 from chats.models import Chat, Message
 from organizations.models import Organization
 from organizations.selectors import organization_members
@@ -30,6 +30,16 @@ def context_provider_register(provider: ContextProvider) -> None:
 def context_provider_unregister(provider: ContextProvider) -> None:
     if provider in _context_providers:
         _context_providers.remove(provider)
+
+
+# The app whose data the assistant can query while answering (events), if installed.
+DataProvider = Callable[[Organization], DataSource]
+_data_provider: DataProvider | None = None
+
+
+def data_provider_register(provider: DataProvider) -> None:
+    global _data_provider
+    _data_provider = provider
 
 
 def chats_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Chat]:
@@ -88,4 +98,5 @@ def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:
         members=members,
         chat_count=chats_for_user(user=chat.user).filter(organization=organization).count(),
         facts=tuple(facts),
+        data=_data_provider(organization) if _data_provider is not None else None,
     )

@@ -8,6 +8,22 @@ ending with the user's prompt and `context` the organization's facts. It raises
 
 from __future__ import annotations
 
-from chats.assistants.base import AssistantContext, AssistantError, Backend, FactGroup, Member, Turn
+from chats.assistants.base import (
+    AssistantContext,
+    AssistantError,
+    Backend,
+    DataSource,
+    FactGroup,
+    Member,
+    Turn,
+)
 
-__all__ = ["AssistantContext", "AssistantError", "Backend", "FactGroup", "Member", "Turn"]
+__all__ = [
+    "AssistantContext",
+    "AssistantError",
+    "Backend",
+    "DataSource",
+    "FactGroup",
+    "Member",
+    "Turn",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 class AssistantError(Exception):
@@ -33,6 +33,26 @@ class FactGroup:
     lines: tuple[str, ...]
 
 
+class DataSource(Protocol):
+    """Data another app lets the assistant query (events: counts, sessions, activity), scoped to
+    the chat's organization by that app. Its async methods do their database work off the loop.
+    Registered through `chats.selectors.data_provider_register`."""
+
+    capabilities: tuple[str, ...]  # questions it answers, for the builtin's list of abilities
+
+    async def answer(self, question: str) -> str | None:
+        """A complete Markdown answer, or None when the question is not about this data."""
+        ...
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        """OpenAI function-calling `tools` that look the data up."""
+        ...
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> str:
+        """Run one tool call; its result as text (JSON) for the model."""
+        ...
+
+
 @dataclass(frozen=True)
 class AssistantContext:
     """What the assistant may know: the organization's own data, nothing else."""
@@ -42,6 +62,7 @@ class AssistantContext:
     members: tuple[Member, ...]
     chat_count: int
     facts: tuple[FactGroup, ...] = field(default=())
+    data: DataSource | None = None
 
     def fact_group(self, topic: str) -> FactGroup | None:
         return next((group for group in self.facts if group.topic == topic), None)

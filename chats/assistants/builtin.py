@@ -39,7 +39,9 @@ def _capabilities(context: AssistantContext) -> str:
         "- which organization this is",
     ]
     lines.extend(f"- about {group.topic}" for group in context.facts)
-    if context.fact_group("cameras") is None:
+    if context.data is not None:
+        lines.extend(f"- {capability}" for capability in context.data.capabilities)
+    if context.fact_group("cameras") is None and context.data is None:
         lines.extend(["", "Camera data is not available to me yet."])
     return "\n".join(lines)
 
@@ -66,7 +68,12 @@ def builtin_answer(prompt: str, context: AssistantContext) -> str:
             asked_about_facts = True
             facts = "\n".join(f"- {line}" for line in group.lines) or "- nothing recorded yet"
             sections.append(f"{group.topic.capitalize()} in {name}:\n\n{facts}")
-    if not asked_about_facts and words & CAMERA_WORDS and context.fact_group("cameras") is None:
+    if (
+        not asked_about_facts
+        and words & CAMERA_WORDS
+        and context.fact_group("cameras") is None
+        and context.data is None
+    ):
         sections.append(
             f"I have no camera data for {name} yet, so I cannot say what the cameras saw."
         )
@@ -85,8 +92,11 @@ class BuiltinBackend:
 
     async def stream(self, turns: Sequence[Turn], context: AssistantContext) -> AsyncIterator[str]:
         prompt = turns[-1].content if turns else ""
+        # Questions about the cameras' data are answered from it (with numbers the API
+        # returns too); everything else from the context.
+        answer = await context.data.answer(prompt) if context.data and prompt else None
         # Word pieces with their leading whitespace, like the seed's " your session data,".
-        for piece in re.findall(r"\s*\S+", builtin_answer(prompt, context)):
+        for piece in re.findall(r"\s*\S+", answer or builtin_answer(prompt, context)):
             yield piece
             # Even at zero delay, give other streams on the loop their turn.
             await asyncio.sleep(self.delay_seconds)

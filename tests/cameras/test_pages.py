@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cameras.publishing import PublishedFrame, frame_remember, latest_frame_get
+from tests.cameras.conftest import jpeg_bytes, now_ms
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice_client(client, alice, organization):
+    client.login(username="alice", password="alice-password")
+    return client
+
+
+def test_grid_lists_own_cameras_with_status_in_few_queries(
+    alice_client, demo_camera, push_camera, charlie_camera, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(6):
+        response = alice_client.get("/cameras/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Lobby" in html and "Webcam" in html
+    assert "Charlie" not in html
+    assert 'class="badge connecting"' in html
+
+
+def test_grid_explains_how_to_add_a_camera_when_empty(alice_client):
+    html = alice_client.get("/cameras/").content.decode()
+    assert "No cameras yet" in html
+    assert "/api/v1/cameras" in html
+
+
+def test_player_page_hands_the_stream_settings_to_js(alice_client, demo_camera, organization):
+    response = alice_client.get(f"/cameras/{demo_camera.public_id}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    start = html.index('id="stream-settings"')
+    data = json.loads(html[html.index(">", start) + 1 : html.index("</script>", start)])
+    assert data == {
+        "camera_id": demo_camera.public_id,
+        "scheme": "ws",
+        "host": "",
+        "path": f"/ws/stream/{demo_camera.public_id}",
+        "ingest_url": "/api/v1/actions/actions/send",
+    }
+    assert "js/player.js" in html
+
+
+def test_player_uses_the_organizations_websocket_host(alice_client, demo_camera, organization):
+    organization.server_host_url = "https://cams.example.org"
+    organization.ws_port = 7103
+    organization.save()
+    html = alice_client.get(f"/cameras/{demo_camera.public_id}/").content.decode()
+    assert '"host": "cams.example.org:7103"' in html
+    assert '"scheme": "wss"' in html
+
+
+def test_publish_page_explains_when_the_camera_is_not_push(alice_client, demo_camera):
+    html = alice_client.get(f"/cameras/{demo_camera.public_id}/publish").content.decode()
+    assert "only cameras whose source is" in html.lower()
+    assert "publish.js" not in html
+
+
+def test_publish_page_for_a_push_camera(alice_client, push_camera):
+    html = alice_client.get(f"/cameras/{push_camera.public_id}/publish").content.decode()
+    assert "js/publish.js" in html
+    assert "Start webcam" in html
+
+
+def test_snapshot_is_the_latest_jpeg_or_204(alice_client, demo_camera):
+    url = f"/cameras/{demo_camera.public_id}/snapshot.jpg"
+    assert alice_client.get(url).status_code == 204
+    frame = PublishedFrame.build(
+        camera_id=demo_camera.public_id, jpeg=jpeg_bytes(), timestamp=now_ms(), detections=None
+    )
+    frame_remember(frame)
+    response = alice_client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert response.content == latest_frame_get(demo_camera.public_id).jpeg
+
+
+def test_charlie_gets_404_for_every_page_of_alices_camera(client, charlie, demo_camera):
+    client.login(username="charlie", password="charlie-password")
+    for suffix in ("/", "/publish", "/snapshot.jpg"):
+        assert client.get(f"/cameras/{demo_camera.public_id}{suffix}").status_code == 404
+
+
+def test_pages_need_login(client, demo_camera):
+    response = client.get("/cameras/")
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]

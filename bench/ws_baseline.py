@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--jpeg-quality", type=int, default=80)
+    parser.add_argument("--jpeg-quality", type=int, default=75)
     parser.add_argument(
         "--seconds", type=float, default=3600.0, help="stop by itself after this long"
     )

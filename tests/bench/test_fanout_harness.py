@@ -31,12 +31,23 @@ def _figures(fps: float, p99: float, rss_end: float = 100.0) -> dict:
 
 
 def test_it_judges_the_targets_as_ratios_to_the_baseline():
-    baseline = _figures(30.0, 20.0)
+    baseline = [_figures(30.0, 20.0)]
 
-    assert ratios(baseline, _figures(29.5, 29.0))["meets_targets"]
-    assert not ratios(baseline, _figures(29.0, 20.0))["meets_targets"]
-    assert not ratios(baseline, _figures(30.0, 31.0))["meets_targets"]
-    assert not ratios(baseline, _figures(30.0, 20.0, rss_end=200.0))["meets_targets"]
+    assert ratios(baseline, [_figures(29.5, 29.0)])["meets_targets"]
+    assert not ratios(baseline, [_figures(29.0, 20.0)])["meets_targets"]
+    assert not ratios(baseline, [_figures(30.0, 31.0)])["meets_targets"]
+    assert not ratios(baseline, [_figures(30.0, 20.0, rss_end=200.0)])["meets_targets"]
+
+
+def test_repeated_runs_compare_medians_but_keep_the_worst_memory_growth():
+    baselines = [_figures(30.0, 20.0), _figures(30.0, 90.0), _figures(30.0, 21.0)]
+    sightlines = [_figures(30.0, 25.0), _figures(30.0, 300.0), _figures(30.0, 30.0, 120.0)]
+
+    ratio = ratios(baselines, sightlines)
+
+    assert ratio["p99_ratio"] == 30.0 / 21.0
+    assert ratio["rss_growth_mib"] == 20.0
+    assert not ratio["meets_targets"]
 
 
 def test_the_baseline_serves_every_viewer_at_the_camera_rate(tmp_path):

@@ -5,12 +5,19 @@ The request carries a system prompt with the organization's context and the chat
 The answer is Server-Sent Events: `data: {...}` chunks with `choices[0].delta.content`,
 `: comment` keep-alives, an `{"error": ...}` object when the server fails mid-stream, and
 `data: [DONE]` at the end. Cancelling the consumer closes the upstream connection.
+
+With a data source in the context (events), the request also offers its `tools`. When the
+model calls them (`delta.tool_calls`), the calls run in code, scoped to the organization, and
+the conversation continues with their results (at most MAX_TOOL_ROUNDS times). A server that
+refuses `tools` (many local servers answer 400, 422 or 500) is asked again without them: the
+system prompt's summary then has to do.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -18,6 +25,14 @@ import httpx
 from chats.assistants.base import AssistantContext, AssistantError, Turn
 
 ERROR_BODY_MAX_BYTES = 4096
+MAX_TOOL_ROUNDS = 3
+# Refusals that say nothing about `tools` (key, URL/model, quota): never retried without them.
+_NOT_ABOUT_TOOLS = {401, 403, 404, 429}
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, body: bytes):
+        self.status, self.body = status, body
 
 
 def _error_detail(payload: Any) -> str:
@@ -48,15 +63,26 @@ class OpenAICompatibleBackend:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
 
-    def request_body(self, turns: Sequence[Turn], context: AssistantContext) -> dict[str, Any]:
-        return {
+    def request_body(
+        self,
+        turns: Sequence[Turn],
+        context: AssistantContext,
+        *,
+        tool_messages: Sequence[dict[str, Any]] = (),
+        offer_tools: bool = False,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": self.model,
             "stream": True,
             "messages": [
                 {"role": "system", "content": context.as_system_prompt()},
                 *({"role": turn.role, "content": turn.content} for turn in turns),
+                *tool_messages,
             ],
         }
+        if offer_tools and context.data is not None:
+            body["tools"] = context.data.tool_schemas()
+        return body
 
     def _http_error(self, status: int, body: bytes) -> AssistantError:
         try:
@@ -81,7 +107,7 @@ class OpenAICompatibleBackend:
             message = f"The assistant server answered HTTP {status}"
         return AssistantError(message + suffix)
 
-    def _event_text(self, data: str) -> str:
+    def _event_delta(self, data: str) -> dict[str, Any]:
         try:
             payload = json.loads(data)
         except ValueError:
@@ -93,50 +119,44 @@ class OpenAICompatibleBackend:
                 f"The assistant server reported an error mid-reply: {_error_detail(payload)}"
             )
         try:
-            content = payload["choices"][0]["delta"].get("content")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            # Role-only first chunks and usage chunks carry no text.
-            return ""
-        return content if isinstance(content, str) else ""
+            delta = payload["choices"][0]["delta"]
+        except (KeyError, IndexError, TypeError):
+            return {}  # usage chunks and the like carry no delta
+        return delta if isinstance(delta, dict) else {}
 
     async def stream(self, turns: Sequence[Turn], context: AssistantContext) -> AsyncIterator[str]:
         headers = {"Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        tool_messages: list[dict[str, Any]] = []
+        use_tools = context.data is not None
+        rounds = 0
         try:
-            async with (
-                httpx.AsyncClient(timeout=self.timeout) as client,
-                client.stream(
-                    "POST", self.url, json=self.request_body(turns, context), headers=headers
-                ) as response,
-            ):
-                if response.status_code != 200:
-                    body = b""
-                    async for part in response.aiter_bytes():
-                        body += part
-                        if len(body) >= ERROR_BODY_MAX_BYTES:
-                            break
-                    raise self._http_error(response.status_code, body[:ERROR_BODY_MAX_BYTES])
-                data_lines: list[str] = []
-                async for line in response.aiter_lines():
-                    if line.startswith(":"):
-                        continue  # keep-alive comment
-                    if line.startswith("data:"):
-                        data_lines.append(line[5:].removeprefix(" "))
-                        continue
-                    if line or not data_lines:
-                        continue  # `event:`/`id:` fields, or a blank line with nothing pending
-                    data, data_lines = "\n".join(data_lines), []
-                    if data.strip() == "[DONE]":
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                while True:
+                    offer_tools = use_tools and rounds < MAX_TOOL_ROUNDS
+                    body = self.request_body(
+                        turns, context, tool_messages=tool_messages, offer_tools=offer_tools
+                    )
+                    calls: dict[int, dict[str, Any]] = {}
+                    said: list[str] = []
+                    try:
+                        # aclosing: a stop while a completion streams closes it at once.
+                        async with aclosing(
+                            self._completion(client, body, headers, calls)
+                        ) as texts:
+                            async for text in texts:
+                                said.append(text)
+                                yield text
+                    except _Refused as refused:
+                        if offer_tools and refused.status not in _NOT_ABOUT_TOOLS:
+                            use_tools = False  # this server takes no tools: the summary alone
+                            continue
+                        raise self._http_error(refused.status, refused.body) from None
+                    if not calls or context.data is None:
                         return
-                    text = self._event_text(data)
-                    if text:
-                        yield text
-                if "\n".join(data_lines).strip() == "[DONE]":
-                    return  # `[DONE]` as the very last line, without the blank line after it
-                raise AssistantError(
-                    "The assistant server closed the stream before the reply was finished."
-                )
+                    rounds += 1
+                    tool_messages.extend(await self._run_tools(context, calls, "".join(said)))
         except httpx.ConnectTimeout:
             raise AssistantError(
                 f"Could not connect to the assistant server at {self.url} within "
@@ -154,3 +174,83 @@ class OpenAICompatibleBackend:
             raise AssistantError(
                 f"The connection to the assistant server failed: {exc or type(exc).__name__}"
             ) from None
+
+    async def _completion(
+        self,
+        client: httpx.AsyncClient,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        calls: dict[int, dict[str, Any]],
+    ) -> AsyncIterator[str]:
+        """One streamed completion: yields its text, collects its tool calls into `calls`."""
+        async with client.stream("POST", self.url, json=body, headers=headers) as response:
+            if response.status_code != 200:
+                error_body = b""
+                async for part in response.aiter_bytes():
+                    error_body += part
+                    if len(error_body) >= ERROR_BODY_MAX_BYTES:
+                        break
+                raise _Refused(response.status_code, error_body[:ERROR_BODY_MAX_BYTES])
+            data_lines: list[str] = []
+            async for line in response.aiter_lines():
+                if line.startswith(":"):
+                    continue  # keep-alive comment
+                if line.startswith("data:"):
+                    data_lines.append(line[5:].removeprefix(" "))
+                    continue
+                if line or not data_lines:
+                    continue  # `event:`/`id:` fields, or a blank line with nothing pending
+                data, data_lines = "\n".join(data_lines), []
+                if data.strip() == "[DONE]":
+                    return
+                delta = self._event_delta(data)
+                _merge_tool_calls(calls, delta.get("tool_calls"))
+                text = delta.get("content")
+                if isinstance(text, str) and text:
+                    yield text
+            if "\n".join(data_lines).strip() == "[DONE]":
+                return  # `[DONE]` as the very last line, without the blank line after it
+            raise AssistantError(
+                "The assistant server closed the stream before the reply was finished."
+            )
+
+    async def _run_tools(
+        self, context: AssistantContext, calls: dict[int, dict[str, Any]], said: str
+    ) -> list[dict[str, Any]]:
+        """The assistant turn that asked for the calls, and one `tool` message per result."""
+        assert context.data is not None
+        ordered = [calls[index] for index in sorted(calls)]
+        messages: list[dict[str, Any]] = [
+            {"role": "assistant", "content": said or None, "tool_calls": ordered}
+        ]
+        for call in ordered:
+            function = call["function"]
+            try:
+                arguments = json.loads(function["arguments"] or "{}")
+            except ValueError:
+                result = json.dumps({"error": "the arguments are not valid JSON"})
+            else:
+                result = await context.data.call(function["name"], arguments)
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+        return messages
+
+
+def _merge_tool_calls(calls: dict[int, dict[str, Any]], fragments: Any) -> None:
+    """Assemble streamed tool calls: a call's id and name come first, its arguments in pieces."""
+    if not isinstance(fragments, list):
+        return
+    for position, fragment in enumerate(fragments):
+        if not isinstance(fragment, dict):
+            continue
+        index = fragment.get("index", position)
+        call = calls.setdefault(
+            index,
+            {"id": f"call_{index}", "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        if fragment.get("id"):
+            call["id"] = fragment["id"]
+        function = fragment.get("function") or {}
+        if function.get("name"):
+            call["function"]["name"] = function["name"]
+        if isinstance(function.get("arguments"), str):
+            call["function"]["arguments"] += function["arguments"]

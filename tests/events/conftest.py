@@ -6,10 +6,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connections
 
 from cameras.services import camera_create
 from events.models import CameraSession, DetectionEvent
 from events.recording import Recorder
+
+
+@pytest.fixture(autouse=True)
+def _close_connections_of_the_shared_sync_thread():
+    yield
+    # database_sync_to_async outside a request (the assistant's lookups in async tests) runs in
+    # asgiref's one shared thread; its connection must not outlive the test database.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
 @pytest.fixture

@@ -78,4 +78,19 @@ def demo_setup(*, password: str) -> tuple[Organization, AbstractBaseUser]:
         username="demo", password=password, email="demo@example.com"
     )
     organization = organization_create(name="Demo Organization", owner=user)
+    # Imported here: cameras builds on organizations, not the other way round.
+    from cameras.services import camera_create
+
+    # Live video with real detections on a fresh install, and a camera a browser webcam can
+    # publish to (from /cameras/<id>/publish).
+    camera_create(
+        organization=organization,
+        name="Demo camera",
+        source="demo:",
+        target_fps=15,
+        detectors=["motion"],
+    )
+    camera_create(
+        organization=organization, name="Browser webcam", source="push:", detectors=["motion"]
+    )
     return organization, user

@@ -94,3 +94,13 @@ def test_pages_need_login(client, demo_camera):
     response = client.get("/cameras/")
     assert response.status_code == 302
     assert "/login/" in response["Location"]
+
+
+def test_demo_setup_gives_the_demo_organization_a_demo_and_a_push_camera():
+    from organizations.services import demo_setup
+
+    organization, _ = demo_setup(password="demo-password-123")
+    cameras = {camera.source: camera for camera in organization.cameras.all()}
+    assert set(cameras) == {"demo:", "push:"}
+    assert cameras["demo:"].detectors == ["motion"]
+    assert cameras["demo:"].enabled

@@ -87,6 +87,9 @@ class Viewer:
             await self._send_frame(frame)
         finally:
             self._busy = False
+        # A frame offered while this send was suspended waits in the slot: send it next.
+        if self._slot is not None and self._drain_task is None and not self.closed:
+            self._drain_task = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
         try:

@@ -49,6 +49,9 @@ class Command(BaseCommand):
             f"Capturing {'cameras ' + ', '.join(cameras) if cameras else 'all enabled cameras'}; "
             "stop with Ctrl-C or SIGTERM."
         )
-        await stopping.wait()
-        await supervisor.stop()
+        stop_requested = asyncio.create_task(stopping.wait())
+        await asyncio.wait({run, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            await supervisor.stop()
+        stop_requested.cancel()
         await run

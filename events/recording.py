@@ -122,11 +122,13 @@ class Recorder:
         self,
         *,
         gap_seconds: float,
+        max_event_seconds: float = 0.0,
         flush_seconds: float,
         idle_seconds: float,
         run_flusher: bool = True,
     ) -> None:
         self.gap_seconds = gap_seconds
+        self.max_event_seconds = max_event_seconds
         self.flush_seconds = flush_seconds
         self.idle_seconds = idle_seconds
         self._cameras: dict[int, _CameraState] = {}
@@ -159,7 +161,9 @@ class Recorder:
             if state is None or state.stopping:
                 state = _CameraState(
                     public_id=camera.public_id,
-                    tracker=EventTracker(gap_seconds=self.gap_seconds),
+                    tracker=EventTracker(
+                        gap_seconds=self.gap_seconds, max_seconds=self.max_event_seconds
+                    ),
                     tally=SessionTally(started_ms=timestamp_ms, last_frame_ms=timestamp_ms),
                     last_arrival=now,
                 )
@@ -474,6 +478,7 @@ def get_recorder() -> Recorder:
             if _recorder is None:
                 _recorder = Recorder(
                     gap_seconds=settings.EVENT_GAP_SECONDS,
+                    max_event_seconds=settings.EVENT_MAX_SECONDS,
                     flush_seconds=settings.EVENTS_FLUSH_SECONDS,
                     idle_seconds=settings.EVENTS_SESSION_IDLE_SECONDS,
                 )

@@ -11,6 +11,10 @@ Plain Python (no Django), so the rules can be read and tested alone:
   few frames does not split one visit into many. An event is closed once a frame arrives more
   than `gap_seconds` after the class was last seen, or when the camera stops (`close_all`).
   Its end is the time the class was last seen, not the time the closing was noticed.
+- **Longest event.** A presence that lasts longer than `max_seconds` (`EVENT_MAX_SECONDS`) is
+  cut into consecutive events, like ZoneMinder's section length: a scene that never gets still
+  (a street, the `demo:` camera) still yields dated events and fresh snapshots hour by hour,
+  instead of one event that never ends.
 - **Best frame.** Each event keeps the box and the frame of its most confident detection; the
   frame is what the snapshot is drawn from.
 - **Session counts** are *events started per class* during the session: the same unit the API,
@@ -75,10 +79,12 @@ def _strongest_per_class(detections: Iterable[Mapping[str, Any]]) -> dict[str, M
 class EventTracker:
     """Per-camera event state. Not thread-safe: one caller (the camera's recorder) feeds it."""
 
-    def __init__(self, *, gap_seconds: float):
-        if gap_seconds < 0:
-            raise ValueError("gap_seconds must not be negative")
+    def __init__(self, *, gap_seconds: float, max_seconds: float = 0.0):
+        """`max_seconds` 0 means events are never cut, however long they last."""
+        if gap_seconds < 0 or max_seconds < 0:
+            raise ValueError("gap_seconds and max_seconds must not be negative")
         self.gap_ms = int(round(gap_seconds * 1000))
+        self.max_ms = int(round(max_seconds * 1000))
         self.open: dict[str, TrackedEvent] = {}
 
     def observe(
@@ -93,8 +99,10 @@ class EventTracker:
         frame buffers must pass a copy.
         """
         operations: list[Operation] = []
-        # Close first, so a class that comes back after a long gap opens a *new* event.
+        # Close first, so a class that comes back after a long gap opens a *new* event, and a
+        # class still present after the longest event continues in a new one from this frame.
         operations.extend(self._close_stale(timestamp_ms))
+        operations.extend(self._close_long(timestamp_ms))
         for label, detection in _strongest_per_class(detections).items():
             confidence = float(detection["confidence"])
             bbox = [int(round(v)) for v in detection["bbox"]]
@@ -134,11 +142,28 @@ class EventTracker:
         return closed
 
     def _close_stale(self, now_ms: int) -> list[Closed]:
-        stale = [
-            label for label, event in self.open.items() if now_ms - event.last_seen_ms > self.gap_ms
-        ]
+        return self._close(
+            [
+                label
+                for label, event in self.open.items()
+                if now_ms - event.last_seen_ms > self.gap_ms
+            ]
+        )
+
+    def _close_long(self, now_ms: int) -> list[Closed]:
+        if not self.max_ms:
+            return []
+        return self._close(
+            [
+                label
+                for label, event in self.open.items()
+                if now_ms - event.started_ms >= self.max_ms
+            ]
+        )
+
+    def _close(self, labels: list[str]) -> list[Closed]:
         closed = []
-        for label in stale:
+        for label in labels:
             event = self.open.pop(label)
             event.closed = True
             closed.append(Closed(event))

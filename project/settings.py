@@ -268,6 +268,8 @@ CAMERA_RELOAD_SECONDS = env_float("CAMERA_RELOAD_SECONDS", 3.0, minimum=0.1)
 # EVENT_GAP_SECONDS and then seen again continues the same event.
 EVENTS_RECORDING = env_bool("EVENTS_RECORDING", True)
 EVENT_GAP_SECONDS = env_float("EVENT_GAP_SECONDS", 2.0, minimum=0.0)
+# A presence longer than this is cut into consecutive events (0 = never cut).
+EVENT_MAX_SECONDS = env_float("EVENT_MAX_SECONDS", 60.0, minimum=0.0)
 # How often the recorder writes what changed (events close and sessions end sooner).
 EVENTS_FLUSH_SECONDS = env_float("EVENTS_FLUSH_SECONDS", 1.0, minimum=0.05)
 # A camera session ends when its worker stops or after this long without a frame.

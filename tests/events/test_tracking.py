@@ -158,3 +158,22 @@ def test_operations_are_the_three_documented_kinds():
     operations = tracker.observe(0, [person(0.5)]) + tracker.observe(0, [person(0.6)])
     operations += tracker.close_all()
     assert [type(op) for op in operations] == [Opened, Extended, Closed]
+
+
+def test_a_presence_longer_than_the_longest_event_continues_in_a_new_event():
+    tracker = EventTracker(gap_seconds=2, max_seconds=10)
+    first = tracker.observe(0, [person(0.7)])[0].event
+    for timestamp in range(1_000, 10_000, 1_000):
+        assert kinds(tracker.observe(timestamp, [person(0.7)])) == [("Extended", "person")]
+    operations = tracker.observe(10_000, [person(0.7)])
+    assert kinds(operations) == [("Closed", "person"), ("Opened", "person")]
+    assert operations[0].event is first and first.last_seen_ms == 9_000
+    assert operations[1].event.started_ms == 10_000
+
+
+def test_without_a_longest_event_a_presence_is_never_cut():
+    tracker = EventTracker(gap_seconds=2)
+    first = tracker.observe(0, [person(0.7)])[0].event
+    for timestamp in range(1_000, 3_600_000, 1_000):  # an hour, once a second
+        assert kinds(tracker.observe(timestamp, [person(0.7)])) == [("Extended", "person")]
+    assert first.frames_seen == 3_600

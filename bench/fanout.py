@@ -633,8 +633,10 @@ class Sightline:
         layer: str,
         redis_url: str,
         database_url: str,
+        asgi_application: str = "project.asgi:application",
     ):
         self.work_dir = work_dir
+        self.asgi_application = asgi_application
         self.fps = fps
         self.detectors = detectors
         self.layer = layer
@@ -681,7 +683,7 @@ class Sightline:
     def server(self) -> Iterator[Target]:
         port = free_port()
         daphne = [sys.executable, "-m", "daphne", "-b", LOCALHOST, "-p", str(port)]
-        commands = [([*daphne, "project.asgi:application"], self.env)]
+        commands = [([*daphne, self.asgi_application], self.env)]
         if self.layer == "redis":
             commands.append(([sys.executable, "manage.py", "runcameras"], self.env))
         log = self.work_dir / f"sightline-{port}.log"
@@ -809,6 +811,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
                 layer=args.layer,
                 redis_url=args.redis_url,
                 database_url=args.database_url,
+                asgi_application=args.asgi_application,
             )
             sightline.prepare()
             # The baseline sends the same picture at the same quality, so the same bytes.
@@ -875,6 +878,11 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", default="", help="default: a temporary SQLite file")
     parser.add_argument(
         "--jpeg-quality", type=int, default=75, help="baseline only (else the camera's)"
+    )
+    parser.add_argument(
+        "--asgi-application",
+        default="project.asgi:application",
+        help="what daphne serves, e.g. a module wrapping it to try a change before making it",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs")
     return parser

@@ -15,6 +15,7 @@ left open by a process that died are ended at their last frame on the recorder's
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -482,7 +483,17 @@ def get_recorder() -> Recorder:
                     flush_seconds=settings.EVENTS_FLUSH_SECONDS,
                     idle_seconds=settings.EVENTS_SESSION_IDLE_SECONDS,
                 )
+                atexit.register(_close_at_exit, _recorder)
     return _recorder
+
+
+def _close_at_exit(recorder: Recorder) -> None:
+    # A clean shutdown (daphne or runcameras stopping) ends the sessions now rather than at
+    # the next start's recovery; a failure here must not hide the reason the process exits.
+    try:
+        recorder.close()
+    except Exception:
+        logger.exception("Could not end the camera sessions at exit")
 
 
 def record_frame(

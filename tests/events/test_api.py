@@ -265,3 +265,19 @@ def test_too_many_buckets_says_what_to_do(alice_api, front_door):
         {"bucket": "1m", "since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"},
     )
     assert "at most 500" in response.json()["error"]
+
+
+def test_sessions_and_activity_cost_a_fixed_number_of_queries(
+    alice_api, front_door, django_assert_max_num_queries
+):
+    for hour in range(20):
+        session_make(front_door, at=T + timedelta(hours=hour))
+        event_make(front_door, label="person", at=T + timedelta(hours=hour))
+    with django_assert_max_num_queries(6):
+        assert alice_api.get(f"/api/v1/cameras/{front_door.public_id}/sessions").status_code == 200
+    with django_assert_max_num_queries(5):
+        response = alice_api.get(
+            f"/api/v1/cameras/{front_door.public_id}/activity",
+            {"since": "2026-11-20T00:00:00Z", "until": "2026-11-21T12:00:00Z"},
+        )
+    assert response.json()["totals"] == {"person": 20}

@@ -46,3 +46,18 @@ def pending_send_bytes(send: Callable[..., Any]) -> int | None:
     if buffered is None or offset is None or temp_length is None:
         return None
     return len(buffered) - offset + temp_length
+
+
+def disable_nagle(send: Callable[..., Any]) -> None:
+    """Send each frame at once (TCP_NODELAY), as asyncio servers do by default.
+
+    Twisted leaves Nagle's algorithm on, which holds the tail of a frame until the client
+    acknowledges the previous one: with delayed ACKs that adds tens of milliseconds to some frames.
+    """
+    transport = transport_of(send)
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        try:
+            set_no_delay(True)
+        except OSError:
+            pass  # the connection is already gone

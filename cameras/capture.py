@@ -31,7 +31,13 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from cameras.models import Camera
-from cameras.publishing import PublishedFrame, camera_is_watched, frame_broadcast, frame_remember
+from cameras.publishing import (
+    PublishedFrame,
+    camera_is_watched,
+    frame_broadcast,
+    frame_record_set,
+    latest_frame_set,
+)
 from cameras.selectors import CameraConfig, camera_configs_enabled
 from cameras.services import camera_status_update, cameras_mark_offline, push_cameras_mark_stale
 from cameras.vision.detectors import DetectorConfigError, build_detectors, run_detectors
@@ -183,12 +189,15 @@ class CaptureWorker:
             if detectors
             else None
         )
+        now = time.monotonic()
+        self._publish(frame, timestamp, detections, now)
+        # Bookkeeping only after the frame is on its way to the viewers.
         self._frames_since_status += 1
         self._report_online()
         # Events see every processed frame, watched or not (the recorder only updates memory).
         record_frame(camera=config, timestamp_ms=timestamp, detections=detections, frame=frame)
 
-        now = time.monotonic()
+    def _publish(self, frame, timestamp: int, detections: list[dict] | None, now: float) -> None:
         watched = self._is_watched(now)
         if not watched and now - self._last_latest_store < UNWATCHED_LATEST_SECONDS:
             return
@@ -196,13 +205,14 @@ class CaptureWorker:
             # The previous frame is still on its way: skip this one rather than queue it.
             return
         published = PublishedFrame.build(
-            camera_id=config.public_id,
-            jpeg=encode_jpeg(frame, config.jpeg_quality),
+            camera_id=self.config.public_id,
+            jpeg=encode_jpeg(frame, self.config.jpeg_quality),
             timestamp=timestamp,
             detections=detections,
         )
-        frame_remember(published)
-        self._last_latest_store = now
+        # Recorded before it is sent, so that a viewer posting it straight back to ingest
+        # finds it and gets "duplicate".
+        frame_record_set(published)
         if watched:
             try:
                 self._publishing = asyncio.run_coroutine_threadsafe(
@@ -213,6 +223,8 @@ class CaptureWorker:
                 self._stop.set()
                 return
             self.frames_published += 1
+        latest_frame_set(published)
+        self._last_latest_store = now
 
     def _is_watched(self, now: float) -> bool:
         if now - self._watched_checked >= WATCHED_CHECK_SECONDS:

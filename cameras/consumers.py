@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from cameras.backpressure import pending_send_bytes
+from cameras.backpressure import disable_nagle, pending_send_bytes
 from cameras.fanout import CameraHub, Viewer, hub_join, hub_leave
 from cameras.publishing import PublishedFrame, alatest_frame_get
 from cameras.selectors import camera_get_for_user
@@ -47,6 +47,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         binary, subprotocol = _wants_binary(self.scope)
         await self.accept(subprotocol=subprotocol)
+        disable_nagle(self.base_send)
         self.camera_id = camera.public_id
         self.viewer = Viewer(
             send_frame=self._send_binary if binary else self._send_text,

@@ -99,15 +99,19 @@ class PublishedFrame:
         )
 
 
-def frame_remember(frame: PublishedFrame, *, as_latest: bool = True) -> None:
-    """Record a frame's detections (for ingest idempotency) and keep it as the latest."""
+def frame_record_set(frame: PublishedFrame) -> None:
+    """Remember a published frame's detections, for ingest idempotency."""
     cache.set(
         _record_key(frame.camera_id, frame.timestamp),
         {"detections": frame.detections},
         settings.CAMERA_FRAME_RECORD_SECONDS,
     )
-    if as_latest:
-        latest_frame_set(frame)
+
+
+def frame_remember(frame: PublishedFrame) -> None:
+    """Record a frame's detections and keep it as the camera's latest."""
+    frame_record_set(frame)
+    latest_frame_set(frame)
 
 
 def frame_record_get(public_id: str, timestamp: int) -> dict | None:

@@ -166,28 +166,30 @@ def _answer_count(question: Question, scope: Scope) -> str:
         lines.append(
             f"{_events_word(total)} {_where(question.cameras)} {_window(period, scope)}{detail}."
         )
-    filters = _filters(question, scope)
-    links = _event_links(scope, filters)
-    if links:
-        lines.append(links)
-    elif not question.labels or all("**0 " in line for line in lines):
-        lines.append("Nothing was detected in that window.")
+    links = _event_links(scope, _filters(question, scope))
+    lines.append(links or "Nothing was detected in that window.")
     lines.append(_check_line(question, scope))
     return "\n\n".join(lines)
 
 
 def _check_line(question: Question, scope: Scope) -> str:
-    labels = question.labels if len(question.labels) == 1 else ()
-    cameras = scope.public_ids(question.cameras)
-    filters = EventFilter(
-        camera_public_ids=cameras if len(cameras) == 1 else (),
-        labels=labels,
-        since=question.period.start,
-        until=question.period.end,
-    )
+    """The API queries that return the answer's numbers: one per class and camera named (the
+    API filters by one of each), summed where the answer names several cameras."""
+    queries = [
+        _api_check(
+            EventFilter(
+                camera_public_ids=(camera,) if camera else (),
+                labels=(label,) if label else (),
+                since=question.period.start,
+                until=question.period.end,
+            )
+        )
+        for label in (question.labels or (None,))
+        for camera in (scope.public_ids(question.cameras) or (None,))
+    ]
     return (
         "An event is one continuous presence of a class on a camera, counted when it starts; "
-        f"times in {scope.tz}. Check: {_api_check(filters)}."
+        f"times in {scope.tz}. Check: {', '.join(queries)}."
     )
 
 

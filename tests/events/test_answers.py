@@ -90,9 +90,14 @@ def test_a_count_answer_names_the_camera_the_window_and_links_events(organizatio
     assert "counted when it starts" in answer
 
 
-def test_a_question_about_two_classes_answers_each(alice_api, organization, data, now):
+def test_a_question_about_two_classes_answers_each_with_its_own_check(
+    alice_api, organization, data, now
+):
     answer = ask(organization, "how many people and cars in the last hour?", now)
     assert "**4 person events**" in answer and "**1 car event**" in answer
+    counts = [int(n) for n in BOLD_COUNT.findall(answer)]
+    checks = CHECK.findall(answer)
+    assert counts == [api_count(alice_api, path) for path in checks] == [4, 1]
 
 
 def test_no_data_is_said_plainly(organization, front_door, now):

@@ -81,13 +81,18 @@ def push_frames(server, camera, token: str, count: int) -> None:
             time.sleep(0.05)
 
 
-def test_the_pipeline_records_events_that_the_pages_show(page, live_daphne, alice, organization):
+def test_the_pipeline_records_events_that_the_pages_show(
+    page, live_daphne, media_root, alice, organization
+):
     camera = camera_create(
         organization=organization, name="Webcam street", source="push:", detectors=["motion"]
     )
     _, token = api_token_create(user=alice)
     server = live_daphne(
-        DJANGO_ALLOW_ASYNC_UNSAFE="", EVENTS_RECORDING="1", EVENTS_FLUSH_SECONDS="0.5"
+        DJANGO_ALLOW_ASYNC_UNSAFE="",
+        EVENTS_RECORDING="1",
+        EVENTS_FLUSH_SECONDS="0.5",
+        MEDIA_ROOT=str(media_root),
     )
     push_frames(server, camera, token, count=40)
     event = wait_for(
@@ -115,3 +120,39 @@ def test_the_pipeline_records_events_that_the_pages_show(page, live_daphne, alic
     bar = page.locator(".activity-chart svg rect.bar").first.bounding_box()
     assert bar is not None and bar["height"] > 0 and bar["width"] > 0
     assert "motion" in page.text_content(".activity-chart .legend")
+
+
+def test_the_assistant_links_to_the_events_it_cites(
+    page, live_daphne, media_root, alice, organization
+):
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from chats.services import chat_create
+    from events.recording import snapshot_jpeg
+    from tests.events.conftest import event_make
+
+    camera = camera_create(organization=organization, name="Front door", source="push:")
+    event = event_make(camera, label="person", at=timezone.now() - timezone.timedelta(minutes=2))
+    jpeg = snapshot_jpeg(
+        np.zeros((240, 320, 3), np.uint8), label="person", confidence=0.8, bbox=[10, 10, 50, 90]
+    )
+    event.snapshot.save("person.jpg", ContentFile(jpeg), save=True)
+    chat = chat_create(user=alice, organization=organization)
+    # The snapshot is written here; the server must read the same media folder.
+    server = live_daphne(
+        DJANGO_ALLOW_ASYNC_UNSAFE="", ASSISTANT_BUILTIN_DELAY_MS="0", MEDIA_ROOT=str(media_root)
+    )
+
+    login(page, server.url, "alice", "alice-password")
+    page.goto(f"{server.url}/chats/{chat.pk}/")
+    page.fill("#prompt", "How many people on Front door in the last hour?")
+    page.press("#prompt", "Enter")
+    page.wait_for_selector(".message.assistant[data-status=complete]", timeout=15000)
+    bubble = page.text_content(".message.assistant .bubble")
+    assert "1 person event on Front door in the last hour" in bubble
+    link = page.locator(f'.message.assistant .bubble a[href="/events/{event.pk}"]')
+    link.click()
+    page.wait_for_url(f"{server.url}/events/{event.pk}")
+    page.wait_for_selector("img.snapshot")
+    wait_for(lambda: loaded_images(page, "img.snapshot"), limit=10, what="the snapshot to load")

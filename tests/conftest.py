@@ -176,6 +176,12 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     yield page
+    # ORM calls a test makes while Playwright's loop runs in this thread go through a
+    # connection of that context, which the database teardown does not know about: close it,
+    # or PostgreSQL refuses to drop the test database.
+    from django.db import connections
+
+    connections.close_all()
     context.close()
 
 

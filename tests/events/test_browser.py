@@ -11,7 +11,6 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from django.db import connections
 
 from cameras.services import camera_create
 from events.models import CameraSession, DetectionEvent
@@ -22,14 +21,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch, page):
+def _orm_beside_playwright(monkeypatch):
     # Playwright's sync API keeps an event loop running in this thread, which Django takes for
     # async code: allow this test's own ORM calls. The live daphne keeps the check on.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-    yield
-    # Those calls ran in Playwright's context, whose connection the test database's teardown
-    # would not know about (PostgreSQL then refuses to drop the database).
-    connections.close_all()
 
 
 def wait_for(predicate, *, limit: float, what: str):

@@ -685,7 +685,8 @@ class Sightline:
         daphne = [sys.executable, "-m", "daphne", "-b", LOCALHOST, "-p", str(port)]
         commands = [([*daphne, self.asgi_application], self.env)]
         if self.layer == "redis":
-            commands.append(([sys.executable, "manage.py", "runcameras"], self.env))
+            runcameras = [sys.executable, "manage.py", "runcameras", "--camera", self.camera_id]
+            commands.append((runcameras, self.env))
         log = self.work_dir / f"sightline-{port}.log"
         with running(commands, log) as processes:
             url = f"ws://{LOCALHOST}:{port}/ws/stream/{self.camera_id}"
@@ -703,11 +704,17 @@ class Sightline:
 # Run by `manage.py shell -c` in the benchmark's own database, through the app's services.
 SIGHTLINE_SETUP = """
 import json
+import secrets
 from django.contrib.auth import get_user_model
+from organizations.models import Organization
 from organizations.services import api_token_create, organization_create
 from cameras.services import camera_create
 
-user = get_user_model().objects.create_user("bench", "bench@example.org", "bench-password")
+# A database given with --database-url is reused: earlier runs' cameras must not capture too.
+User = get_user_model()
+Organization.objects.filter(name="Bench", members__username__startswith="bench-").delete()
+User.objects.filter(username__startswith="bench-").delete()
+user = User.objects.create_user("bench-" + secrets.token_hex(4))
 organization = organization_create(name="Bench", owner=user)
 camera = camera_create(
     organization=organization,

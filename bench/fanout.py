@@ -307,8 +307,9 @@ async def _viewer(
     parsed = urlsplit(url)
     key = base64.b64encode(os.urandom(16))
     protocol = protocol_factory(key)
+    target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
     request = [
-        f"GET {parsed.path or '/'} HTTP/1.1",
+        f"GET {target} HTTP/1.1",
         f"Host: {parsed.hostname}:{parsed.port}",
         "Upgrade: websocket",
         "Connection: Upgrade",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import socketserver
+import threading
 
 import pytest
 
-from bench.fanout import Load, baseline_server, frame_timestamp, measure, ratios
+from bench.fanout import Load, Target, baseline_server, frame_timestamp, measure, ratios
 
 
 def test_it_reads_the_timestamp_without_parsing_the_frame():
@@ -64,3 +67,30 @@ def test_the_baseline_serves_every_viewer_at_the_camera_rate(tmp_path):
     assert result["slow_failed"] == 0
     assert 1 <= result["slow_frames_mean"] <= 3
     assert result["server_rss_mib_start"] > 0
+
+
+class _Refuser(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.rfile.readline()
+        self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_refused_viewer_counts_as_failed():
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Refuser) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        target = Target(
+            name="refuser",
+            url=f"ws://127.0.0.1:{port}/ws/stream/x",
+            headers={"Authorization": "Bearer nothing"},
+            pid=os.getpid(),
+            all_pids=(os.getpid(),),
+        )
+        try:
+            result = measure(target, Load(viewers=2, slow=0, seconds=0.5, warmup=0.1, processes=1))
+        finally:
+            server.shutdown()
+
+    assert result["failed"] == 2
+    assert result["fps_mean"] == 0.0
+    assert result["errors"] == ["refused: HTTP/1.1 403 Forbidden"]

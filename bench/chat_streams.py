@@ -269,6 +269,11 @@ async def measure(
         urls = [f"{sightline.url}/chats/{chat}/messages" for chat in setup["chats"]]
         rounds = [await run_round(sightline, urls, headers) for _ in range(args.rounds)]
         rows.append(summarize("Sightline POST /chats/<id>/messages", rounds))
+        if rows[-1]["failed"]:
+            print(
+                "Server log (last lines):\n"
+                + "\n".join(sightline.log.read_text().splitlines()[-20:])
+            )
     finally:
         sightline.stop()
 

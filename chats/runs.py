@@ -32,7 +32,6 @@ from chats.assistants import AssistantContext, AssistantError, Backend, Turn
 from chats.assistants.builtin import BuiltinBackend
 from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from chats.models import Message
-from chats.selectors import assistant_context_for_chat, chat_turns_before
 from chats.services import message_finish, message_flush
 
 logger = logging.getLogger(__name__)
@@ -96,13 +95,22 @@ def run_get(message_id: int) -> Run | None:
     return _runs.get(message_id)
 
 
-def run_start(*, message_id: int, backend: Backend | None = None) -> Run:
-    """Start generating the stored `streaming` reply `message_id` on the running loop."""
+def run_start(
+    *,
+    message_id: int,
+    turns: list[Turn],
+    context: AssistantContext,
+    backend: Backend | None = None,
+) -> Run:
+    """Start generating the stored `streaming` reply `message_id` on the running loop.
+
+    `turns` and `context` come from `chats.selectors.reply_inputs`, read by the caller in the
+    same thread hop that stored the prompt, so a run needs the database only to write."""
     run = Run(message_id=message_id)
     # A fresh context: the request's context ties sync_to_async calls to the request's worker
     # thread (Django adapts the sync-only middleware), which is gone once the response starts.
     run.task = asyncio.get_running_loop().create_task(
-        _run(run, backend or backend_from_settings()),
+        _run(run, backend or backend_from_settings(), turns, context),
         name=f"chat-run-{message_id}",
         context=contextvars.Context(),
     )
@@ -119,17 +127,6 @@ async def run_stop_request(*, message_id: int) -> None:
         return
     layer = get_channel_layer()
     await layer.group_send(control_group(message_id), {"type": "chat.stop"})
-
-
-def _load(message_id: int) -> tuple[list[Turn], AssistantContext] | None:
-    message = (
-        Message.objects.select_related("chat__organization", "chat__user")
-        .filter(pk=message_id, status=Message.Status.STREAMING)
-        .first()
-    )
-    if message is None:
-        return None
-    return chat_turns_before(message=message), assistant_context_for_chat(chat=message.chat)
 
 
 async def _generate(
@@ -167,24 +164,24 @@ async def _flush_periodically(run: Run) -> None:
 
 
 async def _stop_on_request(run: Run, layer: BaseChannelLayer, channel: str) -> None:
+    """Stop the run on `chat.stop`; return on `chat.release`, which the run sends itself at
+    its end: a pending receive on channels-redis can take its poll timeout (5 s) to cancel."""
     while True:
-        message = await layer.receive(channel)
-        if message.get("type") == "chat.stop":
+        kind = (await layer.receive(channel)).get("type")
+        if kind == "chat.stop":
             run.stop()
+            return
+        if kind == "chat.release":
             return
 
 
-async def _run(run: Run, backend: Backend) -> None:
+async def _run(run: Run, backend: Backend, turns: list[Turn], context: AssistantContext) -> None:
     layer = get_channel_layer()
     control_channel = await layer.new_channel()
     await layer.group_add(control_group(run.message_id), control_channel)
     helpers: list[asyncio.Task] = []
     status, error = Message.Status.COMPLETE, ""
     try:
-        loaded = await database_sync_to_async(_load)(run.message_id)
-        if loaded is None:
-            return  # deleted or finished before we began: nothing to generate
-        turns, context = loaded
         run.generation = asyncio.create_task(_generate(run, layer, backend, turns, context))
         if run.stop_requested:
             run.generation.cancel()
@@ -211,9 +208,10 @@ async def _run(run: Run, backend: Backend) -> None:
                 f"The assistant failed unexpectedly ({type(run.generation.exception()).__name__})."
             )
     finally:
-        for helper in helpers:
-            helper.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        if helpers:
+            flusher, listener = helpers
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
         if run.generation is not None and not run.abandoned:
             await database_sync_to_async(message_finish)(
                 message_id=run.message_id, content=run.text(), status=status, error=error
@@ -223,3 +221,6 @@ async def _run(run: Run, backend: Backend) -> None:
             message_group(run.message_id), {"type": "chat.end", "status": status, "error": error}
         )
         await layer.group_discard(control_group(run.message_id), control_channel)
+        if helpers and not listener.done():
+            await layer.send(control_channel, {"type": "chat.release"})
+            await listener

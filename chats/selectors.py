@@ -50,7 +50,9 @@ def chats_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Chat]:
 
 
 def chat_get_for_user(*, user: AbstractBaseUser | AnonymousUser, chat_id: int) -> Chat | None:
-    return chats_for_user(user=user).select_related("organization").filter(pk=chat_id).first()
+    return (
+        chats_for_user(user=user).select_related("organization", "user").filter(pk=chat_id).first()
+    )
 
 
 def chat_messages(*, chat: Chat) -> QuerySet[Message]:
@@ -100,3 +102,8 @@ def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:
         facts=tuple(facts),
         data=_data_provider(organization) if _data_provider is not None else None,
     )
+
+
+def reply_inputs(*, reply: Message) -> tuple[list[Turn], AssistantContext]:
+    """What a reply is generated from: the history before it and its organization's context."""
+    return chat_turns_before(message=reply), assistant_context_for_chat(chat=reply.chat)

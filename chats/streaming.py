@@ -12,18 +12,23 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 from django.conf import settings
+from django.utils import timezone
 
 from chats.markdown_rendering import markdown_to_safe_html
 from chats.models import Message
 from chats.runs import FLUSH_INTERVAL, message_group
-from chats.services import messages_expire_stale
+from chats.services import STALE_AFTER_SECONDS, messages_expire_stale
 
 KEEP_ALIVE = b": keep-alive\n\n"
+# After this long without an event a listener looks at the stored reply: it may have ended
+# without the `chat.end` reaching us (channels-redis drops messages to a full channel).
+SILENCE_CHECK = 1.0
 # How long a listener waits for the database to catch up with a delta it missed.
 GAP_WAIT_SECONDS = 4 * FLUSH_INTERVAL + 1.0
 DELETED_ERROR = "This reply no longer exists: its chat was deleted."
@@ -51,11 +56,20 @@ class StoredReply:
 
 
 def _read(message_id: int, *, expire_stale: bool = False) -> StoredReply | None:
-    if expire_stale:
-        messages_expire_stale(message_id=message_id)
-    row = Message.objects.filter(pk=message_id).values("content", "status", "error").first()
+    row = (
+        Message.objects.filter(pk=message_id)
+        .values("content", "status", "error", "updated_at")
+        .first()
+    )
     if row is None:
         return None
+    if (
+        expire_stale
+        and row["status"] == Message.Status.STREAMING
+        and row["updated_at"] < timezone.now() - timedelta(seconds=STALE_AFTER_SECONDS)
+        and messages_expire_stale(message_id=message_id)
+    ):
+        return _read(message_id)
     html = (
         markdown_to_safe_html(row["content"]) if row["status"] != Message.Status.STREAMING else ""
     )
@@ -93,8 +107,10 @@ async def reply_events(
     before the run starts), so no delta published after the read can be missed. `stored`
     skips the first read when the caller knows the state (a reply it just created).
     """
+    loop = asyncio.get_running_loop()
     read = database_sync_to_async(_read)
     sent = offset
+    receiving: asyncio.Future | None = None
     try:
         if stored is None:
             stored = await read(message_id, expire_stale=True)
@@ -107,23 +123,30 @@ async def reply_events(
         if len(stored.content) > sent:
             yield sse_chunk(stored.content[sent:])
             sent = len(stored.content)
+        keep_alive = settings.SSE_KEEPALIVE_SECONDS
+        last_write = loop.time()
         while True:
-            try:
-                event = await asyncio.wait_for(
-                    layer.receive(channel), settings.SSE_KEEPALIVE_SECONDS
-                )
-            except TimeoutError:
-                # Silence: is the run still alive (heartbeat), and did we miss any text?
+            # One receive stays pending across silences: cancelling a receive on the
+            # channels-redis layer can take its poll timeout (5 s).
+            if receiving is None:
+                receiving = asyncio.ensure_future(layer.receive(channel))
+            done, _ = await asyncio.wait([receiving], timeout=min(SILENCE_CHECK, keep_alive))
+            if not done:
+                # Silence: did the reply end (its `chat.end` can be dropped by a full
+                # channel), did we miss text, is its run still alive (heartbeat)?
                 stored = await read(message_id, expire_stale=True)
                 if stored is not None and len(stored.content) > sent:
                     yield sse_chunk(stored.content[sent:])
-                    sent = len(stored.content)
+                    sent, last_write = len(stored.content), loop.time()
                 if stored is None or stored.finished:
                     for item in _ending(message_id, stored):
                         yield item
                     return
-                yield KEEP_ALIVE
+                if loop.time() - last_write >= keep_alive:
+                    yield KEEP_ALIVE
+                    last_write = loop.time()
                 continue
+            event, receiving = receiving.result(), None
             if event["type"] == "chat.delta":
                 at, text = event["at"], event["text"]
                 if at > sent:
@@ -135,7 +158,7 @@ async def reply_events(
                         sent = len(stored.content)
                 if at <= sent < at + len(text):
                     yield sse_chunk(text[sent - at :])
-                    sent = at + len(text)
+                    sent, last_write = at + len(text), loop.time()
             elif event["type"] == "chat.end":
                 stored = await read(message_id)
                 if stored is not None and len(stored.content) > sent:
@@ -144,6 +167,8 @@ async def reply_events(
                     yield item
                 return
     finally:
+        if receiving is not None:
+            receiving.cancel()  # not awaited: the client is gone, nothing waits for it
         await layer.group_discard(message_group(message_id), channel)
 
 

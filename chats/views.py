@@ -19,10 +19,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from chats.api import ChatMessageListApi, MessageOutputSerializer
+from chats.assistants import AssistantContext, Turn
 from chats.markdown_rendering import markdown_to_safe_html
 from chats.models import Chat, Message
 from chats.runs import message_group, run_start, run_stop_request
-from chats.selectors import chat_get_for_user, chat_messages, chats_for_user, message_get_for_user
+from chats.selectors import (
+    chat_get_for_user,
+    chat_messages,
+    chats_for_user,
+    message_get_for_user,
+    reply_inputs,
+)
 from chats.services import (
     ChatBusy,
     ChatInputError,
@@ -59,8 +66,11 @@ def _event_stream(events: AsyncIterator[bytes], *, message_id: int) -> Streaming
     return response
 
 
-def _accept_prompt(user, chat_id: int, raw_body: bytes) -> JsonResponse | Message:
-    """Every check before a stream may start; the stored `streaming` reply, or the error."""
+def _accept_prompt(
+    user, chat_id: int, raw_body: bytes
+) -> JsonResponse | tuple[Message, list[Turn], AssistantContext]:
+    """Every check before a stream may start, then the stored `streaming` reply and what it is
+    generated from; or the error answer."""
     chat = chat_get_for_user(user=user, chat_id=chat_id)
     if chat is None:
         return _not_found()
@@ -93,7 +103,7 @@ def _accept_prompt(user, chat_id: int, raw_body: bytes) -> JsonResponse | Messag
             "reply_in_progress",
             message_id=busy.streaming_message.pk,
         )
-    return reply
+    return reply, *reply_inputs(reply=reply)
 
 
 async def _subscribe(message_id: int) -> tuple:
@@ -112,16 +122,17 @@ async def message_create_stream(request: HttpRequest, chat_id: int) -> HttpRespo
     accepted = await sync_to_async(_accept_prompt)(user, chat_id, request.body)
     if isinstance(accepted, JsonResponse):
         return accepted
+    reply, turns, context = accepted
     # Join the reply's group before the run starts, so not one delta is missed.
-    layer, channel = await _subscribe(accepted.pk)
-    run_start(message_id=accepted.pk)
+    layer, channel = await _subscribe(reply.pk)
+    run_start(message_id=reply.pk, turns=turns, context=context)
     events = reply_events(
         layer=layer,
         channel=channel,
-        message_id=accepted.pk,
+        message_id=reply.pk,
         stored=StoredReply("", Message.Status.STREAMING, ""),
     )
-    return _event_stream(events, message_id=accepted.pk)
+    return _event_stream(events, message_id=reply.pk)
 
 
 @csrf_exempt  # api_user_for_request checks CSRF for sessions; tokens need none

@@ -13,10 +13,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from cameras.backpressure import disable_nagle, pending_send_bytes
-from cameras.fanout import CameraHub, Viewer, hub_join, hub_leave
+from cameras.fanout import CameraHub, Outgoing, Viewer, hub_join, hub_leave
 from cameras.publishing import PublishedFrame, alatest_frame_get
 from cameras.selectors import camera_get_for_user
+from cameras.transport import disable_nagle, framed_writer, pending_send_bytes
 
 BINARY_SUBPROTOCOL = "sightline.binary"
 
@@ -53,10 +53,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             send_frame=self._send_binary if binary else self._send_text,
             pending_bytes=lambda: pending_send_bytes(self.base_send),
             binary=binary,
+            write_framed=framed_writer(self.base_send),
         )
         latest = await alatest_frame_get(self.camera_id)
         if latest is not None:
-            await self.viewer.offer(latest)
+            await self.viewer.offer(Outgoing(latest))
         self.hub = await hub_join(self.camera_id, self.viewer)
         # The hub may hold a frame newer than the cache's (e.g. published while we joined).
         if self.hub.latest is not None:

@@ -4,6 +4,10 @@ Each process holds one `CameraHub` per watched camera. The hub owns ONE channel-
 that joins the camera's group, so the pub/sub layer delivers a frame once per process, not once
 per viewer, and the hub hands the same already-encoded payload to every viewer itself.
 
+Each message is framed for the WebSocket once per process (`Outgoing`), and under daphne those
+bytes are written straight to every viewer's transport (see `cameras.transport`), so a viewer
+costs a buffer append, not a copy of the frame.
+
 Each viewer has a single "next frame" slot instead of a queue. A viewer that can take a frame
 gets it at once, straight from the hub's loop; one whose connection still holds more than
 `MAX_BUFFERED_FRAMES` unsent frames (see `cameras.backpressure`) only has its slot overwritten
@@ -31,6 +35,7 @@ from cameras.publishing import (
     acamera_mark_watched,
     group_name,
 )
+from cameras.transport import websocket_frame
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +44,36 @@ DRAIN_POLL_SECONDS = 0.015
 WATCHED_REFRESH_SECONDS = 3.0
 
 
+class Outgoing:
+    """A frame on its way out of this process, with its WebSocket wire bytes framed once."""
+
+    __slots__ = ("frame", "_text_wire", "_binary_wire")
+
+    def __init__(self, frame: PublishedFrame):
+        self.frame = frame
+        self._text_wire: bytes | None = None
+        self._binary_wire: bytes | None = None
+
+    @property
+    def timestamp(self) -> int:
+        return self.frame.timestamp
+
+    def wire(self, *, binary: bool) -> bytes:
+        if binary:
+            if self._binary_wire is None:
+                self._binary_wire = websocket_frame(self.frame.binary, binary=True)
+            return self._binary_wire
+        if self._text_wire is None:
+            self._text_wire = websocket_frame(self.frame.text.encode(), binary=False)
+        return self._text_wire
+
+
 class Viewer:
     """One WebSocket watching one camera.
 
-    `send_frame(frame)` writes the frame to the socket; `pending_bytes()` says how many bytes
-    the connection still holds (None if unknown).
+    `write_framed(bytes)` writes an already framed message straight to the connection (False
+    once it is closed; None where unavailable); otherwise `send_frame(frame)` sends through ASGI.
+    `pending_bytes()` says how many bytes the connection still holds (None if unknown).
     """
 
     def __init__(
@@ -52,24 +82,26 @@ class Viewer:
         send_frame: Callable[[PublishedFrame], Awaitable[None]],
         pending_bytes: Callable[[], int | None],
         binary: bool,
+        write_framed: Callable[[bytes], bool] | None = None,
     ):
         self._send_frame = send_frame
+        self._write_framed = write_framed
         self._pending_bytes = pending_bytes
         self.binary = binary
-        self._slot: PublishedFrame | None = None
+        self._slot: Outgoing | None = None
         self._last_timestamp = -1
         self._busy = False
         self._drain_task: asyncio.Task | None = None
         self.closed = False
 
-    def _size(self, frame: PublishedFrame) -> int:
-        return len(frame.binary) if self.binary else len(frame.text)
+    def _size(self, frame: Outgoing) -> int:
+        return len(frame.frame.binary) if self.binary else len(frame.frame.text)
 
-    def _congested(self, frame: PublishedFrame) -> bool:
+    def _congested(self, frame: Outgoing) -> bool:
         pending = self._pending_bytes()
         return pending is not None and pending > MAX_BUFFERED_FRAMES * self._size(frame)
 
-    async def offer(self, frame: PublishedFrame) -> None:
+    async def offer(self, frame: Outgoing) -> None:
         """Give the viewer a frame: sent now, or kept as its newest if it is still busy."""
         if self.closed or frame.timestamp <= self._last_timestamp:
             return
@@ -80,11 +112,16 @@ class Viewer:
             return
         await self._send(frame)
 
-    async def _send(self, frame: PublishedFrame) -> None:
+    async def _send(self, frame: Outgoing) -> None:
+        self._last_timestamp = frame.timestamp
+        if self._write_framed is not None:
+            # The fast path: the process's one framed copy, no per-viewer copies or coroutines.
+            if not self._write_framed(frame.wire(binary=self.binary)):
+                self.closed = True
+            return
         self._busy = True
         try:
-            self._last_timestamp = frame.timestamp
-            await self._send_frame(frame)
+            await self._send_frame(frame.frame)
         finally:
             self._busy = False
         # A frame offered while this send was suspended waits in the slot: send it next.
@@ -118,7 +155,7 @@ class CameraHub:
     def __init__(self, camera_id: str):
         self.camera_id = camera_id
         self.viewers: set[Viewer] = set()
-        self.latest: PublishedFrame | None = None
+        self.latest: Outgoing | None = None
         self._channel_layer = get_channel_layer()
         self._channel_name: str | None = None
         self._tasks: list[asyncio.Task] = []
@@ -146,7 +183,7 @@ class CameraHub:
             message = await self._channel_layer.receive(self._channel_name)
             if message.get("type") != FRAME_MESSAGE_TYPE:
                 continue
-            frame = PublishedFrame.from_message(message)
+            frame = Outgoing(PublishedFrame.from_message(message))
             if self.latest is not None and frame.timestamp <= self.latest.timestamp:
                 continue
             self.latest = frame

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from cameras.fanout import Viewer
+from cameras.fanout import Outgoing, Viewer
 from cameras.publishing import PublishedFrame
 
 
-def frame(timestamp: int) -> PublishedFrame:
-    return PublishedFrame(
-        camera_id="cam", timestamp=timestamp, detections=None, text="x" * 1000, binary=b""
+def frame(timestamp: int) -> Outgoing:
+    return Outgoing(
+        PublishedFrame(
+            camera_id="cam", timestamp=timestamp, detections=None, text="x" * 1000, binary=b""
+        )
     )
 
 
@@ -62,3 +64,14 @@ async def test_an_unknown_buffer_never_blocks_and_old_frames_are_never_sent():
     await viewer.offer(frame(3))
     await viewer.offer(frame(6))
     assert connection.sent == [5, 6]
+
+
+def test_websocket_frames_use_the_right_length_encoding():
+    from cameras.transport import websocket_frame
+
+    assert websocket_frame(b"x" * 125, binary=False)[:2] == bytes([0x81, 125])
+    assert websocket_frame(b"x" * 126, binary=True)[:4] == bytes([0x82, 126, 0, 126])
+    big = websocket_frame(b"x" * 70_000, binary=False)
+    assert big[:2] == bytes([0x81, 127])
+    assert int.from_bytes(big[2:10], "big") == 70_000
+    assert len(big) == 10 + 70_000

@@ -85,6 +85,9 @@ class CaptureWorker:
             target=self._run, name=f"camera-{config.public_id}", daemon=True
         )
         self._publishing: concurrent.futures.Future | None = None
+        self._encoder = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"camera-{config.public_id}-jpeg"
+        )
         self._last_timestamp = 0
         self._last_frame_monotonic = time.monotonic()
         self._last_latest_store = 0.0
@@ -116,6 +119,7 @@ class CaptureWorker:
             logger.exception("capture worker for camera %s crashed", self.config.public_id)
             self._set_status(Camera.Status.OFFLINE, last_error="The capture worker crashed.")
         finally:
+            self._encoder.shutdown(wait=True)
             camera_stopped(camera_pk=self.config.pk)
             connections.close_all()
 
@@ -186,36 +190,41 @@ class CaptureWorker:
         timestamp = max(timestamp_ms_now(), self._last_timestamp + 1)
         self._last_timestamp = timestamp
         frame = resize_to_width(frame, config.max_width)
+        now = time.monotonic()
+        watched = self._is_watched(now)
+        if watched:
+            # The previous frame still on its way means this one skips the broadcast rather
+            # than queue behind it.
+            wanted = self._publishing is None or self._publishing.done()
+        else:
+            wanted = now - self._last_latest_store >= UNWATCHED_LATEST_SECONDS
+        # JPEG encoding and detection both run in OpenCV without the GIL: side by side, the
+        # frame is ready as soon as the slower of the two is done.
+        encoding = self._encoder.submit(encode_jpeg, frame, config.jpeg_quality) if wanted else None
         detections = (
             [detection.as_dict() for detection in run_detectors(detectors, frame)]
             if detectors
             else None
         )
-        now = time.monotonic()
-        self._publish(frame, timestamp, detections, now)
+        if encoding is not None:
+            self._publish(encoding.result(), timestamp, detections, broadcast=watched)
+            self._last_latest_store = now
         # Bookkeeping only after the frame is on its way to the viewers.
         self._frames_since_status += 1
         self._report_online()
         # Events see every processed frame, watched or not (the recorder only updates memory).
         record_frame(camera=config, timestamp_ms=timestamp, detections=detections, frame=frame)
 
-    def _publish(self, frame, timestamp: int, detections: list[dict] | None, now: float) -> None:
-        watched = self._is_watched(now)
-        if not watched and now - self._last_latest_store < UNWATCHED_LATEST_SECONDS:
-            return
-        if watched and self._publishing is not None and not self._publishing.done():
-            # The previous frame is still on its way: skip this one rather than queue it.
-            return
+    def _publish(
+        self, jpeg: bytes, timestamp: int, detections: list[dict] | None, *, broadcast: bool
+    ) -> None:
         published = PublishedFrame.build(
-            camera_id=self.config.public_id,
-            jpeg=encode_jpeg(frame, self.config.jpeg_quality),
-            timestamp=timestamp,
-            detections=detections,
+            camera_id=self.config.public_id, jpeg=jpeg, timestamp=timestamp, detections=detections
         )
         # Recorded before it is sent, so that a viewer posting it straight back to ingest
         # finds it and gets "duplicate".
         frame_record_set(published)
-        if watched:
+        if broadcast:
             try:
                 self._publishing = asyncio.run_coroutine_threadsafe(
                     frame_broadcast(self._channel_layer, published), self._loop
@@ -226,7 +235,6 @@ class CaptureWorker:
                 return
             self.frames_published += 1
         latest_frame_set(published)
-        self._last_latest_store = now
 
     def _is_watched(self, now: float) -> bool:
         if now - self._watched_checked >= WATCHED_CHECK_SECONDS:

@@ -410,3 +410,37 @@ def _events_json(body: bytes) -> list[dict]:
     return [
         json.loads(line[6:]) for line in body.decode().split("\n\n") if line.startswith("data: ")
     ]
+
+
+async def test_a_listener_ends_from_the_database_when_the_end_event_is_lost(chat, token):
+    """channels-redis drops messages to a full channel; the stored reply is the truth."""
+    _, reply = await database_sync_to_async(message_send)(chat=chat, prompt="hi")
+    resumed = await request("GET", f"/chats/{chat.pk}/messages/{reply.pk}/stream", token=token)
+    await database_sync_to_async(Message.objects.filter(pk=reply.pk).update)(
+        content="Finished quietly", status="complete"
+    )
+    started = asyncio.get_running_loop().time()
+    await resumed.read_all()
+    assert asyncio.get_running_loop().time() - started < 3
+    assert resumed.text() == "Finished quietly"
+    assert resumed.events()[-1]["status"] == "complete"
+
+
+async def test_a_stop_sent_to_the_control_group_stops_a_run_from_another_process(
+    chat, token, settings
+):
+    from channels.layers import get_channel_layer
+
+    settings.ASSISTANT_BUILTIN_DELAY_MS = 100
+    stream = await request(
+        "POST", f"/chats/{chat.pk}/messages", token=token, body={"prompt": "Who is on the team?"}
+    )
+    await stream.read_until(b" Co")
+    message_id = int(stream.headers["x-message-id"])
+    # What run_stop_request does when the run lives in another process.
+    await get_channel_layer().group_send(runs.control_group(message_id), {"type": "chat.stop"})
+    await stream.read_all()
+    assert stream.events()[-1]["status"] == "stopped"
+    await runs_finished()
+    reply = await reply_of(chat)
+    assert reply.status == "stopped" and reply.content == stream.text()

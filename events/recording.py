@@ -59,22 +59,21 @@ def snapshot_name(*, camera_public_id: str, label: str, started_ms: int) -> str:
     return f"snapshots/{camera_public_id}/{day}/{safe_label}-{started_ms}.jpg"
 
 
-def snapshot_jpeg(frame: np.ndarray, *, label: str, confidence: float, bbox: list[int]) -> bytes:
-    """The frame as JPEG with the event's box and `label (NN%)` drawn on a copy."""
+def snapshot_jpeg(frame: np.ndarray, *, label: str, boxes: list[tuple[list[int], float]]) -> bytes:
+    """The frame as JPEG with each (bbox, confidence) box and `label (NN%)` drawn on a copy."""
     image = frame.copy()
-    x, y, w, h = bbox
-    cv2.rectangle(image, (x, y), (x + w, y + h), _BOX_COLOR, 2)
-    caption = f"{label} ({confidence * 100:.0f}%)"
-    cv2.putText(
-        image,
-        caption,
-        (x, max(y - 6, 12)),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.5,
-        _BOX_COLOR,
-        1,
-        cv2.LINE_AA,
-    )
+    for (x, y, w, h), confidence in boxes:
+        cv2.rectangle(image, (x, y), (x + w, y + h), _BOX_COLOR, 2)
+        cv2.putText(
+            image,
+            f"{label} ({confidence * 100:.0f}%)",
+            (x, max(y - 6, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            _BOX_COLOR,
+            1,
+            cv2.LINE_AA,
+        )
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
     if not ok:
         raise ValueError("OpenCV could not encode the snapshot")
@@ -113,6 +112,7 @@ class _EventWrite:
     camera_pk: int
     values: dict[str, Any]
     snapshot_frame: np.ndarray | None
+    snapshot_boxes: list[tuple[list[int], float]]
     snapshot_version: int
 
 
@@ -327,6 +327,7 @@ class Recorder:
                                 "best_bbox": list(tracked.best_bbox),
                             },
                             snapshot_frame=tracked.best_frame if wants_snapshot else None,
+                            snapshot_boxes=list(tracked.best_frame_boxes),
                             snapshot_version=event_state.best_version,
                         )
                     )
@@ -358,10 +359,7 @@ class Recorder:
                     continue
                 values = write.values
                 jpeg = snapshot_jpeg(
-                    write.snapshot_frame,
-                    label=values["label"],
-                    confidence=values["peak_confidence"],
-                    bbox=values["best_bbox"],
+                    write.snapshot_frame, label=values["label"], boxes=write.snapshot_boxes
                 )
                 name = default_storage.save(
                     snapshot_name(

@@ -15,8 +15,9 @@ Plain Python (no Django), so the rules can be read and tested alone:
   cut into consecutive events, like ZoneMinder's section length: a scene that never gets still
   (a street, the `demo:` camera) still yields dated events and fresh snapshots hour by hour,
   instead of one event that never ends.
-- **Best frame.** Each event keeps the box and the frame of its most confident detection; the
-  frame is what the snapshot is drawn from.
+- **Best frame.** Each event keeps the frame of its most confident detection, that detection's
+  box, and every box of its class in that frame (two people in view: both are drawn on the
+  snapshot).
 - **Session counts** are *events started per class* during the session: the same unit the API,
   the pages and the assistant count, so every number in the product means "events".
 """
@@ -41,6 +42,8 @@ class TrackedEvent:
     peak_confidence: float
     best_bbox: list[int]
     best_frame: Any = None
+    # (bbox, confidence) of every detection of this class in the best frame, strongest first.
+    best_frame_boxes: list[tuple[list[int], float]] = field(default_factory=list)
     frames_seen: int = 1
     closed: bool = False
     local_id: int = field(default_factory=lambda: next(_local_ids))
@@ -67,13 +70,17 @@ class Closed:
 Operation = Opened | Extended | Closed
 
 
-def _strongest_per_class(detections: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    strongest: dict[str, Mapping[str, Any]] = {}
+def _boxes_per_class(
+    detections: Iterable[Mapping[str, Any]],
+) -> dict[str, list[tuple[list[int], float]]]:
+    """Each class's (bbox, confidence) pairs in one frame, strongest first."""
+    boxes: dict[str, list[tuple[list[int], float]]] = {}
     for detection in detections:
-        label = str(detection["class"])
-        if label not in strongest or detection["confidence"] > strongest[label]["confidence"]:
-            strongest[label] = detection
-    return strongest
+        bbox = [int(round(v)) for v in detection["bbox"]]
+        boxes.setdefault(str(detection["class"]), []).append((bbox, float(detection["confidence"])))
+    for pairs in boxes.values():
+        pairs.sort(key=lambda pair: -pair[1])
+    return boxes
 
 
 class EventTracker:
@@ -103,9 +110,8 @@ class EventTracker:
         # class still present after the longest event continues in a new one from this frame.
         operations.extend(self._close_stale(timestamp_ms))
         operations.extend(self._close_long(timestamp_ms))
-        for label, detection in _strongest_per_class(detections).items():
-            confidence = float(detection["confidence"])
-            bbox = [int(round(v)) for v in detection["bbox"]]
+        for label, boxes in _boxes_per_class(detections).items():
+            bbox, confidence = boxes[0]
             event = self.open.get(label)
             if event is None:
                 event = TrackedEvent(
@@ -115,6 +121,7 @@ class EventTracker:
                     peak_confidence=confidence,
                     best_bbox=bbox,
                     best_frame=frame,
+                    best_frame_boxes=boxes,
                 )
                 self.open[label] = event
                 operations.append(Opened(event))
@@ -126,6 +133,7 @@ class EventTracker:
                 event.peak_confidence = confidence
                 event.best_bbox = bbox
                 event.best_frame = frame
+                event.best_frame_boxes = boxes
             operations.append(Extended(event, new_best))
         return operations
 

@@ -38,7 +38,7 @@ def with_snapshot(event):
     import numpy as np
 
     jpeg = snapshot_jpeg(
-        np.zeros((48, 64, 3), np.uint8), label="person", confidence=0.8, bbox=[1, 1, 9, 9]
+        np.zeros((48, 64, 3), np.uint8), label="person", boxes=[([1, 1, 9, 9], 0.8)]
     )
     event.snapshot.save(f"snap-{event.pk}.jpg", ContentFile(jpeg), save=True)
     return event

@@ -130,7 +130,7 @@ def test_the_assistant_links_to_the_events_it_cites(
     camera = camera_create(organization=organization, name="Front door", source="push:")
     event = event_make(camera, label="person", at=timezone.now() - timezone.timedelta(minutes=2))
     jpeg = snapshot_jpeg(
-        np.zeros((240, 320, 3), np.uint8), label="person", confidence=0.8, bbox=[10, 10, 50, 90]
+        np.zeros((240, 320, 3), np.uint8), label="person", boxes=[([10, 10, 50, 90], 0.8)]
     )
     event.snapshot.save("person.jpg", ContentFile(jpeg), save=True)
     chat = chat_create(user=alice, organization=organization)

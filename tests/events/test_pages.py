@@ -42,7 +42,7 @@ def test_the_events_page_needs_a_login(front_door):
 def test_the_events_page_shows_thumbnails_and_details(alice_client, front_door, media_root):
     event = event_make(front_door, label="person", at=T)
     jpeg = snapshot_jpeg(
-        np.zeros((48, 64, 3), np.uint8), label="person", confidence=0.8, bbox=[1, 1, 9, 9]
+        np.zeros((48, 64, 3), np.uint8), label="person", boxes=[([1, 1, 9, 9], 0.8)]
     )
     event.snapshot.save("s.jpg", ContentFile(jpeg), save=True)
     event_make(front_door, label="car", at=T + timedelta(minutes=1))
@@ -148,7 +148,7 @@ def test_the_dashboard_chart_has_an_empty_state(alice_client, front_door):
 def test_the_admin_lists_events_with_previews(admin_client, front_door, media_root):
     event = event_make(front_door, label="person", at=T)
     jpeg = snapshot_jpeg(
-        np.zeros((48, 64, 3), np.uint8), label="person", confidence=0.8, bbox=[1, 1, 9, 9]
+        np.zeros((48, 64, 3), np.uint8), label="person", boxes=[([1, 1, 9, 9], 0.8)]
     )
     event.snapshot.save("s.jpg", ContentFile(jpeg), save=True)
     html = admin_client.get("/admin/events/detectionevent/").content.decode()

@@ -270,6 +270,24 @@ def test_the_flusher_thread_writes_without_being_asked(transactional_db, media_r
 
 def test_snapshot_jpeg_draws_on_a_copy():
     frame = np.zeros((50, 60, 3), np.uint8)
-    data = snapshot_jpeg(frame, label="person", confidence=0.5, bbox=[5, 5, 20, 20])
+    data = snapshot_jpeg(frame, label="person", boxes=[([5, 5, 20, 20], 0.5)])
     assert data[:2] == b"\xff\xd8"
     assert not frame.any()
+
+
+def test_every_box_of_the_class_in_the_best_frame_is_drawn_on_the_snapshot(recorder, front_door):
+    frame = np.zeros((120, 160, 3), np.uint8)
+    people = [
+        {"class": "person", "confidence": 0.9, "bbox": [10, 20, 30, 60]},
+        {"class": "person", "confidence": 0.6, "bbox": [100, 20, 30, 60]},
+        {"class": "car", "confidence": 0.7, "bbox": [60, 90, 20, 10]},
+    ]
+    recorder.record_frame(camera=front_door, timestamp_ms=T0, detections=people, frame=frame)
+    recorder.flush()
+    person = DetectionEvent.objects.get(label="person")
+    assert person.best_bbox == [10, 20, 30, 60]
+    with default_storage.open(person.snapshot.name) as handle:
+        image = cv2.imdecode(np.frombuffer(handle.read(), np.uint8), cv2.IMREAD_COLOR)
+    green = lambda x, y: image[y, x][1] > 150  # noqa: E731
+    assert green(25, 80) and green(115, 80)  # the bottom edges of both people's boxes
+    assert not green(70, 100)  # the car is another event, drawn on its own snapshot

@@ -156,3 +156,17 @@ def test_the_admin_lists_events_with_previews(admin_client, front_door, media_ro
     assert admin_client.get(f"/admin/events/detectionevent/{event.pk}/change/").status_code == 200
     assert admin_client.get("/admin/events/detectionevent/", {"q": "Front"}).status_code == 200
     assert admin_client.get("/admin/events/camerasession/").status_code == 200
+
+
+def test_the_camera_page_draws_that_cameras_activity_chart(alice_client, front_door, back_yard):
+    now = datetime.now(UTC)
+    event_make(front_door, label="person", at=now - timedelta(minutes=3))
+    event_make(back_yard, label="car", at=now - timedelta(minutes=3))
+    html = alice_client.get(f"/cameras/{front_door.public_id}/").content.decode()
+    assert '<figure class="activity-chart" data-total="1">' in html
+    assert "person 1" in html and "car 1" not in html
+    assert f'href="/events/?camera={front_door.public_id}"' in html
+
+
+def test_charlie_cannot_see_alices_camera_page_or_its_chart(charlie_client, front_door):
+    assert charlie_client.get(f"/cameras/{front_door.public_id}/").status_code == 404

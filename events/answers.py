@@ -34,8 +34,12 @@ from events.selectors import (
 from organizations.models import Organization
 
 # Words that ask about the organization itself, not about what the cameras saw: left to the
-# chat assistant's own answers unless the question also names a camera or a period.
+# chat assistant's own answers unless the question also names a camera or speaks of events.
 NOT_ABOUT_EVENTS = {"member", "members", "team", "role", "roles", "user", "users", "chat", "chats"}
+ABOUT_EVENTS = {
+    "camera", "cameras", "event", "events", "detection", "detections", "detected", "seen",
+    "saw", "see", "motion", "activity", "session",
+}  # fmt: skip
 LINKED_EVENTS = 3
 
 
@@ -426,6 +430,6 @@ def answer_question(
     if question.intent in (Intent.UNKNOWN, Intent.HELP):
         return None
     words = set(re.findall(r"[a-z]+", text.lower()))
-    if words & NOT_ABOUT_EVENTS and not question.cameras and not question.period.explicit:
+    if words & NOT_ABOUT_EVENTS and not question.cameras and not words & ABOUT_EVENTS:
         return None
     return _no_cameras(scope) or _ANSWERS[question.intent](question, scope)

@@ -203,6 +203,13 @@ def test_questions_not_about_the_cameras_are_left_to_the_chat_assistant(organiza
         answer_question(organization=organization, text="how many people are members?", now=now)
         is None
     )
+    assert (
+        answer_question(organization=organization, text="how many members joined today?", now=now)
+        is None
+    )
+    assert answer_question(
+        organization=organization, text="how many chats did the cameras see events in?", now=now
+    )
 
 
 def test_charlie_gets_only_his_own_numbers(charlie_organization, data, now):

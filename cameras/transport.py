@@ -49,17 +49,19 @@ def transport_of(send: Callable[..., Any]) -> Any | None:
     return getattr(protocol_of(send), "transport", None)
 
 
-def pending_send_bytes(send: Callable[..., Any]) -> int | None:
-    """Bytes written to this connection but not yet accepted by the kernel, or None if unknown."""
-    transport = transport_of(send)
-    if transport is None:
-        return None
+def _unsent_bytes(transport: Any) -> int | None:
     buffered = getattr(transport, "dataBuffer", None)
     offset = getattr(transport, "offset", None)
     temp_length = getattr(transport, "_tempDataLen", None)
     if buffered is None or offset is None or temp_length is None:
         return None
     return len(buffered) - offset + temp_length
+
+
+def pending_send_bytes(send: Callable[..., Any]) -> int | None:
+    """Bytes written to this connection but not yet accepted by the kernel, or None if unknown."""
+    transport = transport_of(send)
+    return None if transport is None else _unsent_bytes(transport)
 
 
 def disable_nagle(send: Callable[..., Any]) -> None:
@@ -92,17 +94,38 @@ def websocket_frame(payload: bytes, *, binary: bool) -> bytes:
 def framed_writer(send: Callable[..., Any]) -> Callable[[bytes], bool] | None:
     """A function writing framed messages straight to this connection, or None if unavailable.
 
-    It returns False (writing nothing) once the WebSocket is no longer open.
+    It returns False (writing nothing) once the WebSocket is no longer open. On a plain TCP
+    connection with nothing queued it hands the bytes to the kernel at once, as asyncio's
+    transports do, instead of queueing them for Twisted's next write pass: the first viewers
+    need not wait for the frame to be queued for all the others. What the kernel does not take
+    is queued with `transport.write` as usual, so the byte order is kept.
     """
+    from twisted.internet.tcp import Connection as TcpConnection
+
     protocol = protocol_of(send)
     transport = getattr(protocol, "transport", None)
     open_state = getattr(protocol, "STATE_OPEN", None)
     if transport is None or open_state is None or not hasattr(transport, "write"):
         return None
+    # Under TLS the transport is a TLS protocol over the TCP connection: only queue there.
+    direct = isinstance(transport, TcpConnection)
 
     def write(framed: bytes) -> bool:
         if protocol.state != open_state:
             return False
+        if (
+            direct
+            and transport.connected
+            and not transport.disconnecting
+            and not transport._writeDisconnected
+            and _unsent_bytes(transport) == 0
+        ):
+            sent = transport.writeSomeData(framed)
+            if not isinstance(sent, int):
+                return False  # the connection is lost; Twisted notices on its own
+            if sent == len(framed):
+                return True
+            framed = framed[sent:]
         transport.write(framed)
         return True
 

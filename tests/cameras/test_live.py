@@ -159,3 +159,42 @@ def test_player_draws_frames_toggles_boxes_and_reconnects_after_a_restart(
     )
     assert page.eval_on_selector("#player", "el => el.dataset.state") == "live"
     assert page.is_hidden("#player-reconnect")
+
+
+@pytest.mark.browser
+def test_a_webcam_published_from_one_tab_plays_in_another(
+    orm_beside_playwright, live_daphne, alice, organization, chromium_path
+):
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import CHROMIUM_ARGS
+
+    camera = camera_create(
+        organization=organization, name="Webcam", source="push:", detectors=["motion"]
+    )
+    server = live_daphne(CAMERAS_IN_PROCESS="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
+    # Chromium's fake camera (a moving test pattern), allowed without a permission prompt.
+    fake_camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS + fake_camera
+        )
+        try:
+            context = browser.new_context()
+            publisher = context.new_page()
+            login(publisher, server.url, "alice", "alice-password")
+            publisher.goto(f"{server.url}/cameras/{camera.public_id}/publish")
+            publisher.click("#publish-start")
+            publisher.wait_for_function(
+                "Number(document.getElementById('publish-sent').textContent) >= 3"
+            )
+            viewer = context.new_page()
+            viewer.goto(f"{server.url}/cameras/{camera.public_id}/")
+            viewer.wait_for_function(
+                "Number(document.getElementById('player').dataset.frames) >= 3", timeout=20_000
+            )
+            assert publisher.eval_on_selector("#publisher", "el => el.dataset.state") == "live"
+        finally:
+            browser.close()
+    camera.refresh_from_db()
+    assert camera.status == "online"

@@ -490,7 +490,8 @@ def summarize(
         ages.extend(array.array("d", r["slow_ages"]))
     latencies.sort()
     ages.sort()
-    healthy = [t for t in tallies if t["connected"] and not t["closed_early"]]
+    # A viewer that got not one frame in the whole window was not served either.
+    healthy = [t for t in tallies if t["connected"] and not t["closed_early"] and t["messages"]]
     fps = [t["messages"] / load.seconds for t in healthy]
     messages = sum(t["messages"] for t in tallies)
     errors = sorted({t["error"] for t in tallies + slow_tallies if t["error"]})

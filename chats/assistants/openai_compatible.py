@@ -70,6 +70,7 @@ class OpenAICompatibleBackend:
         *,
         tool_messages: Sequence[dict[str, Any]] = (),
         offer_tools: bool = False,
+        last_round: bool = False,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -82,6 +83,9 @@ class OpenAICompatibleBackend:
         }
         if offer_tools and context.data is not None:
             body["tools"] = context.data.tool_schemas()
+            if last_round:
+                # The history holds tool calls, so the tools stay declared; the model must answer.
+                body["tool_choice"] = "none"
         return body
 
     def _http_error(self, status: int, body: bytes) -> AssistantError:
@@ -134,9 +138,14 @@ class OpenAICompatibleBackend:
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 while True:
-                    offer_tools = use_tools and rounds < MAX_TOOL_ROUNDS
+                    offer_tools = use_tools
+                    last_round = rounds >= MAX_TOOL_ROUNDS
                     body = self.request_body(
-                        turns, context, tool_messages=tool_messages, offer_tools=offer_tools
+                        turns,
+                        context,
+                        tool_messages=tool_messages,
+                        offer_tools=offer_tools,
+                        last_round=last_round,
                     )
                     calls: dict[int, dict[str, Any]] = {}
                     said: list[str] = []
@@ -153,7 +162,7 @@ class OpenAICompatibleBackend:
                             use_tools = False  # this server takes no tools: the summary alone
                             continue
                         raise self._http_error(refused.status, refused.body) from None
-                    if not calls or context.data is None:
+                    if not calls or context.data is None or last_round:
                         return
                     rounds += 1
                     tool_messages.extend(await self._run_tools(context, calls, "".join(said)))

@@ -4,7 +4,8 @@
 arguments split over two chunks, as real servers do); asked again with the tool's result, it
 streams an answer quoting the result's `count`. `mode="no_tools"`: like a server without tool
 support, it answers 400 to any request carrying `tools` and otherwise streams a reply that
-quotes the system prompt's first session-data line. Every request body is kept in `requests`.
+quotes the system prompt's first session-data line. `mode="always_tools"`: calls the tool
+whenever tools are offered and not forbidden. Every request body is kept in `requests`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class FakeToolModel:
     def events_for(self, body: dict[str, Any]) -> list[bytes]:
         messages = body["messages"]
         results = [m for m in messages if m["role"] == "tool"]
-        if results:
+        keeps_calling = self.mode == "always_tools" and body.get("tool_choice") != "none"
+        if results and not keeps_calling:
             count = json.loads(results[-1]["content"]).get("count")
             return [_delta({"content": f"There were {count} "}), _delta({"content": "events."})]
         if "tools" in body:

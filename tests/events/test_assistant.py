@@ -194,3 +194,14 @@ def test_the_chat_page_renders_links_to_events(alice, organization, front_door):
     client.force_login(alice)
     html = client.get(f"/chats/{chat.pk}/").content.decode()
     assert f'<a href="/events/{event.pk}"' in html
+
+
+async def test_a_model_that_keeps_calling_tools_is_made_to_answer(chat, data, tool_model):
+    from chats.assistants.openai_compatible import MAX_TOOL_ROUNDS
+
+    model = tool_model(mode="always_tools")
+    context = await context_for(chat)
+    await reply(openai_backend(model.base_url), context, "how many people?")
+    assert len(model.requests) == MAX_TOOL_ROUNDS + 1
+    assert all("tool_choice" not in body for body in model.requests[:-1])
+    assert model.requests[-1]["tool_choice"] == "none"

@@ -22,7 +22,6 @@ Everything here runs on the event loop; nothing blocks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ logger = logging.getLogger(__name__)
 MAX_BUFFERED_FRAMES = 2
 DRAIN_POLL_SECONDS = 0.015
 WATCHED_REFRESH_SECONDS = 3.0
+STOP_WAIT_SECONDS = 0.5
 
 
 class Outgoing:
@@ -171,9 +171,9 @@ class CameraHub:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # channels-redis may take its time to let go of a cancelled receive: do not make the
+        # last viewer's disconnect wait for it.
+        await asyncio.wait(self._tasks, timeout=STOP_WAIT_SECONDS)
         self._tasks = []
         if self._channel_name is not None:
             await self._channel_layer.group_discard(group_name(self.camera_id), self._channel_name)

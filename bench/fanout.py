@@ -793,7 +793,7 @@ def _ratio_row(ratio: dict) -> str:
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
     viewer_counts = [int(v) for v in args.viewers.split(",") if v.strip()]
     slow_counts = [0, args.slow] if args.slow else [0]
-    work_dir = Path(tempfile.mkdtemp(prefix="sightline-fanout-"))
+    work_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     servers = ["baseline", "sightline"] if args.only == "both" else [args.only]
     report: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

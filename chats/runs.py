@@ -72,6 +72,11 @@ class Run:
     length: int = 0
     flushed_length: int = 0
     last_write: float = field(default_factory=time.monotonic)
+    # Text not yet published to the group, and the event that wakes the publisher.
+    unpublished: list[str] = field(default_factory=list)
+    published_length: int = 0
+    new_text: asyncio.Event = field(default_factory=asyncio.Event)
+    generating: bool = True
     # The message left `streaming` without us (deleted, expired, stopped by force): give up.
     abandoned: bool = False
 
@@ -130,22 +135,35 @@ async def run_stop_request(*, message_id: int) -> None:
 
 
 async def _generate(
-    run: Run,
-    layer: BaseChannelLayer,
-    backend: Backend,
-    turns: list[Turn],
-    context: AssistantContext,
+    run: Run, backend: Backend, turns: list[Turn], context: AssistantContext
 ) -> None:
-    group = message_group(run.message_id)
     # aclosing: when this task is cancelled the backend's stream is closed at once.
     async with aclosing(backend.stream(turns, context)) as deltas:
         async for delta in deltas:
             if not delta:
                 continue
-            at = run.length
             run.pieces.append(delta)
+            run.unpublished.append(delta)
             run.length += len(delta)
-            await layer.group_send(group, {"type": "chat.delta", "at": at, "text": delta})
+            run.new_text.set()
+
+
+async def _publish(run: Run, layer: BaseChannelLayer) -> None:
+    """Publish new text to the group as soon as it exists, never waiting on the backend.
+
+    While one publish is in flight (a round trip on channels-redis) new deltas gather and go
+    out together as one: under load there are fewer, larger messages instead of a backlog
+    that a full channel would drop. With nothing in flight every delta goes out alone."""
+    group = message_group(run.message_id)
+    while run.generating or run.unpublished:
+        if not run.unpublished:
+            await run.new_text.wait()
+            run.new_text.clear()
+            continue
+        text, run.unpublished = "".join(run.unpublished), []
+        at = run.published_length
+        run.published_length += len(text)
+        await layer.group_send(group, {"type": "chat.delta", "at": at, "text": text})
 
 
 async def _flush_periodically(run: Run) -> None:
@@ -182,12 +200,13 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
     helpers: list[asyncio.Task] = []
     status, error = Message.Status.COMPLETE, ""
     try:
-        run.generation = asyncio.create_task(_generate(run, layer, backend, turns, context))
+        run.generation = asyncio.create_task(_generate(run, backend, turns, context))
         if run.stop_requested:
             run.generation.cancel()
         helpers = [
             asyncio.create_task(_flush_periodically(run)),
             asyncio.create_task(_stop_on_request(run, layer, control_channel)),
+            asyncio.create_task(_publish(run, layer)),
         ]
         try:
             # wait() rather than await: a stopped generation must not cancel the run itself.
@@ -209,7 +228,11 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
             )
     finally:
         if helpers:
-            flusher, listener = helpers
+            flusher, listener, publisher = helpers
+            # Let the publisher send what is left (deltas before the end), then stop flushing.
+            run.generating = False
+            run.new_text.set()
+            await asyncio.gather(publisher, return_exceptions=True)
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
         if run.generation is not None and not run.abandoned:

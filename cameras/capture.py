@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import gc
 import logging
 import sys
 import threading
@@ -378,10 +377,6 @@ def start_in_process_supervisor() -> None:
     supervisor = CameraSupervisor()
 
     def start() -> None:
-        # Everything loaded so far (Django, Twisted, the app) lives as long as the process. Out
-        # of the collector's sight, full collections shrink from tens of milliseconds, a stall
-        # every viewer of every camera would see, to a few.
-        gc.freeze()
         # The capture threads re-take the GIL after every OpenCV call; while the loop is busy
         # fanning a frame out, each of those waits up to the switch interval (5 ms by
         # default), enough to make a camera miss frames. 1 ms keeps them moving.

@@ -6,11 +6,11 @@ per viewer, and the hub hands the same already-encoded payload to every viewer i
 
 Each message is framed for the WebSocket once per process (`Outgoing`), and under daphne those
 bytes are written straight to every viewer's transport (see `cameras.transport`), so a viewer
-costs a buffer append, not a copy of the frame.
+costs one socket write, not copies of the frame.
 
 Each viewer has a single "next frame" slot instead of a queue. A viewer that can take a frame
 gets it at once, straight from the hub's loop; one whose connection still holds more than
-`MAX_BUFFERED_FRAMES` unsent frames (see `cameras.backpressure`) only has its slot overwritten
+`MAX_BUFFERED_FRAMES` unsent frames (see `cameras.transport`) only has its slot overwritten
 and a small drain task that sends the newest frame once the connection has drained. A slow
 viewer therefore skips frames, costs the others nothing, and the memory it pins is bounded by
 one frame in its slot plus what its connection buffers.
@@ -73,7 +73,8 @@ class Viewer:
     """One WebSocket watching one camera.
 
     `write_framed(bytes)` writes an already framed message straight to the connection (False
-    once it is closed; None where unavailable); otherwise `send_frame(frame)` sends through ASGI.
+    when it is not open; None where unavailable); otherwise `send_frame(frame)` sends through
+    ASGI.
     `pending_bytes()` says how many bytes the connection still holds (None if unknown).
     """
 
@@ -115,10 +116,9 @@ class Viewer:
 
     async def _send(self, frame: Outgoing) -> None:
         self._last_timestamp = frame.timestamp
-        if self._write_framed is not None:
-            # The fast path: the process's one framed copy, no per-viewer copies or coroutines.
-            if not self._write_framed(frame.wire(binary=self.binary)):
-                self.closed = True
+        # The fast path: the process's one framed copy, no per-viewer copies or coroutines.
+        # When it cannot write (socket not open) the ASGI send decides what happens.
+        if self._write_framed is not None and self._write_framed(frame.wire(binary=self.binary)):
             return
         self._busy = True
         try:

@@ -365,7 +365,7 @@ def _answer_session(question: Question, scope: Scope, *, only_labels: tuple[str,
     lines = [
         f"**{camera.name}**'s last session started {format_time(session.started_at, scope, seconds=True)} "
         f"and {end}: {_plural(session.frames_processed, 'frame')} processed at "
-        f"{session.measured_fps:.1f} fps, {_events_word(total)} ({summary}).",
+        f"{session.measured_fps:.1f} fps, {_events_word(total, only_labels[0] if len(only_labels) == 1 else None)} ({summary}).",
     ]
     filters = EventFilter(session_id=session.pk, labels=only_labels)
     links = _event_links(scope, filters)

@@ -306,7 +306,7 @@ def parse_intent(text: str, *, has_labels: bool, has_cameras: bool, has_period: 
     if re.search(r"\bsession\b", lowered):
         return Intent.SESSION
     if re.search(
-        r"\b(what did|what has|what have|what was|what were|what happened|happen|anything|"
+        r"\b(what did|what has|what have|what was|what were|happen\w*|anything|"
         r"activity|events?|detections?|summary|summari[sz]e|going on|see|saw|seen|detect)\b",
         lowered,
     ):

@@ -188,6 +188,7 @@ def ask(text: str):
         ("What did the demo camera see in the last few minutes?", Intent.SUMMARY),
         ("What happened yesterday?", Intent.SUMMARY),
         ("anything on back yard?", Intent.SUMMARY),
+        ("what's happening on back yard", Intent.SUMMARY),
         ("Which camera was busiest yesterday?", Intent.BUSIEST_CAMERA),
         ("which camera saw the most people today", Intent.BUSIEST_CAMERA),
         ("What was the busiest hour today?", Intent.BUSIEST_HOUR),

@@ -60,7 +60,7 @@ async def reply_of(chat) -> Message:
 async def test_a_prompt_streams_the_reply_byte_for_byte_as_the_seed(chat, token, settings):
     # A pause between pieces longer than one publish, so no two pieces share an event
     # (deltas that arrive while a publish is in flight go out together).
-    settings.ASSISTANT_BUILTIN_DELAY_MS = 5
+    settings.ASSISTANT_BUILTIN_DELAY_MS = 100
     stream = await request(
         "POST", f"/chats/{chat.pk}/messages", token=token, body={"prompt": "Who is on the team?"}
     )
@@ -301,7 +301,7 @@ async def test_a_backend_error_mid_stream_sends_error_then_done_and_keeps_the_te
     settings.OPENAI_BASE_URL = fake_openai.base_url
     fake_openai.script = [
         chunk("Half an"),
-        ("sleep", 0.05),
+        ("sleep", 0.2),
         chunk(" answer"),
         ("data", {"error": {"message": "model crashed"}}),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -40,11 +41,13 @@ def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
         given_scheme, _, host = host.partition("://")
         scheme = "wss" if given_scheme in {"https", "wss"} else "ws"
     host = host.rstrip("/")
+    if host and urlsplit(f"//{host}").port is None:
+        host = f"{host}:{organization.ws_port}"
     return {
         "camera_id": camera.public_id,
         "scheme": scheme,
         # Blank server_host_url: the page's own host (and port), which is what one daphne serves.
-        "host": f"{host}:{organization.ws_port}" if host else "",
+        "host": host,
         "path": camera.stream_path,
         "ingest_url": "/api/v1/actions/actions/send",
     }

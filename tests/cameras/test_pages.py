@@ -58,6 +58,12 @@ def test_player_uses_the_organizations_websocket_host(alice_client, demo_camera,
     assert '"host": "cams.example.org:7103"' in html
     assert '"scheme": "wss"' in html
 
+    organization.server_host_url = "cams.example.org:8443"
+    organization.save()
+    html = alice_client.get(f"/cameras/{demo_camera.public_id}/").content.decode()
+    assert '"host": "cams.example.org:8443"' in html
+    assert '"scheme": "ws"' in html
+
 
 def test_publish_page_explains_when_the_camera_is_not_push(alice_client, demo_camera):
     html = alice_client.get(f"/cameras/{demo_camera.public_id}/publish").content.decode()

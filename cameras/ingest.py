@@ -168,6 +168,16 @@ def frame_ingest(*, camera: Camera, frame_b64: str, timestamp: int) -> IngestRes
             "duplicates.",
             "not_a_push_camera",
         )
+    window_ms = settings.CAMERA_FRAME_RECORD_SECONDS * 1000
+    if timestamp < int(time.time() * 1000) - window_ms:
+        # Published frames are remembered this long: an older one cannot be told from a
+        # forwarded copy, so it is refused rather than broadcast (and counted) again.
+        raise IngestError(
+            409,
+            f"timestamp is more than {settings.CAMERA_FRAME_RECORD_SECONDS} s old; new frames "
+            "need a current timestamp (check the sender's clock).",
+            "stale_timestamp",
+        )
     if not camera.enabled:
         raise IngestError(409, "This camera is disabled; enable it to push frames.", "disabled")
     try:

@@ -140,6 +140,15 @@ def test_a_new_frame_for_a_camera_reading_its_own_source_is_409(alice_api, demo_
     assert_nothing_changed(demo_camera, timestamp)
 
 
+@pytest.mark.django_db
+def test_a_new_frame_older_than_the_record_window_is_409(alice_api, push_camera, settings):
+    settings.CAMERA_FRAME_RECORD_SECONDS = 60
+    timestamp = now_ms() - 61_000
+    status, answer = post(alice_api, body(push_camera, timestamp=timestamp))
+    assert (status, answer["code"]) == (409, "stale_timestamp")
+    assert_nothing_changed(push_camera, timestamp)
+
+
 def _bad_bodies(camera) -> list[tuple[object, str]]:
     truncated = jpeg_bytes()[:-300]
     return [

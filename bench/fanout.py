@@ -152,12 +152,20 @@ class ViewerProtocol(asyncio.BufferedProtocol):
     """
 
     def __init__(
-        self, *, key: bytes, window: Window, tally: ViewerTally, samples: array.array, slow: bool
+        self,
+        *,
+        key: bytes,
+        window: Window,
+        tally: ViewerTally,
+        samples: array.array,
+        frames_seen: set[float],
+        slow: bool,
     ) -> None:
         self.key = key
         self.window = window
         self.tally = tally
         self.samples = samples
+        self.frames_seen = frames_seen
         self.slow = slow
         self.buffer = bytearray(_INITIAL_BUFFER)
         self.start = 0  # first byte not parsed yet
@@ -265,7 +273,9 @@ class ViewerProtocol(asyncio.BufferedProtocol):
             self.transport.pause_reading()
             asyncio.get_running_loop().call_later(1.0, self._release)
         if self.window.start <= now < self.window.end:
-            self.samples.append(now * 1000.0 - frame_timestamp(buffer, start, end))
+            timestamp = frame_timestamp(buffer, start, end)
+            self.samples.append(now * 1000.0 - timestamp)
+            self.frames_seen.add(timestamp)
             self.tally.messages += 1
             self.tally.payload_bytes += end - start
 
@@ -338,6 +348,9 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
     window = Window()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     latencies = array.array("d")
+    # Timestamps of the frames the normal viewers saw: how many frames the server produced.
+    frames_seen: set[float] = set()
+    slow_frames: set[float] = set()
     ages = array.array("d")
     tallies: list[ViewerTally] = []
     openings = []
@@ -347,8 +360,14 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
         tallies.append(tally)
 
         def factory(key: bytes, tally=tally, slow=slow) -> ViewerProtocol:
-            samples = ages if slow else latencies
-            return ViewerProtocol(key=key, window=window, tally=tally, samples=samples, slow=slow)
+            return ViewerProtocol(
+                key=key,
+                window=window,
+                tally=tally,
+                samples=ages if slow else latencies,
+                frames_seen=slow_frames if slow else frames_seen,
+                slow=slow,
+            )
 
         openings.append(_viewer(spec["url"], spec["headers"], gate, factory))
     viewers = [v for v in await asyncio.gather(*openings) if v is not None]
@@ -369,6 +388,7 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
         "slow_tallies": [asdict(t) for t in tallies[spec["normal"] :]],
         "latencies": latencies.tobytes(),
         "slow_ages": ages.tobytes(),
+        "frames_seen": sorted(frames_seen),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
     }
 
@@ -491,6 +511,7 @@ def summarize(
     latencies.sort()
     ages.sort()
     # A viewer that got not one frame in the whole window was not served either.
+    produced = set().union(*(r["frames_seen"] for r in results))
     healthy = [t for t in tallies if t["connected"] and not t["closed_early"] and t["messages"]]
     fps = [t["messages"] / load.seconds for t in healthy]
     messages = sum(t["messages"] for t in tallies)
@@ -503,6 +524,9 @@ def summarize(
         "failed": len(tallies) - len(healthy),
         "fps_mean": sum(fps) / len(fps) if fps else 0.0,
         "fps_min": min(fps) if fps else 0.0,
+        # Distinct frames any viewer got: what the camera produced. Delivered fps below this is
+        # the fan-out's loss; this below the camera's rate is the capture side's.
+        "source_fps": len(produced) / load.seconds,
         "latency_ms_p50": percentile(latencies, 0.50),
         "latency_ms_p99": percentile(latencies, 0.99),
         "latency_ms_max": latencies[-1] if latencies else math.nan,
@@ -740,7 +764,7 @@ def _row(result: dict) -> str:
     rss = f"{result['server_rss_mib_start']:.0f}->{result['server_rss_mib_end']:.0f}"
     return (
         f"{result['viewers']:>7} {result['slow']:>4}  {result['server']:<9} "
-        f"{result['fps_mean']:>8.1f} {result['fps_min']:>7.1f} "
+        f"{result['source_fps']:>7.1f} {result['fps_mean']:>8.1f} {result['fps_min']:>7.1f} "
         f"{result['latency_ms_p50']:>7.1f} {result['latency_ms_p99']:>7.1f} "
         f"{result['failed']:>6} {rss:>11} {result['server_cpu_percent']:>6.0f}% "
         f"{result['payload_kib_mean']:>6.1f} {result['load_average']:>5.2f}"
@@ -748,8 +772,8 @@ def _row(result: dict) -> str:
 
 
 HEADER = (
-    "viewers slow  server    fps mean fps min  p50 ms  p99 ms failed  RSS MiB s->e   CPU   KiB  load\n"
-    + "-" * 98
+    "viewers slow  server    src fps fps mean fps min  p50 ms  p99 ms failed  RSS MiB s->e   CPU"
+    "   KiB  load\n" + "-" * 106
 )
 
 

@@ -312,7 +312,7 @@ def main() -> None:
     if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.rounds <= 20:
         parser.error(f"--streams must be 1..{MAX_STREAMS} and --rounds 1..20")
 
-    workdir = Path(tempfile.mkdtemp(prefix="sightline-chat-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="chat-streams-bench-"))
     env = {
         **os.environ,
         "DATABASE_URL": os.environ.get(

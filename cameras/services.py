@@ -65,10 +65,13 @@ def camera_update(*, camera: Camera, **fields: Any) -> Camera:
     for name, value in fields.items():
         setattr(camera, name, value.strip() if name == "source" else value)
     camera_full_clean(camera)
+    update_fields = [*fields, "updated_at"]
     # A changed source starts over: the status of the old one says nothing about the new one.
     if "source" in fields or fields.get("enabled") is True:
         camera.status, camera.last_error = Camera.Status.CONNECTING, ""
-    camera.save()
+        update_fields += ["status", "last_error"]
+    # Only what changed: the live status columns belong to the capture workers meanwhile.
+    camera.save(update_fields=update_fields)
     return camera
 
 

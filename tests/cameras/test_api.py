@@ -137,3 +137,17 @@ def test_unknown_camera_is_404_json(alice_api, organization):
     response = alice_api.get("/api/v1/cameras/nosuchcamera")
     assert response.status_code == 404
     assert response.json() == {"error": "Not found.", "code": "not_found"}
+
+
+def test_update_leaves_the_workers_status_alone(demo_camera):
+    from cameras.services import camera_update
+
+    # A worker writes its status after the caller read the camera: the update must not undo it.
+    Camera.objects.filter(pk=demo_camera.pk).update(status="online", measured_fps=12.5)
+    camera_update(camera=demo_camera, name="Hall")
+    demo_camera.refresh_from_db()
+    assert (demo_camera.name, demo_camera.status, demo_camera.measured_fps) == (
+        "Hall",
+        "online",
+        12.5,
+    )

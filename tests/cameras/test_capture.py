@@ -225,7 +225,11 @@ async def test_supervisor_starts_restarts_and_stops_workers_as_cameras_change(or
         assert supervisor.workers[demo.public_id].config.target_fps == 10
         await sync_to_async(camera_update)(camera=demo, enabled=False)
         await until(lambda: not supervisor.workers, "worker of a disabled camera kept running")
-        assert (await _status(demo)).status == "offline"
+        for _ in range(100):
+            if (await _status(demo)).status == "offline":
+                break
+            await asyncio.sleep(0.05)
+        assert (await _status(demo)).last_error.startswith("Capture stopped")
     finally:
         await supervisor.stop()
         await run

@@ -11,6 +11,13 @@ frame's `timestamp` (the capture time; same machine, same clock) and counts the 
 measurement window after a warm-up. Viewers run in `--processes` client processes that share the
 machine's cores with the server under test; their CPU use is reported next to the server's.
 
+Columns: `src fps` distinct frames any viewer got (what the camera produced), `fps mean`/`fps min`
+frames per viewer per second, latency p50/p99 over every message of every normal viewer,
+`failed` viewers refused, closed early or never served a frame, the server's RSS as the window
+opened and closed, its CPU (all its processes), the mean message size and the load average (the
+machine is shared: with `--repeat N` servers alternate and ratios compare medians). The Sightline
+camera runs the demo's motion detector by default; `--detectors ""` isolates the fan-out.
+
 Everything talks to 127.0.0.1 only; every loop is bounded in count and time; child processes are
 killed on the way out. Results go to bench/results/ as JSON.
 """

@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from chats.api import ChatMessageListApi, MessageOutputSerializer
 from chats.assistants import AssistantContext, Turn
@@ -225,8 +225,11 @@ def chat_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def chat_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        # A typed or bookmarked /chats/new lands on the list, whose form starts a chat.
+        return redirect("chats")
     raw_id = request.POST.get("organization", "")
     organization = (
         organization_get_for_user(user=request.user, organization_id=int(raw_id))

@@ -29,14 +29,14 @@ class Stream:
     body: bytes = b""
     finished: bool = False
 
-    async def start(self, limit: float = 5) -> Stream:
+    async def start(self, limit: float = 20) -> Stream:
         message = await self.communicator.receive_output(limit)
         assert message["type"] == "http.response.start", message
         self.status = message["status"]
         self.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
         return self
 
-    async def next_part(self, limit: float = 5) -> bytes:
+    async def next_part(self, limit: float = 20) -> bytes:
         message = await self.communicator.receive_output(limit)
         assert message["type"] == "http.response.body", message
         part = message.get("body", b"")
@@ -45,13 +45,13 @@ class Stream:
             self.finished = True
         return part
 
-    async def read_until(self, needle: bytes, limit: float = 10) -> bytes:
+    async def read_until(self, needle: bytes, limit: float = 30) -> bytes:
         async with asyncio.timeout(limit):
             while needle not in self.body and not self.finished:
                 await self.next_part(limit)
         return self.body
 
-    async def read_all(self, limit: float = 10) -> bytes:
+    async def read_all(self, limit: float = 30) -> bytes:
         async with asyncio.timeout(limit):
             while not self.finished:
                 await self.next_part(limit)
@@ -110,7 +110,7 @@ async def request(
     return await Stream(communicator).start()
 
 
-async def runs_finished(limit: float = 10) -> None:
+async def runs_finished(limit: float = 30) -> None:
     """Wait until every generation run of this process has ended."""
     tasks = [run.task for run in list(runs._runs.values()) if run.task is not None]
     if tasks:

@@ -151,3 +151,9 @@ def test_admin_lists_chats_and_messages(admin_client, chat):
         ).status_code
         == 200
     )
+
+
+def test_new_chat_by_get_leads_to_the_list(client, alice, organization):
+    client.force_login(alice)
+    response = client.get("/chats/new")
+    assert response.status_code == 302 and response["Location"] == "/chats/"

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from cameras.models import Camera
 from cameras.selectors import camera_get_for_user, cameras_for_user
-from cameras.services import camera_create, camera_delete, camera_update
+from cameras.services import EDITABLE_FIELDS, camera_create, camera_delete, camera_update
 from organizations.selectors import organization_default_for_user, organization_get_for_user
 
 
@@ -25,16 +25,7 @@ class CameraOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "organization",
-            "name",
-            "source",
-            "enabled",
-            "target_fps",
-            "max_width",
-            "jpeg_quality",
-            "detectors",
-            "min_confidence",
-            "onnx_model",
-            "onnx_labels",
+            *EDITABLE_FIELDS,
             "status",
             "last_error",
             "last_frame_at",

@@ -259,6 +259,8 @@ def chat_detail(request: HttpRequest, chat_id: int) -> HttpResponse:
     page_data = {
         "chatId": chat.pk,
         "sendUrl": reverse("chat-messages", args=[chat.pk]),
+        "chatUrl": reverse("api-chat", args=[chat.pk]),
+        "hasTitle": bool(chat.title),
         "streamUrl": reverse("chat-message-stream", args=[chat.pk, 0]),
         "stopUrl": reverse("chat-message-stop", args=[chat.pk, 0]),
         "promptMaxChars": settings.CHAT_PROMPT_MAX_CHARS,

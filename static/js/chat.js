@@ -196,7 +196,20 @@ async function send(prompt) {
     setBusy(false);
     return;
   }
-  await streamReply(article, response.headers.get("X-Message-Id"), response, "");
+  const reply = streamReply(article, response.headers.get("X-Message-Id"), response, "");
+  if (!data.hasTitle) showStoredTitle();
+  await reply;
+}
+
+// The first prompt names the chat on the server: show that name without a reload.
+async function showStoredTitle() {
+  const response = await fetch(data.chatUrl, { headers: { Accept: "application/json" } });
+  if (!response.ok) return;
+  const { title } = await response.json();
+  if (!title) return;
+  data.hasTitle = true;
+  document.getElementById("chat-title").textContent = title;
+  document.title = `${title} · Sightline`;
 }
 
 form.addEventListener("submit", (event) => {

@@ -72,6 +72,8 @@ def test_a_reply_streams_finishes_and_survives_a_reload(
     # Finished: rendered as sanitized Markdown.
     assert page.inner_html(f"{LAST_REPLY} .bubble").endswith("<strong>done</strong>.</p>")
     assert page.is_enabled("#send")
+    # The first prompt named the chat, and the page shows it without a reload.
+    assert page.text_content("#chat-title") == "Count for me"
 
     # A second prompt; reload while the reply is still streaming.
     page.fill("#prompt", "Again please")

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from cameras.models import Camera
-from cameras.services import camera_detectors_check
+from cameras.services import camera_delete, camera_detectors_check
 
 GRAB_TIMEOUT_SECONDS = 12.0
 GRAB_MAX_CAMERAS = 5
@@ -79,6 +79,14 @@ class CameraAdmin(admin.ModelAdmin):
         (None, {"fields": ["created_at", "updated_at"]}),
     ]
     actions = ["grab_test_frame"]
+
+    # Through the service, so the events' snapshot files go with the camera.
+    def delete_model(self, request, obj):
+        camera_delete(camera=obj)
+
+    def delete_queryset(self, request, queryset):
+        for camera in queryset:
+            camera_delete(camera=camera)
 
     @admin.action(description="Grab one test frame from the source")
     def grab_test_frame(self, request, queryset):

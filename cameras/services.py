@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cameras.models import Camera
+from events.services import camera_events_delete
 from organizations.models import Organization
 
 EDITABLE_FIELDS = (
@@ -76,6 +77,8 @@ def camera_update(*, camera: Camera, **fields: Any) -> Camera:
 
 
 def camera_delete(*, camera: Camera) -> None:
+    """Delete the camera, its sessions and its events, snapshot files included."""
+    camera_events_delete(camera=camera)
     camera.delete()
 
 

@@ -79,3 +79,30 @@ def test_prune_events_works_through_many_events_in_chunks(media_root, front_door
 def test_prune_events_refuses_zero_days():
     with pytest.raises(CommandError):
         call_command("prune_events", days=0, stdout=StringIO())
+
+
+def test_deleting_a_camera_deletes_its_snapshot_files(media_root, front_door, alice_api):
+    event = aged(front_door, days=1)
+    name = event.snapshot.name
+    assert default_storage.exists(name)
+
+    response = alice_api.delete(f"/api/v1/cameras/{front_door.public_id}")
+
+    assert response.status_code == 204
+    assert not DetectionEvent.objects.filter(pk=event.pk).exists()
+    assert not default_storage.exists(name)
+
+
+def test_deleting_a_camera_in_the_admin_deletes_its_snapshot_files(
+    media_root, front_door, client, django_user_model
+):
+    admin = django_user_model.objects.create_superuser("root", "root@example.org", "root-password")
+    name = aged(front_door, days=1).snapshot.name
+    client.force_login(admin)
+
+    client.post(
+        "/admin/cameras/camera/",
+        {"action": "delete_selected", "_selected_action": [front_door.pk], "post": "yes"},
+    )
+
+    assert not default_storage.exists(name)

@@ -40,6 +40,7 @@ from cameras.services import camera_status_update
 from cameras.vision.detectors import build_detectors, run_detectors
 from cameras.vision.frames import InvalidFrame, decode_jpeg, encode_jpeg, resize_to_width
 from events.recording import record_frame
+from project.counters import cache_counter_incr
 
 # A timestamp is Unix milliseconds between 2000-01-01 and a day from now.
 EARLIEST_TIMESTAMP_MS = 946_684_800_000
@@ -139,11 +140,7 @@ def _duplicate(camera: Camera, timestamp: int, record: dict) -> IngestResult:
 
 def _rate_check(camera: Camera) -> None:
     key = f"camera:{camera.public_id}:ingest:{int(time.time())}"
-    cache.add(key, 0, 5)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        count = 1
+    count = cache_counter_incr(key, timeout=5)
     if count > settings.CAMERA_INGEST_MAX_FRAMES_PER_SECOND:
         raise IngestError(
             429,
@@ -220,11 +217,7 @@ def frame_ingest(*, camera: Camera, frame_b64: str, timestamp: int) -> IngestRes
 def _status_report(camera: Camera) -> None:
     """Mark the camera online at most once a second per camera, with the frames of that second."""
     key = f"camera:{camera.public_id}:ingest-count"
-    cache.add(key, 0, 60)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        count = 1
+    count = cache_counter_incr(key, timeout=60)
     if not cache.add(f"camera:{camera.public_id}:status-written", True, 1):
         return
     cache.set(key, 0, 60)

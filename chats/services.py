@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from chats.models import Chat, Message
 from organizations.models import Organization
+from project.counters import cache_counter_incr
 
 TITLE_MAX_CHARS = 60
 TITLE_FIELD_MAX_CHARS = 120
@@ -110,12 +110,7 @@ def chat_rate_limit_hit(*, user: AbstractBaseUser) -> int:
     now = time.time()
     window = int(now // 60)
     key = f"chat-rate:{user.pk}:{window}"
-    cache.add(key, 0, timeout=70)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=70)
-        count = 1
+    count = cache_counter_incr(key, timeout=70)
     if count > settings.CHAT_RATE_LIMIT_PER_MINUTE:
         return max(1, int((window + 1) * 60 - now + 0.999))
     return 0

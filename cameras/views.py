@@ -13,13 +13,12 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
 
 from cameras.ingest import IngestError, IngestResult, frame_ingest, timestamp_check
 from cameras.models import Camera
 from cameras.publishing import latest_frame_get
 from cameras.selectors import camera_get_for_user, cameras_for_user
-from organizations.authentication import AuthFailure, api_user_for_request
+from organizations.authentication import api_user_required
 from project.api_errors import json_error
 
 INGEST_FIELDS = ("streamName", "streamType", "frame", "timestamp", "camera_id")
@@ -133,14 +132,10 @@ def _ingest(request: HttpRequest, user) -> IngestResult:
     return frame_ingest(camera=camera, frame_b64=data["frame"], timestamp=data["timestamp"])
 
 
-@csrf_exempt  # CSRF is checked by api_user_for_request for session callers (bearer needs none).
-async def frame_ingest_view(request: HttpRequest) -> JsonResponse:
+@api_user_required
+async def frame_ingest_view(request: HttpRequest, user) -> JsonResponse:
     if request.method != "POST":
         return json_error(405, "Use POST.", "method_not_allowed")
-    try:
-        user = await api_user_for_request(request)
-    except AuthFailure as failure:
-        return json_error(failure.status, failure.message, failure.code)
     try:
         # Parsing, decoding and detection are CPU work: off the event loop.
         result = await sync_to_async(_ingest)(request, user)

@@ -43,7 +43,7 @@ from chats.services import (
     prompt_clean,
 )
 from chats.streaming import StoredReply, reply_events
-from organizations.authentication import AuthFailure, api_user_for_request
+from organizations.authentication import api_user_required
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error
 
@@ -114,12 +114,9 @@ async def _subscribe(message_id: int) -> tuple:
     return layer, channel
 
 
-async def message_create_stream(request: HttpRequest, chat_id: int) -> HttpResponse:
+@api_user_required
+async def message_create_stream(request: HttpRequest, user, chat_id: int) -> HttpResponse:
     """POST a prompt; the answer is the reply as Server-Sent Events (see chats.streaming)."""
-    try:
-        user = await api_user_for_request(request)
-    except AuthFailure as failure:
-        return json_error(failure.status, failure.message, failure.code)
     accepted = await sync_to_async(_accept_prompt)(user, chat_id, request.body)
     if isinstance(accepted, JsonResponse):
         return accepted
@@ -148,17 +145,13 @@ async def chat_messages_endpoint(request: HttpRequest, chat_id: int) -> HttpResp
     )
 
 
-@csrf_exempt
+@api_user_required
 async def message_stream_resume(
-    request: HttpRequest, chat_id: int, message_id: int
+    request: HttpRequest, user, chat_id: int, message_id: int
 ) -> HttpResponse:
     """GET a reply as SSE from `?offset=N` or `Last-Event-ID: N` (characters already held)."""
     if request.method != "GET":
         return json_error(405, "Use GET.", "method_not_allowed")
-    try:
-        user = await api_user_for_request(request)
-    except AuthFailure as failure:
-        return json_error(failure.status, failure.message, failure.code)
     raw_offset = request.GET.get("offset") or request.headers.get("Last-Event-ID") or "0"
     if not raw_offset.isdigit() or len(raw_offset) > 12:
         return json_error(
@@ -177,15 +170,13 @@ async def message_stream_resume(
     return _event_stream(events, message_id=message.pk)
 
 
-@csrf_exempt
-async def message_stop_view(request: HttpRequest, chat_id: int, message_id: int) -> HttpResponse:
+@api_user_required
+async def message_stop_view(
+    request: HttpRequest, user, chat_id: int, message_id: int
+) -> HttpResponse:
     """POST: stop generating a reply; answers the reply as stored (status `stopped`)."""
     if request.method != "POST":
         return json_error(405, "Use POST.", "method_not_allowed")
-    try:
-        user = await api_user_for_request(request)
-    except AuthFailure as failure:
-        return json_error(failure.status, failure.message, failure.code)
     message = await sync_to_async(message_get_for_user)(
         user=user, chat_id=chat_id, message_id=message_id
     )

@@ -6,14 +6,18 @@ endpoint (`api_user_for_request`) and WebSockets (`organizations.ws_auth`).
 
 from __future__ import annotations
 
+import functools
+
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import authentication, exceptions
 
 from organizations.selectors import api_token_lookup
 from organizations.services import api_token_touch
+from project.api_errors import json_error
 
 
 class InvalidToken(Exception):
@@ -89,3 +93,22 @@ def _user_for_request(request: HttpRequest) -> AbstractBaseUser:
 async def api_user_for_request(request: HttpRequest) -> AbstractBaseUser:
     """Authenticate a plain (non-DRF) API request; raises AuthFailure with a JSON-ready reason."""
     return await sync_to_async(_user_for_request)(request)
+
+
+def api_user_required(view):
+    """For plain async API views (SSE, ingest): authenticate, then call `view(request, user, ...)`.
+
+    Unauthenticated callers get the JSON error of `AuthFailure`. The view is CSRF-exempt for
+    Django's middleware because `api_user_for_request` checks CSRF itself for session callers
+    (a bearer token needs none)."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args, **kwargs):
+        try:
+            user = await api_user_for_request(request)
+        except AuthFailure as failure:
+            return json_error(failure.status, failure.message, failure.code)
+        return await view(request, user, *args, **kwargs)
+
+    return wrapper

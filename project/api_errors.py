@@ -12,7 +12,6 @@ from typing import Any
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 def json_error(status_code: int, message: str, code: str, **extra: Any) -> JsonResponse:
@@ -28,6 +27,9 @@ def _flatten(detail: Any) -> str:
 
 
 def json_exception_handler(exc: Exception, context: dict) -> Response | None:
+    # Imported here: rest_framework.views loads the authentication classes, which use json_error.
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -1,0 +1,86 @@
+"""Every Prometheus metric Sightline exports, in one place, so names and labels stay consistent.
+
+Each process exports its own (`GET /metrics` on every daphne, `runcameras --metrics-port` for a
+camera process): counters are per process since its start, as Prometheus expects, and its
+`rate()` and `sum by` do the adding up across processes.
+
+Labels are bounded: `camera` is a camera's public id (an organization has tens, not thousands),
+the others take a handful of fixed values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- cameras -------------------------------------------------------------------------------
+FRAMES_CAPTURED = Counter(
+    "sightline_frames_captured",
+    "Frames read from a camera's source and processed (detection ran or was due).",
+    ["camera"],
+)
+FRAMES_PUBLISHED = Counter(
+    "sightline_frames_published",
+    "Frames broadcast to a camera's viewers.",
+    ["camera"],
+)
+FRAMES_DROPPED = Counter(
+    "sightline_frames_dropped",
+    "Frames not broadcast: `busy` (the previous frame was still on its way), `slow_viewer` "
+    "(a viewer's newest-frame slot was overwritten).",
+    ["camera", "reason"],
+)
+CAPTURE_WORKER_RESTARTS = Counter(
+    "sightline_capture_worker_restarts",
+    "Capture workers restarted by the supervisor after they crashed.",
+    ["camera"],
+)
+VIEWERS = Gauge(
+    "sightline_viewers",
+    "WebSocket viewers connected to this process, per camera.",
+    ["camera"],
+)
+INGEST_FRAMES = Counter(
+    "sightline_ingest_frames",
+    "Pushed frames by outcome (accepted, duplicate, rejected, rate_limited, unavailable).",
+    ["outcome"],
+)
+
+# --- chats ---------------------------------------------------------------------------------
+SSE_STREAMS = Gauge(
+    "sightline_sse_streams",
+    "Server-Sent Event responses open in this process.",
+)
+REPLIES = Counter(
+    "sightline_replies",
+    "Assistant replies finished, by final status (complete, stopped, failed).",
+    ["status"],
+)
+BACKEND_ERRORS = Counter(
+    "sightline_backend_errors",
+    "Replies that ended because the assistant backend failed.",
+    ["backend"],
+)
+
+# --- events recorder -----------------------------------------------------------------------
+RECORDER_FLUSH_SECONDS = Histogram(
+    "sightline_recorder_flush_seconds",
+    "Time one recorder flush took (all cameras).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+RECORDER_FLUSH_FAILURES = Counter(
+    "sightline_recorder_flush_failures",
+    "A camera's events could not be written at a flush (retried at the next one).",
+    ["camera"],
+)
+RECORDER_STATE_REBUILDS = Counter(
+    "sightline_recorder_state_rebuilds",
+    "A camera's recorder state was rebuilt from the database after repeated failures.",
+    ["camera"],
+)
+
+# --- shared plumbing -----------------------------------------------------------------------
+CHANNEL_LAYER_RECONNECTS = Counter(
+    "sightline_channel_layer_reconnects",
+    "Long-lived channel-layer receives that lost the layer (e.g. Redis restarted) and resumed.",
+    ["where"],
+)

@@ -26,13 +26,29 @@ FRAMES_PUBLISHED = Counter(
 FRAMES_DROPPED = Counter(
     "sightline_frames_dropped",
     "Frames not broadcast: `busy` (the previous frame was still on its way), `slow_viewer` "
-    "(a viewer's newest-frame slot was overwritten).",
+    "(a viewer's newest-frame slot was overwritten), `error` (the broadcast failed, e.g. Redis "
+    "was away).",
     ["camera", "reason"],
 )
 CAPTURE_WORKER_RESTARTS = Counter(
     "sightline_capture_worker_restarts",
     "Capture workers restarted by the supervisor after they crashed.",
     ["camera"],
+)
+CAPTURE_WORKERS = Gauge(
+    "sightline_capture_workers",
+    "Capture workers of this process: `running`, or `restarting` (crashed, waiting to restart).",
+    ["state"],
+)
+CAPTURE_ERRORS = Counter(
+    "sightline_capture_errors",
+    "Failures a capture worker contained and went on from, by stage (frame_record, "
+    "latest_frame, broadcast, recorder, status).",
+    ["camera", "stage"],
+)
+CAPTURE_SUPERVISOR_FAILURES = Counter(
+    "sightline_capture_supervisor_failures",
+    "Capture supervisor turns that failed (e.g. the database was away); retried next turn.",
 )
 VIEWERS = Gauge(
     "sightline_viewers",
@@ -41,7 +57,7 @@ VIEWERS = Gauge(
 )
 INGEST_FRAMES = Counter(
     "sightline_ingest_frames",
-    "Pushed frames by outcome (accepted, duplicate, rejected, rate_limited, unavailable).",
+    "Pushed frames by outcome (accepted, duplicate, rejected, rate_limited, unavailable, error).",
     ["outcome"],
 )
 

@@ -114,6 +114,9 @@ class _EventWrite:
     snapshot_frame: np.ndarray | None
     snapshot_boxes: list[tuple[list[int], float]]
     snapshot_version: int
+    # Whether the event was closed when it was collected: only then is this write its last. Its
+    # `closed` flag read later may have been set by a worker meanwhile, with the close not written.
+    final: bool = False
 
 
 class Recorder:
@@ -329,6 +332,7 @@ class Recorder:
                             snapshot_frame=tracked.best_frame if wants_snapshot else None,
                             snapshot_boxes=list(tracked.best_frame_boxes),
                             snapshot_version=event_state.best_version,
+                            final=tracked.closed,
                         )
                     )
                 state.dirty.clear()
@@ -386,7 +390,7 @@ class Recorder:
         with self._lock:
             for _, state, writes, _ in batch:
                 for write in writes:
-                    if write.state.tracked.closed:
+                    if write.final:
                         # Written for good: drop the frame and the bookkeeping.
                         write.state.tracked.best_frame = None
                         state.events.pop(write.state.tracked.local_id, None)

@@ -10,10 +10,17 @@ When nobody watches (no hub has marked the camera watched), detection still runs
 (motion needs the history) but the frame is encoded only once a second, to keep the latest
 picture fresh for stills and the next viewer.
 
+A worker survives what it can: a failed cache write, broadcast, recorder call or status write
+costs that one frame's part (counted, logged once until it works again), never the worker.
+Anything else it did not expect (a source or detector raising) ends its thread.
+
 The supervisor is a coroutine: inside daphne (in-process mode, started from project/asgi.py)
 it runs on the server's loop; `manage.py runcameras` runs it under `asyncio.run`. It re-reads
 the enabled cameras every CAMERA_RELOAD_SECONDS and starts, stops or restarts workers whose
-configuration changed.
+configuration changed. Every second it also restarts workers whose thread died, with backoff
+(1 s doubling to 30 s, forgotten once the new worker has run well for a minute), and leaves
+heartbeats for /readyz and the cameras pages: `capture` from the supervisor, and
+`capture:<camera id>` from each worker at its once-a-second status report.
 """
 
 from __future__ import annotations
@@ -21,10 +28,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -43,8 +55,18 @@ from cameras.selectors import CameraConfig, camera_configs_enabled
 from cameras.services import camera_status_update, cameras_mark_offline, push_cameras_mark_stale
 from cameras.vision.detectors import DetectorConfigError, build_detectors, run_detectors
 from cameras.vision.frames import encode_jpeg, resize_to_width
-from cameras.vision.sources import SourceError, open_source
+from cameras.vision.sources import FrameSource, SourceError, open_source
 from events.recording import camera_stopped, record_frame
+from project.heartbeats import heartbeat_beat
+from project.metrics import (
+    CAPTURE_ERRORS,
+    CAPTURE_SUPERVISOR_FAILURES,
+    CAPTURE_WORKER_RESTARTS,
+    CAPTURE_WORKERS,
+    FRAMES_CAPTURED,
+    FRAMES_DROPPED,
+    FRAMES_PUBLISHED,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +76,76 @@ STATUS_WRITE_SECONDS = 1.0
 WATCHED_CHECK_SECONDS = 1.0
 UNWATCHED_LATEST_SECONDS = 1.0
 SOURCE_READ_TIMEOUT_SECONDS = 5.0
+# How often the supervisor looks for dead workers (and beats), between reloads of the cameras.
+WORKER_CHECK_SECONDS = 1.0
+# A restarted worker that has run this long is well again: its next crash starts the backoff over.
+RESTART_HEALTHY_SECONDS = 60.0
+
+SUPERVISOR_HEARTBEAT = "capture"
+
+
+def camera_heartbeat_name(public_id: str) -> str:
+    return f"capture:{public_id}"
 
 
 def timestamp_ms_now() -> int:
     return int(time.time() * 1000)
 
 
+def _process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ContainedFailures:
+    """One kind of failure a loop goes on from: each is counted, the first of a streak is logged
+    with its traceback, the end of the streak once; the ones between are not logged at all.
+
+    Use as a context manager around the work (it swallows `Exception`), or call `failed` and
+    `succeeded` where the outcome arrives elsewhere (a future's callback).
+    """
+
+    def __init__(self, *, what: str, count: Callable[[], None]):
+        self.what = what
+        self._count = count
+        self.failures = 0  # in the current streak
+
+    def failed(self, error: BaseException) -> None:
+        self._count()
+        if self.failures == 0:
+            logger.warning(
+                "%s failed; going on (logged again when it works)", self.what, exc_info=error
+            )
+        self.failures += 1
+
+    def succeeded(self) -> None:
+        if self.failures:
+            logger.info("%s works again after %d failure(s)", self.what, self.failures)
+            self.failures = 0
+
+    def __enter__(self) -> ContainedFailures:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if error is None:
+            self.succeeded()
+            return False
+        if not isinstance(error, Exception):
+            return False
+        self.failed(error)
+        return True
+
+
 class CaptureWorker:
-    """Reads one camera in its own thread until `stop()`; reopens a failed source with backoff."""
+    """Reads one camera in its own thread until `stop()`; reopens a failed source with backoff.
+
+    If the thread dies of something unexpected, `failure` holds the exception and `crashed` is
+    true: restarting it is the supervisor's job.
+    """
 
     def __init__(
         self,
@@ -72,6 +156,7 @@ class CaptureWorker:
         offline_after_seconds: float,
         backoff_first_seconds: float = BACKOFF_FIRST_SECONDS,
         backoff_max_seconds: float = BACKOFF_MAX_SECONDS,
+        source_opener: Callable[..., FrameSource] = open_source,
     ):
         self.config = config
         self._loop = loop
@@ -79,6 +164,7 @@ class CaptureWorker:
         self._offline_after = offline_after_seconds
         self._backoff_first = backoff_first_seconds
         self._backoff_max = backoff_max_seconds
+        self._open_source = source_opener
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"camera-{config.public_id}", daemon=True
@@ -89,17 +175,46 @@ class CaptureWorker:
         )
         self._last_timestamp = 0
         self._last_frame_monotonic = time.monotonic()
+        self._last_frame_at: float | None = None  # epoch seconds, for the heartbeat
         self._last_latest_store = 0.0
         self._watched = False
         self._watched_checked = 0.0
-        self._status: str | None = None
+        self._status: str | None = None  # as last written to the database
+        self._reported: str | None = None  # as last reported (heartbeat, database attempt)
         self._status_written = 0.0
         self._frames_since_status = 0
         self.frames_published = 0
+        self.started_monotonic: float | None = None
+        self.failure: BaseException | None = None
+        self._waiting_for_configuration = False
+        # A camera's heartbeat outlives the longest quiet spell of a live worker: a backoff
+        # wait plus a network open, or a stalled source until it is declared offline.
+        self._heartbeat_ttl = (
+            backoff_max_seconds + 2 * SOURCE_READ_TIMEOUT_SECONDS + offline_after_seconds + 5
+        )
+        camera = config.public_id
+        self._captured = FRAMES_CAPTURED.labels(camera=camera)
+        self._published = FRAMES_PUBLISHED.labels(camera=camera)
+        self._dropped_busy = FRAMES_DROPPED.labels(camera=camera, reason="busy")
+        self._dropped_error = FRAMES_DROPPED.labels(camera=camera, reason="error")
+        self._failures = {
+            stage: ContainedFailures(
+                what=f"{description} for camera {camera}",
+                count=CAPTURE_ERRORS.labels(camera=camera, stage=stage).inc,
+            )
+            for stage, description in (
+                ("frame_record", "Remembering a published frame"),
+                ("latest_frame", "Storing the latest frame"),
+                ("broadcast", "Broadcasting a frame"),
+                ("recorder", "Recording events"),
+                ("status", "Writing the camera's status"),
+            )
+        }
 
     # -- control, from the supervisor -------------------------------------------------------
 
     def start(self) -> None:
+        self.started_monotonic = time.monotonic()
         self._thread.start()
 
     def stop(self) -> None:
@@ -109,17 +224,42 @@ class CaptureWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def crashed(self) -> bool:
+        """The thread ended although nobody stopped it and it was not waiting for a new config."""
+        return (
+            self.started_monotonic is not None
+            and not self._thread.is_alive()
+            and not self._stop.is_set()
+            and not self._waiting_for_configuration
+        )
+
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
             self._capture()
-        except Exception:
-            logger.exception("capture worker for camera %s crashed", self.config.public_id)
-            self._set_status(Camera.Status.OFFLINE, last_error="The capture worker crashed.")
+        except Exception as error:
+            # Logged (with the traceback) by the supervisor, which knows whether it is the
+            # first crash of a streak and when the restart comes.
+            self.failure = error
+            self._set_status(
+                Camera.Status.OFFLINE,
+                last_error=(
+                    f"The capture worker crashed ({type(error).__name__}: {error}); "
+                    "it is restarted."
+                )[:500],
+                measured_fps=0.0,
+            )
         finally:
             self._encoder.shutdown(wait=True)
-            camera_stopped(camera_pk=self.config.pk)
+            if self._stop.is_set():
+                self._beat(Camera.Status.OFFLINE, fps=0.0, last_error="Capture stopped.")
+            with self._failures["recorder"]:
+                camera_stopped(camera_pk=self.config.pk)
             connections.close_all()
 
     def _capture(self) -> None:
@@ -133,13 +273,14 @@ class CaptureWorker:
             )
         except DetectorConfigError as exc:
             # Retrying cannot help: the configuration has to change (which restarts us).
+            self._waiting_for_configuration = True
             self._set_status(Camera.Status.OFFLINE, last_error=f"Detectors: {exc}")
             return
         backoff = self._backoff_first
         self._set_status(Camera.Status.CONNECTING, last_error="")
         while not self._stop.is_set():
             try:
-                source = open_source(config.source, read_timeout=SOURCE_READ_TIMEOUT_SECONDS)
+                source = self._open_source(config.source, read_timeout=SOURCE_READ_TIMEOUT_SECONDS)
             except SourceError as exc:
                 self._source_failed(str(exc))
             else:
@@ -160,7 +301,7 @@ class CaptureWorker:
         )
         self._set_status(status, last_error=reason, force=True)
 
-    def _stream(self, source, detectors) -> bool:
+    def _stream(self, source: FrameSource, detectors) -> bool:
         """Read and publish until stopped or the source stalls; True if any frame arrived."""
         interval = 1.0 / self.config.target_fps
         next_due = 0.0
@@ -188,6 +329,8 @@ class CaptureWorker:
         config = self.config
         timestamp = max(timestamp_ms_now(), self._last_timestamp + 1)
         self._last_timestamp = timestamp
+        self._last_frame_at = timestamp / 1000
+        self._captured.inc()
         frame = resize_to_width(frame, config.max_width)
         now = time.monotonic()
         watched = self._is_watched(now)
@@ -195,6 +338,8 @@ class CaptureWorker:
             # The previous frame still on its way means this one skips the broadcast rather
             # than queue behind it.
             wanted = self._publishing is None or self._publishing.done()
+            if not wanted:
+                self._dropped_busy.inc()
         else:
             wanted = now - self._last_latest_store >= UNWATCHED_LATEST_SECONDS
         # JPEG encoding and detection both run in OpenCV without the GIL: side by side, the
@@ -212,17 +357,21 @@ class CaptureWorker:
         self._frames_since_status += 1
         self._report_online()
         # Events see every processed frame, watched or not (the recorder only updates memory).
-        record_frame(camera=config, timestamp_ms=timestamp, detections=detections, frame=frame)
+        with self._failures["recorder"]:
+            record_frame(camera=config, timestamp_ms=timestamp, detections=detections, frame=frame)
 
     def _publish(
         self, jpeg: bytes, timestamp: int, detections: list[dict] | None, *, broadcast: bool
     ) -> None:
+        """Send the frame on its way. A failed step (the cache or the layer away) costs that
+        step for this frame only: the next frame tries again."""
         published = PublishedFrame.build(
             camera_id=self.config.public_id, jpeg=jpeg, timestamp=timestamp, detections=detections
         )
         # Recorded before it is sent, so that a viewer posting it straight back to ingest
         # finds it and gets "duplicate".
-        frame_record_set(published)
+        with self._failures["frame_record"]:
+            frame_record_set(published)
         if broadcast:
             try:
                 self._publishing = asyncio.run_coroutine_threadsafe(
@@ -232,8 +381,22 @@ class CaptureWorker:
                 # The loop is closed: the server is shutting down.
                 self._stop.set()
                 return
+            self._publishing.add_done_callback(self._broadcast_done)
+        with self._failures["latest_frame"]:
+            latest_frame_set(published)
+
+    def _broadcast_done(self, future: concurrent.futures.Future) -> None:
+        """Runs on the loop's thread when a broadcast finished; one is in flight at a time."""
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
             self.frames_published += 1
-        latest_frame_set(published)
+            self._published.inc()
+            self._failures["broadcast"].succeeded()
+        else:
+            self._dropped_error.inc()
+            self._failures["broadcast"].failed(error)
 
     def _is_watched(self, now: float) -> bool:
         if now - self._watched_checked >= WATCHED_CHECK_SECONDS:
@@ -241,17 +404,19 @@ class CaptureWorker:
             try:
                 self._watched = camera_is_watched(self.config.public_id)
             except Exception:
-                # The cache is unreachable: assume someone watches rather than go dark.
-                logger.warning("watcher check failed for %s", self.config.public_id, exc_info=True)
+                # The cache is unreachable (the latest-frame writes say so, once): assume
+                # someone watches rather than go dark.
                 self._watched = True
         return self._watched
 
     def _report_online(self) -> None:
         now = time.monotonic()
         elapsed = now - self._status_written
-        if self._status == Camera.Status.ONLINE and elapsed < STATUS_WRITE_SECONDS:
+        if self._reported == Camera.Status.ONLINE and elapsed < STATUS_WRITE_SECONDS:
             return
-        fps = self._frames_since_status / elapsed if self._status == Camera.Status.ONLINE else None
+        fps = (
+            self._frames_since_status / elapsed if self._reported == Camera.Status.ONLINE else None
+        )
         self._frames_since_status = 0
         self._set_status(
             Camera.Status.ONLINE,
@@ -264,15 +429,38 @@ class CaptureWorker:
     def _set_status(self, status: str, *, force: bool = False, **fields) -> None:
         if status == self._status and not force:
             return
-        try:
+        # The heartbeat says what the worker sees even while the database is away.
+        self._beat(status, fps=fields.get("measured_fps"), last_error=fields.get("last_error"))
+        with self._failures["status"]:
             close_old_connections()
             camera_status_update(camera_pk=self.config.pk, status=status, **fields)
-        except Exception:
-            # A database hiccup must not stop the video; the next report retries.
-            logger.warning("status update failed for %s", self.config.public_id, exc_info=True)
-            return
-        self._status = status
+            # Only once written: a failed write is retried at the next report, a second on.
+            self._status = status
+        self._reported = status
         self._status_written = time.monotonic()
+
+    def _beat(self, status: str, *, fps: float | None, last_error: str | None) -> None:
+        if fps is None:
+            fps = 0.0 if status != Camera.Status.ONLINE else None
+        heartbeat_beat(
+            camera_heartbeat_name(self.config.public_id),
+            ttl=self._heartbeat_ttl,
+            state=status,
+            fps=None if fps is None else round(fps, 2),
+            last_frame_at=self._last_frame_at,
+            last_error=last_error or "",
+            process=_process_name(),
+        )
+
+
+@dataclass
+class _RestartStreak:
+    """A camera's consecutive crashes: how long the next restart waits, and what was logged."""
+
+    crashes: int = 0
+    delay: float = 0.0
+    due: float | None = None  # monotonic time of the pending restart, if one is pending
+    last_failure: str = ""
 
 
 class CameraSupervisor:
@@ -284,11 +472,26 @@ class CameraSupervisor:
         public_ids: list[str] | None = None,
         reload_seconds: float | None = None,
         offline_after_seconds: float | None = None,
+        check_seconds: float = WORKER_CHECK_SECONDS,
+        restart_first_seconds: float = BACKOFF_FIRST_SECONDS,
+        restart_max_seconds: float = BACKOFF_MAX_SECONDS,
+        restart_healthy_seconds: float = RESTART_HEALTHY_SECONDS,
+        source_opener: Callable[..., FrameSource] = open_source,
     ):
         self.public_ids = public_ids
         self.reload_seconds = reload_seconds or settings.CAMERA_RELOAD_SECONDS
         self.offline_after = offline_after_seconds or settings.CAMERA_OFFLINE_AFTER_SECONDS
+        self.check_seconds = min(check_seconds, self.reload_seconds)
+        self.restart_first = restart_first_seconds
+        self.restart_max = restart_max_seconds
+        self.restart_healthy = restart_healthy_seconds
+        self._source_opener = source_opener
         self.workers: dict[str, CaptureWorker] = {}
+        self._streaks: dict[str, _RestartStreak] = {}
+        self._turn_failures = ContainedFailures(
+            what="The camera supervisor's turn (reloading cameras, restarting workers)",
+            count=CAPTURE_SUPERVISOR_FAILURES.inc,
+        )
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
 
@@ -296,19 +499,26 @@ class CameraSupervisor:
         loop = asyncio.get_running_loop()
         channel_layer = get_channel_layer()
         logger.info("camera supervisor started")
+        next_reload = loop.time()
         try:
             while not self._stopping.is_set():
+                # One failed turn (the database briefly away, a bug) keeps the running
+                # workers and is retried at the next turn; it never ends the supervisor.
+                with self._turn_failures:
+                    if loop.time() >= next_reload:
+                        next_reload = loop.time() + self.reload_seconds
+                        await self.reconcile(loop=loop, channel_layer=channel_layer)
+                    self.revive(loop=loop, channel_layer=channel_layer)
+                    await self._beat()
+                wait = min(self.check_seconds, max(0.0, next_reload - loop.time()))
                 try:
-                    await self.reconcile(loop=loop, channel_layer=channel_layer)
-                except Exception:
-                    # The database may be briefly away; keep the running workers and retry.
-                    logger.exception("camera supervisor could not reload the cameras")
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), self.reload_seconds)
+                    await asyncio.wait_for(self._stopping.wait(), wait)
                 except TimeoutError:
                     pass
         finally:
             await self._stop_all(reason="Capture stopped (the camera process shut down).")
+            CAPTURE_WORKERS.labels(state="running").set(0)
+            CAPTURE_WORKERS.labels(state="restarting").set(0)
             self._finished.set()
             logger.info("camera supervisor stopped")
 
@@ -326,6 +536,8 @@ class CameraSupervisor:
         ]
         for worker in retired:
             del self.workers[worker.config.public_id]
+            # A new configuration may well cure a crashing camera: it starts with a clean slate.
+            self._streaks.pop(worker.config.public_id, None)
         await self._join(retired)
         gone = [w.config.pk for w in retired if w.config.public_id not in wanted]
         if gone:
@@ -334,17 +546,95 @@ class CameraSupervisor:
             )
         for public_id, config in wanted.items():
             if public_id not in self.workers:
-                worker = CaptureWorker(
-                    config,
-                    loop=loop,
-                    channel_layer=channel_layer,
-                    offline_after_seconds=self.offline_after,
-                )
-                self.workers[public_id] = worker
-                worker.start()
+                self._start(config, loop=loop, channel_layer=channel_layer)
                 logger.info("capturing camera %s", public_id)
         await database_sync_to_async(push_cameras_mark_stale)(
             offline_after_seconds=self.offline_after
+        )
+
+    def revive(self, *, loop, channel_layer) -> None:
+        """Restart workers whose thread died, each after its backoff; forget streaks of workers
+        that have run well long enough. Cheap and non-blocking: runs on the loop every second."""
+        now = time.monotonic()
+        for public_id, worker in list(self.workers.items()):
+            streak = self._streaks.get(public_id)
+            if not worker.crashed:
+                if (
+                    streak is not None
+                    and worker.is_alive()
+                    and now - (worker.started_monotonic or now) >= self.restart_healthy
+                ):
+                    del self._streaks[public_id]
+                    logger.info(
+                        "camera %s has captured for %g s since its restart; backoff reset",
+                        public_id,
+                        self.restart_healthy,
+                    )
+                continue
+            if streak is None:
+                streak = self._streaks[public_id] = _RestartStreak()
+            if streak.due is None:
+                self._crash_noticed(public_id, worker, streak, now)
+            if now >= streak.due:
+                streak.due = None
+                CAPTURE_WORKER_RESTARTS.labels(camera=public_id).inc()
+                self._start(worker.config, loop=loop, channel_layer=channel_layer)
+                logger.info("restarted the capture worker of camera %s", public_id)
+
+    def _crash_noticed(
+        self, public_id: str, worker: CaptureWorker, streak: _RestartStreak, now: float
+    ) -> None:
+        """Schedule the restart; log the crash with its traceback unless it repeats the last."""
+        streak.crashes += 1
+        streak.delay = (
+            self.restart_first if streak.crashes == 1 else min(streak.delay * 2, self.restart_max)
+        )
+        streak.due = now + streak.delay
+        failure = worker.failure
+        described = f"{type(failure).__name__}: {failure}" if failure else "its thread ended"
+        if described != streak.last_failure:
+            logger.error(
+                "The capture worker of camera %s crashed (%s); restarting it in %g s",
+                public_id,
+                described,
+                streak.delay,
+                exc_info=failure,
+            )
+        else:
+            logger.warning(
+                "The capture worker of camera %s crashed again (%d times in a row, same "
+                "failure); restarting it in %g s",
+                public_id,
+                streak.crashes,
+                streak.delay,
+            )
+        streak.last_failure = described
+
+    def _start(self, config: CameraConfig, *, loop, channel_layer) -> None:
+        worker = CaptureWorker(
+            config,
+            loop=loop,
+            channel_layer=channel_layer,
+            offline_after_seconds=self.offline_after,
+            source_opener=self._source_opener,
+        )
+        self.workers[config.public_id] = worker
+        worker.start()
+
+    async def _beat(self) -> None:
+        alive = sum(1 for worker in self.workers.values() if worker.is_alive())
+        CAPTURE_WORKERS.labels(state="running").set(alive)
+        CAPTURE_WORKERS.labels(state="restarting").set(len(self.workers) - alive)
+        # Off the loop: with Redis as the cache a write can wait for its socket timeout, and
+        # this loop carries every frame's broadcast.
+        await asyncio.to_thread(
+            heartbeat_beat,
+            SUPERVISOR_HEARTBEAT,
+            ttl=3 * self.reload_seconds + 5,
+            workers=len(self.workers),
+            alive=alive,
+            cameras=sorted(self.workers),
+            process=_process_name(),
         )
 
     async def _join(self, workers: list[CaptureWorker]) -> None:
@@ -358,11 +648,15 @@ class CameraSupervisor:
     async def _stop_all(self, *, reason: str) -> None:
         workers = list(self.workers.values())
         self.workers.clear()
+        self._streaks.clear()
         await self._join(workers)
         if workers:
-            await database_sync_to_async(cameras_mark_offline)(
-                camera_pks=[worker.config.pk for worker in workers], reason=reason
-            )
+            try:
+                await database_sync_to_async(cameras_mark_offline)(
+                    camera_pks=[worker.config.pk for worker in workers], reason=reason
+                )
+            except Exception:
+                logger.warning("Could not mark the cameras offline on the way out", exc_info=True)
 
 
 def start_in_process_supervisor() -> None:

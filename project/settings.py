@@ -7,6 +7,7 @@ Every variable is documented in README.md under "Configuration".
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -68,6 +69,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(
+    name: str, default: list[str]
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated networks like 10.0.0.0/8; got {item!r}"
+            ) from None
+    return networks
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -262,6 +277,8 @@ CAMERA_FRAME_RECORD_SECONDS = env_int("CAMERA_FRAME_RECORD_SECONDS", 120, minimu
 CAMERA_OFFLINE_AFTER_SECONDS = env_float("CAMERA_OFFLINE_AFTER_SECONDS", 10.0, minimum=1.0)
 # How often the capture supervisor re-reads the cameras table for added/changed/removed cameras.
 CAMERA_RELOAD_SECONDS = env_float("CAMERA_RELOAD_SECONDS", 3.0, minimum=0.1)
+# `manage.py runcameras` serves its own Prometheus metrics on 127.0.0.1 at this port (0 = off).
+CAMERA_METRICS_PORT = env_int("CAMERA_METRICS_PORT", 0, minimum=0)
 
 # --- events settings ---
 # Detection events (see events/tracking.py for the rules). A class missing for at most
@@ -276,3 +293,11 @@ EVENTS_FLUSH_SECONDS = env_float("EVENTS_FLUSH_SECONDS", 1.0, minimum=0.05)
 EVENTS_SESSION_IDLE_SECONDS = env_float("EVENTS_SESSION_IDLE_SECONDS", 10.0, minimum=1.0)
 # `manage.py prune_events` deletes events and sessions older than this, with their snapshots.
 EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 30, minimum=1)
+
+# --- health and metrics ---
+# GET /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` (when set), or from
+# an address in METRICS_ALLOWED_NETWORKS that came through no proxy; 401/403 otherwise.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+# Each /readyz check (database, channel layer, cache, heartbeats) must answer within this.
+READYZ_CHECK_TIMEOUT_SECONDS = env_float("READYZ_CHECK_TIMEOUT_SECONDS", 2.0, minimum=0.1)

@@ -1,4 +1,9 @@
-"""Run the capture workers as their own process (production, with REDIS_URL)."""
+"""Run the capture workers as their own process (production, with REDIS_URL).
+
+Its Prometheus metrics (frames captured, published and dropped, worker restarts) live in this
+process, so `--metrics-port` (or CAMERA_METRICS_PORT) serves them on 127.0.0.1 for a local
+Prometheus or agent to scrape.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import asyncio
 import signal
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from prometheus_client import start_http_server
 
 from cameras.capture import CameraSupervisor
 
@@ -25,8 +31,16 @@ class Command(BaseCommand):
             metavar="ID",
             help="Only this camera's public id (repeatable). Default: all enabled cameras.",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=settings.CAMERA_METRICS_PORT,
+            metavar="PORT",
+            help="Serve this process's Prometheus metrics at http://127.0.0.1:PORT/metrics "
+            "(default: CAMERA_METRICS_PORT; 0 = not served).",
+        )
 
-    def handle(self, *args, cameras=None, **options):
+    def handle(self, *args, cameras=None, metrics_port=0, **options):
         if not settings.REDIS_URL:
             self.stderr.write(
                 self.style.WARNING(
@@ -35,7 +49,20 @@ class Command(BaseCommand):
                     "daphne), or let daphne run the cameras itself."
                 )
             )
-        asyncio.run(self._run(cameras))
+        metrics_server = None
+        if metrics_port:
+            try:
+                metrics_server, _ = start_http_server(metrics_port, addr="127.0.0.1")
+            except OSError as exc:
+                raise CommandError(
+                    f"Cannot serve metrics on 127.0.0.1:{metrics_port}: {exc}"
+                ) from None
+            self.stdout.write(f"Metrics at http://127.0.0.1:{metrics_port}/metrics")
+        try:
+            asyncio.run(self._run(cameras))
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
         self.stdout.write("Cameras stopped.")
 
     async def _run(self, cameras: list[str] | None) -> None:

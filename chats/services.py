@@ -14,6 +14,7 @@ from django.utils import timezone
 from chats.models import Chat, Message
 from organizations.models import Organization
 from project.counters import cache_counter_incr
+from project.metrics import REPLIES_EXPIRED
 
 TITLE_MAX_CHARS = 60
 TITLE_FIELD_MAX_CHARS = 120
@@ -118,14 +119,18 @@ def chat_rate_limit_hit(*, user: AbstractBaseUser) -> int:
 
 def messages_expire_stale(*, chat: Chat | None = None, message_id: int | None = None) -> int:
     """Mark replies whose run stopped heartbeating as failed (all, one chat's, or one);
-    returns how many."""
+    returns how many. Called on reads and, for all of them, by `chats.sweeper` on a timer."""
     cutoff = timezone.now() - timedelta(seconds=STALE_AFTER_SECONDS)
     stale = Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
     if chat is not None:
         stale = stale.filter(chat=chat)
     if message_id is not None:
         stale = stale.filter(pk=message_id)
-    return stale.update(status=Message.Status.FAILED, error=STALE_ERROR, updated_at=timezone.now())
+    expired = stale.update(
+        status=Message.Status.FAILED, error=STALE_ERROR, updated_at=timezone.now()
+    )
+    REPLIES_EXPIRED.inc(expired)
+    return expired
 
 
 def message_send(*, chat: Chat, prompt: object) -> tuple[Message, Message]:

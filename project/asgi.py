@@ -23,10 +23,15 @@ application = ProtocolTypeRouter(
     }
 )
 
-# daphne has no ASGI lifespan: with the in-memory channel layer the capture workers must run on
-# daphne's own loop, started once its Twisted reactor runs. Tests and management commands never
-# run that reactor, so nothing starts there.
-if settings.CAMERAS_IN_PROCESS and "twisted.internet.reactor" in sys.modules:
-    from cameras.capture import start_in_process_supervisor  # noqa: E402
+# daphne has no ASGI lifespan: background loops start on daphne's own loop once its Twisted
+# reactor runs. Tests and management commands never run that reactor, so nothing starts there.
+if "twisted.internet.reactor" in sys.modules:
+    from chats.sweeper import start_in_process_sweeper  # noqa: E402
 
-    start_in_process_supervisor()
+    # Replies are generated in daphne processes, so each one sweeps for lost ones.
+    start_in_process_sweeper()
+    if settings.CAMERAS_IN_PROCESS:
+        # With the in-memory channel layer the capture workers must run on daphne's loop.
+        from cameras.capture import start_in_process_supervisor  # noqa: E402
+
+        start_in_process_supervisor()

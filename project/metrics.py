@@ -76,6 +76,15 @@ BACKEND_ERRORS = Counter(
     "Replies that ended because the assistant backend failed.",
     ["backend"],
 )
+REPLIES_EXPIRED = Counter(
+    "sightline_replies_expired",
+    "Streaming replies marked failed because their run stopped heartbeating (lost to a "
+    "restart or crash), by the sweeper or a read.",
+)
+STALE_REPLY_SWEEP_FAILURES = Counter(
+    "sightline_stale_reply_sweep_failures",
+    "Sweeps for stale replies that failed (e.g. the database was away); retried next tick.",
+)
 
 # --- events recorder -----------------------------------------------------------------------
 RECORDER_FLUSH_SECONDS = Histogram(

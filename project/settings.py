@@ -167,10 +167,33 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
+    # Every Redis timeout is set here, never left to redis-py's defaults (which changed in
+    # redis-py 6). channels-redis waits for messages with a blocking BZPOPMIN of 5 s
+    # (RedisChannelLayer.brpop_timeout): the layer's socket timeout must outlast it, or a
+    # channel that stays silent for 5 s raises TimeoutError. Options in REDIS_URL's query
+    # string (`?socket_timeout=…`) take precedence over these.
+    _REDIS_LAYER_OPTIONS = {
+        "socket_timeout": 10,
+        "socket_connect_timeout": 3,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+    }
+    # Cache calls are single quick commands made while a request waits: fail fast, so a
+    # request that needs Redis answers 503 within seconds while it is away.
+    _REDIS_CACHE_OPTIONS = {
+        "socket_timeout": 3,
+        "socket_connect_timeout": 2,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 200, "expiry": 30},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, **_REDIS_LAYER_OPTIONS}],
+                "capacity": 200,
+                "expiry": 30,
+            },
         }
     }
     CACHES = {
@@ -178,6 +201,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "sightline",
+            "OPTIONS": _REDIS_CACHE_OPTIONS,
         }
     }
 else:
@@ -264,6 +288,8 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # --- chats settings (see README "Configuration") ---
+# How often each daphne process marks replies whose run stopped heartbeating as failed.
+CHAT_STALE_SWEEP_SECONDS = env_float("CHAT_STALE_SWEEP_SECONDS", 10.0, minimum=0.05)
 
 # --- cameras settings ---
 # Ingest: the largest request body accepted by POST /api/v1/actions/actions/send (413 above it),
@@ -279,6 +305,9 @@ CAMERA_OFFLINE_AFTER_SECONDS = env_float("CAMERA_OFFLINE_AFTER_SECONDS", 10.0, m
 CAMERA_RELOAD_SECONDS = env_float("CAMERA_RELOAD_SECONDS", 3.0, minimum=0.1)
 # `manage.py runcameras` serves its own Prometheus metrics on 127.0.0.1 at this port (0 = off).
 CAMERA_METRICS_PORT = env_int("CAMERA_METRICS_PORT", 0, minimum=0)
+# The player's steady retry period once its first five tries (1, 2, 4, 8, 16 s) have failed: it
+# keeps trying this often for as long as the page is visible.
+CAMERA_PLAYER_RETRY_SECONDS = env_float("CAMERA_PLAYER_RETRY_SECONDS", 30.0, minimum=1.0)
 
 # --- events settings ---
 # Detection events (see events/tracking.py for the rules). A class missing for at most

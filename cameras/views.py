@@ -14,10 +14,16 @@ from django.http.request import RawPostDataException
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from cameras.ingest import IngestError, IngestResult, frame_ingest, timestamp_check
+from cameras.ingest import (
+    IngestError,
+    IngestResult,
+    frame_ingest,
+    ingest_outcome_count,
+    timestamp_check,
+)
 from cameras.models import Camera
 from cameras.publishing import latest_frame_get
-from cameras.selectors import camera_get_for_user, cameras_for_user
+from cameras.selectors import camera_get_for_user, camera_health_many, cameras_for_user
 from organizations.authentication import api_user_required
 from project.api_errors import json_error
 
@@ -49,13 +55,16 @@ def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
         "host": host,
         "path": camera.stream_path,
         "ingest_url": "/api/v1/actions/actions/send",
+        "retry_seconds": settings.CAMERA_PLAYER_RETRY_SECONDS,
     }
 
 
 @login_required
 def camera_list(request: HttpRequest) -> HttpResponse:
-    cameras = cameras_for_user(user=request.user).select_related("organization")
-    return render(request, "cameras/list.html", {"cameras": cameras})
+    cameras = list(cameras_for_user(user=request.user).select_related("organization"))
+    health = camera_health_many(cameras=cameras)
+    tiles = [(camera, health[camera.public_id]) for camera in cameras]
+    return render(request, "cameras/list.html", {"tiles": tiles})
 
 
 @login_required
@@ -64,7 +73,11 @@ def camera_detail(request: HttpRequest, camera_id: str) -> HttpResponse:
     return render(
         request,
         "cameras/detail.html",
-        {"camera": camera, "stream": _stream_settings(request, camera)},
+        {
+            "camera": camera,
+            "health": camera_health_many(cameras=[camera])[camera.public_id],
+            "stream": _stream_settings(request, camera),
+        },
     )
 
 
@@ -140,5 +153,10 @@ async def frame_ingest_view(request: HttpRequest, user) -> JsonResponse:
         # Parsing, decoding and detection are CPU work: off the event loop.
         result = await sync_to_async(_ingest)(request, user)
     except IngestError as error:
+        ingest_outcome_count(error=error)
         return json_error(error.status, error.message, error.code)
+    except Exception as error:
+        ingest_outcome_count(error=error)
+        raise
+    ingest_outcome_count(result=result)
     return JsonResponse(result.as_dict())

@@ -3,38 +3,71 @@
 // Frames arrive in our binary format (4-byte big-endian header length, JSON header, JPEG) and are
 // decoded with createImageBitmap. Only the newest frame is drawn: a frame arriving while another
 // is decoding replaces the one waiting, so a slow tab skips frames instead of falling behind.
-// Reconnection follows the seed: on close or error, retry with exponential backoff (1 s base,
-// 5 tries), then offer a Reconnect button. The socket is closed while the tab is hidden or the
-// page is left, and reopened when the tab is visible again.
+//
+// The player never gives up while the page is visible (see reconnect.js for the policy): after a
+// lost connection it retries at 1, 2, 4, 8 and 16 s, then every 30 s, and at once when the
+// browser comes back online or the tab becomes visible; it says when the next try is and offers
+// "Retry now". While the tab is hidden the socket is closed and nothing is retried.
+//
+// What the page says comes from two witnesses that must agree: the stream (are frames arriving?)
+// and the camera API polled every 5 s (status, last_error, source). A frame older than a few
+// frame intervals is "stale since <time>", never "live"; an offline camera says so with its
+// reason; a push: camera nobody feeds is "waiting for a publisher". The status badge follows the
+// same verdict, so it cannot say "Online" over a dead stream.
 
-import { toast } from "./ui.js";
+import { retryDelay, FIRST_TRIES, DEFAULT_STEADY_DELAY_MS } from "./reconnect.js";
 
-const MAX_RETRIES = 5;
-const RETRY_DELAY = 1000;
 const STATUS_POLL_MS = 5000;
+const CONNECT_TIMEOUT_MS = 10_000; // a handshake that hangs this long is given up and retried
+const LONG_LIVED_MS = 5000; // a socket that stayed open this long starts the retries afresh
+const STALE_MIN_MS = 3000; // frames are stale after this long without one...
+const STALE_FRAME_INTERVALS = 3; // ...or this many of the stream's frame intervals, if longer
+const OLD_ON_ARRIVAL_MS = 10_000; // the cached frame sent on connect may be hours old
+const STREAM_BEHIND_MS = 10_000; // the API saw frames this much newer than ours: reconnect
+const STREAM_RECONNECT_MIN_MS = 30_000;
 const BOX_COLOR = "#00ff00";
 
 const settings = JSON.parse(document.getElementById("stream-settings").textContent);
+const steadyDelayMs = (settings.retry_seconds || DEFAULT_STEADY_DELAY_MS / 1000) * 1000;
 const root = document.getElementById("player");
 const canvas = document.getElementById("player-canvas");
 const context = canvas.getContext("2d");
 const overlay = document.getElementById("player-overlay");
+const overlayMessage = document.getElementById("player-message");
+const overlayDetail = document.getElementById("player-detail");
 const toggle = document.getElementById("show-detections");
 const fpsLabel = document.getElementById("player-fps");
 const latencyLabel = document.getElementById("player-latency");
 const stateLabel = document.getElementById("player-state");
-const reconnectButton = document.getElementById("player-reconnect");
+const retryButton = document.getElementById("player-reconnect");
 const statusBadge = document.getElementById("camera-status");
+const cameraError = document.getElementById("camera-error");
 
+// The connection: "connecting", "open", "reconnecting" (waiting for retryAt), "paused" (hidden
+// tab) or "closed" (page left).
+let link = "connecting";
 let socket = null;
-let attempt = 0;
+let attempt = 0; // failed tries since the last good connection
 let retryTimer = null;
+let retryAt = 0;
+let openedAt = 0;
+let firstFrameOfSocket = true;
+let lastStreamReconnect = 0;
+
+// The picture.
 let waiting = null; // the newest undecoded message
 let decoding = false;
 let shown = null; // { bitmap, header } of the frame on the canvas
+let shownAt = 0; // wall-clock ms the shown frame stands for (its arrival, or its capture if old)
+let lastLiveAt = null; // arrival of the newest frame that counted as live
+let frameIntervalMs = 0; // smoothed interval between live frames
 let framesDrawn = 0;
 let framesThisSecond = 0;
 let latencies = [];
+
+// The camera, as the API last described it; apiProblem is "signed-out" or "gone" when it refused.
+let camera = null;
+let apiProblem = null;
 
 function streamUrl() {
   const secure = location.protocol === "https:";
@@ -43,28 +76,35 @@ function streamUrl() {
   return `${scheme}://${host}${settings.path}?format=binary`;
 }
 
-function setState(state, message) {
-  root.dataset.state = state;
-  stateLabel.textContent = state;
-  overlay.hidden = !message;
-  overlay.textContent = message || "";
-}
+// --- the connection ------------------------------------------------------------------------
 
 function connect() {
   clearTimeout(retryTimer);
   retryTimer = null;
-  reconnectButton.hidden = true;
   if (socket) return;
-  setState("connecting", shown ? "" : "Connecting…");
+  if (document.hidden) {
+    link = "paused";
+    showLabels();
+    return;
+  }
+  link = "connecting";
+  showLabels();
   const ws = new WebSocket(streamUrl());
   ws.binaryType = "arraybuffer";
   socket = ws;
+  firstFrameOfSocket = true;
+  const handshakeTimer = setTimeout(() => {
+    if (ws.readyState === WebSocket.CONNECTING) ws.close();
+  }, CONNECT_TIMEOUT_MS);
   ws.onopen = () => {
-    attempt = 0;
-    setState("live", shown ? "" : "Waiting for the first frame…");
+    clearTimeout(handshakeTimer);
+    link = "open";
+    openedAt = Date.now();
+    showLabels();
   };
   ws.onmessage = (event) => {
     if (!(event.data instanceof ArrayBuffer)) return;
+    attempt = 0;
     waiting = event.data;
     if (!decoding) drawNext();
   };
@@ -72,33 +112,194 @@ function connect() {
     // onclose follows and decides what to do.
   };
   ws.onclose = () => {
-    if (socket !== ws) return; // closed on purpose (hidden tab, page left)
+    clearTimeout(handshakeTimer);
+    if (socket !== ws) return; // closed on purpose (hidden tab, page left, reconnect)
     socket = null;
+    if (openedAt && Date.now() - openedAt >= LONG_LIVED_MS) attempt = 0;
+    openedAt = 0;
     scheduleRetry();
   };
 }
 
-function disconnect(state, message) {
+function disconnect(reason) {
   clearTimeout(retryTimer);
   retryTimer = null;
   const ws = socket;
   socket = null;
+  openedAt = 0;
   if (ws) ws.close();
-  setState(state, message);
+  link = reason;
+  showLabels();
 }
 
 function scheduleRetry() {
-  if (attempt >= MAX_RETRIES) {
-    setState("disconnected", "The stream is unavailable.");
-    reconnectButton.hidden = false;
-    toast("Stream connection lost.", "error");
+  if (document.hidden) {
+    link = "paused"; // visibilitychange reconnects
+    showLabels();
     return;
   }
-  const delay = RETRY_DELAY * 2 ** attempt;
+  const delay = retryDelay(attempt, steadyDelayMs);
   attempt += 1;
-  setState("reconnecting", `Reconnecting in ${Math.round(delay / 1000)} s (try ${attempt} of ${MAX_RETRIES})…`);
+  link = "reconnecting";
+  retryAt = Date.now() + delay;
   retryTimer = setTimeout(connect, delay);
+  showLabels();
 }
+
+// Give up the open socket and connect again at once (the stream fell behind the camera).
+function reconnectNow() {
+  const ws = socket;
+  socket = null;
+  if (ws) ws.close();
+  connect();
+}
+
+// --- what the page says ----------------------------------------------------------------------
+
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hourCycle: "h23",
+  });
+}
+
+function staleAfterMs() {
+  return Math.max(STALE_MIN_MS, STALE_FRAME_INTERVALS * frameIntervalMs);
+}
+
+function framesAreFresh(now) {
+  return lastLiveAt !== null && now - lastLiveAt <= staleAfterMs();
+}
+
+function isPush(source) {
+  return typeof source === "string" && source.trim().toLowerCase().startsWith("push:");
+}
+
+function capitalized(word) {
+  return word.charAt(0).toUpperCase() + word.slice(1);
+}
+
+function cameraBadge() {
+  return camera ? [camera.status, capitalized(camera.status)] : null;
+}
+
+// The verdict: what the player is doing, in the HUD, over the picture and on the badge.
+function describe(now) {
+  const staleText = shown ? `stale since ${clock(shownAt)}` : "";
+  const noConnection = ["connecting", "no connection"];
+  if (link === "paused" || link === "closed") {
+    return { state: link, hud: link, message: shown ? "" : "Paused while the tab is hidden." };
+  }
+  if (link !== "open" && apiProblem === "signed-out") {
+    return {
+      state: "signed-out",
+      hud: "signed out",
+      message: "Signed out",
+      detail: "Sign in again to watch this camera; the player keeps trying.",
+      badge: noConnection,
+    };
+  }
+  if (link !== "open" && apiProblem === "gone") {
+    return {
+      state: "gone",
+      hud: "no such camera",
+      message: "This camera no longer exists.",
+      badge: ["offline", "Deleted"],
+    };
+  }
+  if (link === "reconnecting") {
+    const seconds = Math.max(0, Math.ceil((retryAt - now) / 1000));
+    const plan =
+      attempt <= FIRST_TRIES
+        ? `try ${attempt} of ${FIRST_TRIES}, then every ${Math.round(steadyDelayMs / 1000)} s`
+        : `retrying every ${Math.round(steadyDelayMs / 1000)} s`;
+    return {
+      state: "reconnecting",
+      hud: "reconnecting",
+      message: `Reconnecting in ${seconds} s`,
+      detail: [plan, staleText].filter(Boolean).join(" · "),
+      badge: noConnection,
+      retry: true,
+    };
+  }
+  if (link === "connecting") {
+    const retrying = attempt > 0;
+    return {
+      state: "connecting",
+      hud: "connecting",
+      message: retrying ? "Reconnecting…" : "Connecting…",
+      detail: staleText,
+      badge: retrying ? noConnection : cameraBadge(),
+    };
+  }
+  // The socket is open: the frames and the camera's status decide.
+  if (framesAreFresh(now)) {
+    return { state: "live", hud: "live", message: "", badge: ["online", "Online"] };
+  }
+  const reason = camera && camera.last_error ? camera.last_error : "";
+  if (camera && isPush(camera.source) && camera.status !== "online") {
+    return {
+      state: "waiting-publisher",
+      hud: "waiting for a publisher",
+      message: "Waiting for a publisher",
+      detail: [staleText, reason].filter(Boolean).join(" · "),
+      badge: ["connecting", "No publisher"],
+    };
+  }
+  if (camera && camera.status === "offline") {
+    return {
+      state: "offline",
+      hud: "offline",
+      message: "Offline",
+      detail: [reason || "The camera sends no frames.", staleText].filter(Boolean).join(" · "),
+      badge: ["offline", "Offline"],
+    };
+  }
+  if (shown) {
+    return {
+      state: "stale",
+      hud: "stale",
+      message: `Stale since ${clock(shownAt)}`,
+      detail: camera && camera.status === "connecting" ? reason : "",
+      badge: camera && camera.status === "online" ? ["connecting", "Stale"] : cameraBadge(),
+    };
+  }
+  if (camera && camera.status === "connecting") {
+    return {
+      state: "waiting",
+      hud: "connecting to the camera",
+      message: "Connecting to the camera…",
+      detail: reason,
+      badge: cameraBadge(),
+    };
+  }
+  return {
+    state: "waiting",
+    hud: "waiting",
+    message: "Waiting for the first frame…",
+    badge: cameraBadge(),
+  };
+}
+
+function showLabels() {
+  const verdict = describe(Date.now());
+  root.dataset.state = verdict.state;
+  stateLabel.textContent = verdict.hud;
+  overlay.hidden = !verdict.message;
+  overlayMessage.textContent = verdict.message || "";
+  overlayDetail.textContent = verdict.detail || "";
+  overlayDetail.hidden = !verdict.detail;
+  retryButton.hidden = !verdict.retry;
+  if (verdict.badge) {
+    const [kind, text] = verdict.badge;
+    statusBadge.className = `badge ${kind}`;
+    statusBadge.textContent = text;
+  }
+}
+
+// --- the picture -----------------------------------------------------------------------------
 
 function parse(buffer) {
   const view = new DataView(buffer);
@@ -107,6 +308,25 @@ function parse(buffer) {
   const header = JSON.parse(new TextDecoder().decode(headerBytes));
   const jpeg = new Blob([new Uint8Array(buffer, 4 + headerLength)], { type: "image/jpeg" });
   return { header, jpeg };
+}
+
+// Whether a frame that just arrived shows the camera now. Only the first frame of a socket can
+// be old (the server sends its cached latest frame on connect); judging the later ones by their
+// arrival keeps a skewed server clock from making a live stream look stale.
+function noteArrival(header, arrivedAt) {
+  const captured = Number(header.timestamp);
+  const first = firstFrameOfSocket;
+  firstFrameOfSocket = false;
+  if (first && Number.isFinite(captured) && arrivedAt - captured > OLD_ON_ARRIVAL_MS) {
+    shownAt = captured;
+    return;
+  }
+  if (lastLiveAt !== null && !first) {
+    const gap = Math.min(arrivedAt - lastLiveAt, 10_000);
+    frameIntervalMs = frameIntervalMs ? 0.8 * frameIntervalMs + 0.2 * gap : gap;
+  }
+  shownAt = arrivedAt;
+  lastLiveAt = arrivedAt;
 }
 
 async function drawNext() {
@@ -120,11 +340,14 @@ async function drawNext() {
       if (shown) shown.bitmap.close();
       shown = { bitmap, header };
       render();
+      const now = Date.now();
+      const wasLive = root.dataset.state === "live";
+      noteArrival(header, now);
       framesDrawn += 1;
       framesThisSecond += 1;
-      latencies.push(Date.now() - header.timestamp);
+      latencies.push(now - header.timestamp);
       root.dataset.frames = String(framesDrawn);
-      if (!overlay.hidden && root.dataset.state === "live") setState("live", "");
+      if (!wasLive) showLabels();
     } catch (error) {
       // A frame that does not decode is skipped; the next one will do.
     }
@@ -157,8 +380,10 @@ function render() {
   root.dataset.boxes = String(boxes);
 }
 
-function updateStats() {
-  fpsLabel.textContent = socket ? String(framesThisSecond) : "–";
+// --- once a second and every 5 s -------------------------------------------------------------
+
+function tick() {
+  fpsLabel.textContent = link === "open" ? String(framesThisSecond) : "–";
   framesThisSecond = 0;
   if (latencies.length) {
     latencies.sort((a, b) => a - b);
@@ -167,38 +392,71 @@ function updateStats() {
   } else {
     latencyLabel.textContent = "–";
   }
+  showLabels();
+}
+
+// The API saw frames well after the last one that reached us: the stream, not the camera, is
+// stuck (a half-open connection after a network change, say). Both times are the server's clock.
+function streamFellBehind() {
+  if (link !== "open" || !shown || !camera || camera.status !== "online") return false;
+  const apiFrameAt = Date.parse(camera.last_frame_at || "");
+  const ourFrameAt = Number(shown.header.timestamp);
+  if (!Number.isFinite(apiFrameAt) || !Number.isFinite(ourFrameAt)) return false;
+  return apiFrameAt - ourFrameAt > STREAM_BEHIND_MS && !framesAreFresh(Date.now());
 }
 
 async function pollStatus() {
   if (document.hidden) return;
   try {
-    const response = await fetch(`/api/v1/cameras/${settings.camera_id}`, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const camera = await response.json();
-    statusBadge.className = `badge ${camera.status}`;
-    statusBadge.textContent = camera.status.charAt(0).toUpperCase() + camera.status.slice(1);
+    const response = await fetch(`/api/v1/cameras/${settings.camera_id}`, {
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    if (response.status === 401 || response.status === 403) {
+      apiProblem = "signed-out";
+    } else if (response.status === 404) {
+      apiProblem = "gone";
+    } else if (response.ok) {
+      apiProblem = null;
+      camera = await response.json();
+      cameraError.textContent = camera.last_error || "";
+      cameraError.hidden = !camera.last_error;
+    }
   } catch (error) {
-    // The stream shows the outage already.
+    // The server is unreachable: the stream's state already says so.
+    return;
   }
+  const now = Date.now();
+  if (streamFellBehind() && now - lastStreamReconnect >= STREAM_RECONNECT_MIN_MS) {
+    lastStreamReconnect = now;
+    reconnectNow();
+  }
+  showLabels();
 }
 
+// --- events ----------------------------------------------------------------------------------
+
 toggle.addEventListener("change", render);
-reconnectButton.addEventListener("click", () => {
-  attempt = 0;
-  connect();
-});
+retryButton.addEventListener("click", connect);
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) {
-    disconnect("paused", shown ? "" : "Paused while the tab is hidden.");
+    disconnect("paused");
   } else {
     attempt = 0;
     connect();
+    pollStatus();
   }
 });
-window.addEventListener("pagehide", () => disconnect("closed", ""));
+window.addEventListener("online", () => {
+  if (socket) return;
+  attempt = 0;
+  connect();
+});
+window.addEventListener("pagehide", () => disconnect("closed"));
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) connect();
 });
-setInterval(updateStats, 1000);
+setInterval(tick, 1000);
 setInterval(pollStatus, STATUS_POLL_MS);
 connect();
+pollStatus();

@@ -46,6 +46,7 @@ def test_player_page_hands_the_stream_settings_to_js(alice_client, demo_camera, 
         "host": "",
         "path": f"/ws/stream/{demo_camera.public_id}",
         "ingest_url": "/api/v1/actions/actions/send",
+        "retry_seconds": 30.0,
     }
     assert "js/player.js" in html
 

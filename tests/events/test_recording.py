@@ -191,9 +191,16 @@ def test_recording_at_full_rate_costs_a_few_queries_per_flush_not_one_per_frame(
             if index % 10 == 9:
                 recorder.flush()
     flushes = frames // 10
+    # Each camera is written in its own transaction: savepoints here, inside the test's own
+    # transaction; BEGIN and COMMIT in the flusher thread, which are not statements.
+    statements = [
+        query["sql"]
+        for query in queries.captured_queries
+        if not query["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+    ]
     # 2 cameras x 300 frames = 600 recorded frames; the budget is a handful per flush.
-    assert len(queries) <= flushes * 6, [q["sql"][:80] for q in queries.captured_queries[:20]]
-    assert len(queries) < 600 / 3
+    assert len(statements) <= flushes * 6, [sql[:80] for sql in statements[:20]]
+    assert len(statements) < 600 / 3
     assert DetectionEvent.objects.filter(label="car").count() == 2 * 6
     assert CameraSession.objects.count() == 2
 

@@ -10,15 +10,30 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cameras.models import Camera
-from cameras.selectors import camera_get_for_user, cameras_for_user
+from cameras.selectors import camera_get_for_user, camera_health_many, cameras_for_user
 from cameras.services import EDITABLE_FIELDS, camera_create, camera_delete, camera_update
 from organizations.selectors import organization_default_for_user, organization_get_for_user
 
 
+class CameraHealthSerializer(serializers.Serializer):
+    capture = serializers.CharField()
+    measured_fps = serializers.FloatField(allow_null=True)
+    last_frame_at = serializers.DateTimeField(allow_null=True)
+    last_frame_age_seconds = serializers.FloatField(allow_null=True)
+    last_error = serializers.CharField()
+    recorder = serializers.CharField()
+    last_event_at = serializers.DateTimeField(allow_null=True)
+    last_event_age_seconds = serializers.FloatField(allow_null=True)
+
+
 class CameraOutputSerializer(serializers.ModelSerializer):
+    """A camera with its live health; pass `context={"health": camera_health_many(...)}` when
+    serializing many, so that all their heartbeats are read at once."""
+
     id = serializers.CharField(source="public_id")
     organization = serializers.IntegerField(source="organization_id")
     stream_path = serializers.CharField()
+    health = serializers.SerializerMethodField()
 
     class Meta:
         model = Camera
@@ -32,7 +47,15 @@ class CameraOutputSerializer(serializers.ModelSerializer):
             "measured_fps",
             "stream_path",
             "created_at",
+            "health",
         ]
+
+    def get_health(self, camera: Camera) -> dict:
+        known = self.context.get("health") or {}
+        health = (
+            known.get(camera.public_id) or camera_health_many(cameras=[camera])[camera.public_id]
+        )
+        return CameraHealthSerializer(health).data
 
 
 class CameraInputSerializer(serializers.Serializer):
@@ -62,8 +85,11 @@ class CameraListApi(APIView):
         organization = serializers.IntegerField(required=False)
 
     def get(self, request):
-        cameras = cameras_for_user(user=request.user).order_by("name", "id")
-        return Response({"results": CameraOutputSerializer(cameras, many=True).data})
+        cameras = list(cameras_for_user(user=request.user).order_by("name", "id"))
+        health = camera_health_many(cameras=cameras)
+        return Response(
+            {"results": CameraOutputSerializer(cameras, many=True, context={"health": health}).data}
+        )
 
     def post(self, request):
         serializer = self.CreateSerializer(data=request.data)

@@ -51,7 +51,12 @@ from cameras.publishing import (
     frame_record_set,
     latest_frame_set,
 )
-from cameras.selectors import CameraConfig, camera_configs_enabled
+from cameras.selectors import (
+    SUPERVISOR_HEARTBEAT,
+    CameraConfig,
+    camera_configs_enabled,
+    capture_heartbeat_name,
+)
 from cameras.services import camera_status_update, cameras_mark_offline, push_cameras_mark_stale
 from cameras.vision.detectors import DetectorConfigError, build_detectors, run_detectors
 from cameras.vision.frames import encode_jpeg, resize_to_width
@@ -80,12 +85,6 @@ SOURCE_READ_TIMEOUT_SECONDS = 5.0
 WORKER_CHECK_SECONDS = 1.0
 # A restarted worker that has run this long is well again: its next crash starts the backoff over.
 RESTART_HEALTHY_SECONDS = 60.0
-
-SUPERVISOR_HEARTBEAT = "capture"
-
-
-def camera_heartbeat_name(public_id: str) -> str:
-    return f"capture:{public_id}"
 
 
 def timestamp_ms_now() -> int:
@@ -443,7 +442,7 @@ class CaptureWorker:
         if fps is None:
             fps = 0.0 if status != Camera.Status.ONLINE else None
         heartbeat_beat(
-            camera_heartbeat_name(self.config.public_id),
+            capture_heartbeat_name(self.config.public_id),
             ttl=self._heartbeat_ttl,
             state=status,
             fps=None if fps is None else round(fps, 2),

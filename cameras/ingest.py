@@ -41,6 +41,7 @@ from cameras.vision.detectors import build_detectors, run_detectors
 from cameras.vision.frames import InvalidFrame, decode_jpeg, encode_jpeg, resize_to_width
 from events.recording import record_frame
 from project.counters import cache_counter_incr
+from project.metrics import INGEST_FRAMES
 
 # A timestamp is Unix milliseconds between 2000-01-01 and a day from now.
 EARLIEST_TIMESTAMP_MS = 946_684_800_000
@@ -69,6 +70,20 @@ class IngestResult:
             "detections": self.detections,
             "duplicate": self.duplicate,
         }
+
+
+def ingest_outcome_count(
+    *, result: IngestResult | None = None, error: Exception | None = None
+) -> None:
+    """Count how one ingest request ended (INGEST_FRAMES), whatever ended it."""
+    if result is not None:
+        outcome = "duplicate" if result.duplicate else "accepted"
+    elif isinstance(error, IngestError):
+        outcome = {429: "rate_limited", 503: "unavailable"}.get(error.status, "rejected")
+    else:
+        # Not an answer we chose: the cache, the layer or the database failed under us.
+        outcome = "error"
+    INGEST_FRAMES.labels(outcome=outcome).inc()
 
 
 def timestamp_check(value: object) -> int:

@@ -1,15 +1,41 @@
 """Reads about cameras. `cameras_for_user` is the one place camera isolation is decided:
-pages, the API, frame ingest and the WebSocket consumer all go through it."""
+pages, the API, frame ingest and the WebSocket consumer all go through it.
+
+A camera's health (for people: the pages and the API) is read from the heartbeats its capture
+worker and the events recorder leave in the cache, for all cameras of a page in one read.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from cameras.models import Camera
 from organizations.selectors import organizations_for_user
+from project.heartbeats import heartbeats_read
+
+logger = logging.getLogger(__name__)
+
+# Heartbeat names: the supervisor's, each camera's worker's, and the events recorder's.
+SUPERVISOR_HEARTBEAT = "capture"
+RECORDER_HEARTBEAT = "recorder"
+
+
+def capture_heartbeat_name(public_id: str) -> str:
+    return f"capture:{public_id}"
+
+
+def recorder_heartbeat_name(public_id: str) -> str:
+    return f"recorder:{public_id}"
 
 
 def cameras_for_user(*, user: AbstractBaseUser | AnonymousUser | None) -> QuerySet[Camera]:
@@ -72,3 +98,160 @@ def camera_configs_enabled(*, public_ids: list[str] | None = None) -> list[Camer
     if public_ids:
         cameras = cameras.filter(public_id__in=public_ids)
     return [CameraConfig.of(camera) for camera in cameras]
+
+
+def cameras_capture_expected() -> bool:
+    """Whether this deployment should be capturing: some enabled camera reads a source."""
+    return Camera.objects.filter(enabled=True).exclude(source__istartswith="push:").exists()
+
+
+def cameras_online_exist() -> bool:
+    return Camera.objects.filter(enabled=True, status=Camera.Status.ONLINE).exists()
+
+
+@dataclass(frozen=True)
+class CameraHealth:
+    """What a camera is doing now, in terms a person acts on.
+
+    `capture`: connecting, online, offline or disabled. `recorder`: `recording`,
+    `paused: <reason>`, or `not recording` (recording off, no detections to record, or no
+    recorder reporting).
+    """
+
+    capture: str
+    measured_fps: float | None
+    last_frame_at: datetime | None
+    last_error: str
+    recorder: str
+    last_event_at: datetime | None
+
+    @property
+    def last_frame_age_seconds(self) -> float | None:
+        return _age_seconds(self.last_frame_at)
+
+    @property
+    def last_event_age_seconds(self) -> float | None:
+        return _age_seconds(self.last_event_at)
+
+
+def _age_seconds(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return round(max(0.0, time.time() - moment.timestamp()), 1)
+
+
+def _from_epoch(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+_cache_failing = False
+_cache_failing_lock = threading.Lock()
+
+
+def _heartbeats(names: list[str]) -> dict[str, dict[str, Any]] | None:
+    """The heartbeats among `names`, or None when the cache cannot be read (logged once)."""
+    global _cache_failing
+    try:
+        beats = heartbeats_read(names)
+    except Exception:
+        with _cache_failing_lock:
+            first, _cache_failing = not _cache_failing, True
+        if first:
+            logger.warning("Cannot read camera health from the cache", exc_info=True)
+        return None
+    _cache_failing = False
+    return beats
+
+
+def camera_health_many(*, cameras: Iterable[Camera]) -> dict[str, CameraHealth]:
+    """Each camera's health by public id: one cache read for all of them, no queries."""
+    cameras = list(cameras)
+    names = [
+        name
+        for camera in cameras
+        for name in (
+            capture_heartbeat_name(camera.public_id),
+            recorder_heartbeat_name(camera.public_id),
+        )
+    ]
+    beats = _heartbeats(names) if names else {}
+    return {camera.public_id: _camera_health(camera, beats) for camera in cameras}
+
+
+def _camera_health(camera: Camera, beats: dict[str, dict[str, Any]] | None) -> CameraHealth:
+    if beats is None:
+        recorder, last_event_at = "unknown (the cache cannot be reached)", None
+    else:
+        recorder, last_event_at = _recorder_health(camera, beats)
+    if not camera.enabled:
+        capture, fps, last_frame_at, error = "disabled", None, camera.last_frame_at, ""
+    elif beats is None:
+        # The live part is unreachable: say what was last written, and that it may be old.
+        capture, fps, last_frame_at = camera.status, camera.measured_fps, camera.last_frame_at
+        error = "Live health is unavailable (the cache cannot be reached); this is the last "
+        error += f"status written. {camera.last_error}".rstrip()
+    elif camera.is_push:
+        capture, fps, last_frame_at, error = _push_capture(camera)
+    else:
+        capture, fps, last_frame_at, error = _worker_capture(
+            camera, beats.get(capture_heartbeat_name(camera.public_id))
+        )
+    return CameraHealth(
+        capture=capture,
+        measured_fps=fps,
+        last_frame_at=last_frame_at,
+        last_error=error,
+        recorder=recorder,
+        last_event_at=last_event_at,
+    )
+
+
+def _worker_capture(camera: Camera, beat: dict[str, Any] | None):
+    if beat is None:
+        # A camera just added or changed waits for the supervisor's next reload.
+        grace = 3 * settings.CAMERA_RELOAD_SECONDS + 5
+        if (
+            camera.status == Camera.Status.CONNECTING
+            and time.time() - camera.updated_at.timestamp() < grace
+        ):
+            return "connecting", 0.0, camera.last_frame_at, camera.last_error
+        # Otherwise no worker has said anything for longer than it ever stays quiet: none runs,
+        # whatever the status column (written by a worker that may be long gone) says.
+        if camera.status == Camera.Status.OFFLINE and camera.last_error:
+            error = camera.last_error
+        elif settings.CAMERAS_IN_PROCESS:
+            error = "No capture worker reports for this camera (is the server starting?)."
+        else:
+            error = "No capture worker reports for this camera: is `manage.py runcameras` running?"
+        return "offline", 0.0, camera.last_frame_at, error
+    fps = beat.get("fps")
+    return (
+        beat["state"],
+        camera.measured_fps if fps is None else fps,
+        _from_epoch(beat.get("last_frame_at")) or camera.last_frame_at,
+        beat.get("last_error") or "",
+    )
+
+
+def _push_capture(camera: Camera):
+    """push: cameras have no worker: their state is what ingest wrote, aged by the clock."""
+    offline_after = settings.CAMERA_OFFLINE_AFTER_SECONDS
+    if camera.last_frame_at is None:
+        return "offline", 0.0, None, "Waiting for a publisher: no frame has been pushed yet."
+    silent_for = time.time() - camera.last_frame_at.timestamp()
+    if silent_for >= offline_after:
+        error = f"No frame has been pushed for {offline_after:g} s."
+        return "offline", 0.0, camera.last_frame_at, error
+    return camera.status, camera.measured_fps, camera.last_frame_at, camera.last_error
+
+
+def _recorder_health(camera: Camera, beats: dict[str, dict[str, Any]]):
+    if not settings.EVENTS_RECORDING or not camera.enabled:
+        return "not recording", None
+    beat = beats.get(recorder_heartbeat_name(camera.public_id))
+    if beat is None:
+        return "not recording", None
+    state = beat.get("state") or "recording"
+    if state == "paused":
+        state = f"paused: {beat.get('reason') or 'no reason given'}"
+    return state, _from_epoch(beat.get("last_event_at"))

@@ -13,6 +13,8 @@ api_v1 = organizations_api + chats_api + cameras_api + events_api
 urlpatterns = [
     path("", views.dashboard, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,14 +1,18 @@
-"""Site-wide pages: the dashboard, the health check and the 404 answer."""
+"""Site-wide pages: the dashboard, health (liveness, readiness, metrics) and the 404 answer."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from organizations.selectors import organizations_for_user
 from project.api_errors import json_error
+from project.health import readiness
+from project.metrics_access import metrics_access_refusal
 
 
 @login_required
@@ -17,10 +21,28 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard.html", {"organizations": organizations})
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+@never_cache
+@require_safe
+async def healthz(request: HttpRequest) -> JsonResponse:
+    # Liveness: the process answers. Nothing it depends on is asked (that is /readyz), so a
+    # database outage never gets every server restarted.
     return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_safe
+async def readyz(request: HttpRequest) -> JsonResponse:
+    report = await readiness()
+    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+
+
+@never_cache
+@require_safe
+async def metrics(request: HttpRequest) -> HttpResponse:
+    refusal = metrics_access_refusal(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -1,0 +1,173 @@
+"""Readiness: can this deployment do its job right now? What `GET /readyz` answers.
+
+Five checks, run side by side, each within READYZ_CHECK_TIMEOUT_SECONDS:
+- database: `SELECT 1`;
+- channel_layer: a message sent to a new channel and received back;
+- cache: a value written and read back;
+- capture: the capture supervisor's heartbeat, when some enabled camera reads a source (a
+  deployment of push: cameras only captures nothing);
+- recorder: the events recorder's heartbeat, when recording is on and a camera is online.
+
+Sync work (the ORM, Django's cache) runs on a small pool of its own, never on the event loop:
+a check stuck on a dead server times out here, and cannot starve the threads the rest of the
+process uses. A failing check says in words what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db import close_old_connections, connection, connections
+
+from cameras.selectors import (
+    RECORDER_HEARTBEAT,
+    SUPERVISOR_HEARTBEAT,
+    cameras_capture_expected,
+    cameras_online_exist,
+)
+from project.heartbeats import heartbeat_age, heartbeats_read
+
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
+
+
+class CheckFailed(Exception):
+    """A check's answer: the part does not work, and the message says how."""
+
+
+async def _off_loop(function: Callable[[], Any]) -> Any:
+    def run() -> Any:
+        close_old_connections()
+        try:
+            return function()
+        finally:
+            # This pool's threads never serve requests: nothing else would close them.
+            connections.close_all()
+
+    return await asyncio.get_running_loop().run_in_executor(_pool, run)
+
+
+async def _database() -> dict[str, Any]:
+    def select_one() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    await _off_loop(select_one)
+    return {}
+
+
+async def _channel_layer() -> dict[str, Any]:
+    layer = get_channel_layer()
+    if layer is None:
+        raise CheckFailed("no channel layer is configured")
+    channel = await layer.new_channel()
+    token = secrets.token_hex(8)
+    await layer.send(channel, {"type": "readyz.ping", "token": token})
+    message = await layer.receive(channel)
+    if message.get("token") != token:
+        raise CheckFailed("the channel layer returned another message than the one sent")
+    return {}
+
+
+async def _cache() -> dict[str, Any]:
+    def round_trip() -> None:
+        key, token = f"readyz:{secrets.token_hex(8)}", secrets.token_hex(8)
+        cache.set(key, token, 10)
+        found = cache.get(key)
+        cache.delete(key)
+        if found != token:
+            raise CheckFailed("the cache did not return the value just written")
+
+    await _off_loop(round_trip)
+    return {}
+
+
+async def _capture() -> dict[str, Any]:
+    def check() -> dict[str, Any]:
+        if not cameras_capture_expected():
+            return {"skipped": "no enabled camera reads a source"}
+        beat = heartbeats_read([SUPERVISOR_HEARTBEAT]).get(SUPERVISOR_HEARTBEAT)
+        if beat is None:
+            where = (
+                "this server's capture workers are not running"
+                if settings.CAMERAS_IN_PROCESS
+                else "is `manage.py runcameras` running?"
+            )
+            raise CheckFailed(
+                f"no capture supervisor has reported for {3 * settings.CAMERA_RELOAD_SECONDS + 5:g} s"
+                f" ({where})"
+            )
+        return {
+            "age_seconds": round(heartbeat_age(beat) or 0.0, 1),
+            "workers": beat.get("workers"),
+            "alive": beat.get("alive"),
+        }
+
+    return await _off_loop(check)
+
+
+async def _recorder() -> dict[str, Any]:
+    def check() -> dict[str, Any]:
+        if not settings.EVENTS_RECORDING:
+            return {"skipped": "EVENTS_RECORDING is off"}
+        beat = heartbeats_read([RECORDER_HEARTBEAT]).get(RECORDER_HEARTBEAT)
+        if beat is None:
+            if cameras_online_exist():
+                raise CheckFailed(
+                    "the events recorder has not reported a flush recently while cameras are online"
+                )
+            return {"skipped": "no camera is online"}
+        return {
+            "last_flush_age_seconds": round(heartbeat_age(beat) or 0.0, 1),
+            "flush_seconds": beat.get("flush_seconds"),
+        }
+
+    return await _off_loop(check)
+
+
+CHECKS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+    "database": _database,
+    "channel_layer": _channel_layer,
+    "cache": _cache,
+    "capture": _capture,
+    "recorder": _recorder,
+}
+
+
+async def _run_check(check: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    limit = settings.READYZ_CHECK_TIMEOUT_SECONDS
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(limit):
+            detail = await check()
+    except TimeoutError:
+        detail = {"ok": False, "error": f"no answer within {limit:g} s"}
+    except CheckFailed as failure:
+        detail = {"ok": False, "error": str(failure)}
+    except Exception as error:
+        detail = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    else:
+        detail = {"ok": True, **detail}
+    return {**detail, "seconds": round(time.monotonic() - started, 3)}
+
+
+async def readiness() -> dict[str, Any]:
+    """Every check's result, and whether all passed (`status` "ok" or "failing")."""
+    results = await asyncio.gather(*(_run_check(check) for check in CHECKS.values()))
+    checks = dict(zip(CHECKS, results, strict=True))
+    failing = [name for name, result in checks.items() if not result["ok"]]
+    if not failing:
+        return {"status": "ok", "checks": checks}
+    return {
+        "status": "failing",
+        "error": "; ".join(f"{name}: {checks[name]['error']}" for name in failing),
+        "failing": failing,
+        "checks": checks,
+    }

@@ -1,0 +1,59 @@
+"""Who may read `GET /metrics`: a request with the METRICS_TOKEN, or one from an address in
+METRICS_ALLOWED_NETWORKS (by default this machine only).
+
+An address only counts when no proxy stands between: a request carrying X-Forwarded-For,
+Forwarded or X-Real-IP came through one, and its REMOTE_ADDR is the proxy's (often 127.0.0.1),
+not the client's. Such a request needs the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+
+from project.api_errors import json_error
+
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def _bearer(request: HttpRequest) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _from_allowed_network(request: HttpRequest) -> bool:
+    if any(header in request.headers for header in PROXY_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in settings.METRICS_ALLOWED_NETWORKS)
+
+
+def metrics_access_refusal(request: HttpRequest) -> JsonResponse | None:
+    """None when `request` may read the metrics; otherwise the 401/403 answer to send."""
+    token, given = settings.METRICS_TOKEN, _bearer(request)
+    if token and given is not None:
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return None
+        return json_error(401, "The metrics token is not right.", "invalid_token")
+    if _from_allowed_network(request):
+        return None
+    if token:
+        response = json_error(
+            401,
+            "Send Authorization: Bearer <METRICS_TOKEN> to read the metrics.",
+            "not_authenticated",
+        )
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    return json_error(
+        403,
+        "Metrics are served only to METRICS_ALLOWED_NETWORKS (not through a proxy), or with "
+        "METRICS_TOKEN.",
+        "forbidden",
+    )

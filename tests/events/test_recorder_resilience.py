@@ -9,14 +9,20 @@ import logging
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.db import connection
+from prometheus_client import REGISTRY
 
 from cameras.services import camera_create
 from events.models import CameraSession, DetectionEvent
-from events.recording import Recorder
+from events.recording import FAILURES_BEFORE_REBUILD, Recorder
+from events.tracking import TrackedEvent
+from project.heartbeats import heartbeats_read
 
 GAP_SECONDS = 0.1
 MAX_SECONDS = 0.4
@@ -141,3 +147,276 @@ def test_three_cameras_with_overlapping_detectors_keep_recording_across_cuts_and
     # Crossed many cuts and gap closes.
     assert DetectionEvent.objects.filter(label="motion").count() >= 3 * 5
     assert DetectionEvent.objects.filter(label="person").count() >= 2 * 3
+
+
+# --- faults, one camera at a time ----------------------------------------------------------
+
+PERSON = {"class": "person", "confidence": 0.8, "bbox": [4, 4, 20, 30]}
+CAR = {"class": "car", "confidence": 0.7, "bbox": [30, 20, 20, 10]}
+
+
+@contextmanager
+def failing_event_inserts(camera) -> Iterator[None]:
+    """A real fault in the database: storing a new event of `camera` fails until the block ends
+    (a trigger, so the recorder's own queries are the ones that fail)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "CREATE TRIGGER sightline_test_fault BEFORE INSERT ON events_detectionevent "
+                f"WHEN NEW.camera_id = {camera.pk} "
+                "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE FUNCTION sightline_test_fault() RETURNS trigger AS $$ "
+                "BEGIN RAISE EXCEPTION 'injected fault'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER sightline_test_fault BEFORE INSERT ON events_detectionevent "
+                f"FOR EACH ROW WHEN (NEW.camera_id = {camera.pk}) "
+                "EXECUTE FUNCTION sightline_test_fault()"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("DROP TRIGGER sightline_test_fault")
+            else:
+                cursor.execute("DROP TRIGGER sightline_test_fault ON events_detectionevent")
+                cursor.execute("DROP FUNCTION sightline_test_fault()")
+
+
+def _metric(name: str, camera) -> float:
+    return REGISTRY.get_sample_value(name, {"camera": camera.public_id}) or 0.0
+
+
+def _failures(camera) -> float:
+    return _metric("sightline_recorder_flush_failures_total", camera)
+
+
+def _rebuilds(camera) -> float:
+    return _metric("sightline_recorder_state_rebuilds_total", camera)
+
+
+def _heartbeat(camera) -> dict:
+    return heartbeats_read([f"recorder:{camera.public_id}"])[f"recorder:{camera.public_id}"]
+
+
+def _ms(timestamp_ms: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+
+
+def _logged(caplog, camera, level: int) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "events.recording"
+        and record.levelno == level
+        and camera.public_id in record.getMessage()
+    ]
+
+
+class _Clock:
+    """Frame timestamps 100 ms apart, from a minute ago (recent, as a live camera's are)."""
+
+    def __init__(self) -> None:
+        self.ms = int(time.time() * 1000) - 60_000
+
+    def tick(self) -> int:
+        self.ms += 100
+        return self.ms
+
+
+@pytest.fixture
+def manual_recorder(transactional_db, media_root):
+    """A recorder flushed by the test, on the database's own transactions (as the flusher)."""
+    return Recorder(gap_seconds=1, flush_seconds=1, idle_seconds=600, run_flusher=False)
+
+
+def test_a_write_that_fails_once_is_written_at_the_next_flush_and_holds_up_no_other_camera(
+    manual_recorder, cameras, caplog
+):
+    front, back = cameras[:2]
+    clock = _Clock()
+    failures = _failures(front)
+    first = clock.ms + 100
+    for _ in range(3):
+        now = clock.tick()
+        for camera in (front, back):
+            manual_recorder.record_frame(camera=camera, timestamp_ms=now, detections=[PERSON])
+    with failing_event_inserts(front):
+        manual_recorder.flush()
+
+    assert _failures(front) == failures + 1
+    assert not DetectionEvent.objects.filter(camera=front).exists()
+    assert not CameraSession.objects.filter(camera=front).exists()  # rolled back with it
+    assert DetectionEvent.objects.get(camera=back).frames_seen == 3
+    paused = _heartbeat(front)
+    assert paused["state"] == "paused"
+    assert paused["reason"] == "events could not be written: IntegrityError"
+    assert _heartbeat(back)["state"] == "recording"
+
+    for _ in range(3):
+        now = clock.tick()
+        for camera in (front, back):
+            manual_recorder.record_frame(camera=camera, timestamp_ms=now, detections=[PERSON])
+    manual_recorder.flush()
+
+    event = DetectionEvent.objects.get(camera=front)
+    assert (event.started_at, event.last_seen_at) == (_ms(first), _ms(now))
+    assert event.frames_seen == 6 and event.ended_at is None
+    session = CameraSession.objects.get(camera=front)  # created once, by the write that held
+    assert session.frames_processed == 6 and event.session_id == session.pk
+    beat = _heartbeat(front)
+    assert beat["state"] == "recording" and beat["reason"] == ""
+    assert beat["last_event_at"] == pytest.approx(now / 1000)
+    assert _failures(front) == failures + 1
+    assert len(_logged(caplog, front, logging.WARNING)) == 2  # failed, recorded again
+    assert not _logged(caplog, front, logging.ERROR)
+
+
+def test_a_camera_whose_writes_keep_failing_is_rebuilt_told_once_and_records_again(
+    manual_recorder, cameras, caplog
+):
+    front, back = cameras[:2]
+    clock = _Clock()
+    failures, rebuilds = _failures(front), _rebuilds(front)
+
+    def frames(count: int, detections: list[dict]) -> None:
+        for _ in range(count):
+            now = clock.tick()
+            for camera in (front, back):
+                manual_recorder.record_frame(camera=camera, timestamp_ms=now, detections=detections)
+
+    frames(2, [PERSON])
+    manual_recorder.flush()
+    stored = DetectionEvent.objects.get(camera=front)
+    beats = []
+    with failing_event_inserts(front):
+        # A car appears: its event cannot be stored, and the person's frames wait with it.
+        for _ in range(2 * FAILURES_BEFORE_REBUILD):
+            frames(2, [PERSON, CAR])
+            last_seen = clock.ms
+            manual_recorder.flush()
+            beats.append(_heartbeat(front))
+            if len(beats) == FAILURES_BEFORE_REBUILD:
+                # Rebuilt: the stored person event ends when the person was last seen, not
+                # when it was last stored; its session counts what is stored.
+                stored.refresh_from_db()
+                assert stored.ended_at == stored.last_seen_at == _ms(last_seen)
+                session = CameraSession.objects.get(pk=stored.session_id)
+                assert session.ended_at == _ms(last_seen)
+                assert session.counts == {"person": 1}
+    assert [beat["state"] for beat in beats] == ["paused"] * len(beats)
+    assert beats[FAILURES_BEFORE_REBUILD - 1]["reason"].startswith("rebuilding")
+    assert _failures(front) == failures + 2 * FAILURES_BEFORE_REBUILD
+    assert _rebuilds(front) == rebuilds + 2  # the fresh state failed the same way
+    # Told once, with the traceback, however long it lasted.
+    errors = _logged(caplog, front, logging.ERROR)
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert len(_logged(caplog, front, logging.WARNING)) == 1
+
+    frames(2, [PERSON])
+    manual_recorder.flush()
+    assert _heartbeat(front)["state"] == "recording"
+    newest = DetectionEvent.objects.filter(camera=front).latest("started_at")
+    assert newest.pk != stored.pk and newest.frames_seen == 2 and newest.ended_at is None
+    assert newest.session.ended_at is None
+    # The other camera never missed a frame.
+    assert sum(
+        DetectionEvent.objects.filter(camera=back, label="person").values_list(
+            "frames_seen", flat=True
+        )
+    ) == (2 + 2 * 2 * FAILURES_BEFORE_REBUILD + 2)
+    assert (
+        CameraSession.objects.get(camera=back).frames_processed == 4 + 4 * FAILURES_BEFORE_REBUILD
+    )
+
+
+def test_a_camera_whose_state_is_corrupt_does_not_stop_the_others_and_is_rebuilt(
+    manual_recorder, cameras, caplog
+):
+    front, back = cameras[:2]
+    clock = _Clock()
+    rebuilds = _rebuilds(front)
+    now = clock.tick()
+    for camera in (front, back):
+        manual_recorder.record_frame(camera=camera, timestamp_ms=now, detections=[PERSON])
+    manual_recorder.flush()
+    # The shape of the bug that once stopped every camera: an event to write that the camera's
+    # state no longer has.
+    manual_recorder._cameras[front.pk].dirty.add(-1)
+    for _ in range(FAILURES_BEFORE_REBUILD):
+        now = clock.tick()
+        for camera in (front, back):
+            manual_recorder.record_frame(camera=camera, timestamp_ms=now, detections=[PERSON])
+        manual_recorder.flush()
+        assert DetectionEvent.objects.get(camera=back).last_seen_at == _ms(now)
+        assert _heartbeat(back)["state"] == "recording"
+        assert _heartbeat(front)["state"] == "paused"
+    assert _rebuilds(front) == rebuilds + 1
+    front_event = DetectionEvent.objects.get(camera=front)
+    assert front_event.ended_at == _ms(now)  # its real last sighting, not its last stored one
+
+    now = clock.tick()
+    manual_recorder.record_frame(camera=front, timestamp_ms=now, detections=[PERSON])
+    manual_recorder.flush()
+    assert _heartbeat(front)["state"] == "recording"
+    assert DetectionEvent.objects.filter(camera=front, ended_at__isnull=True).get().started_at == (
+        _ms(now)
+    )
+    assert CameraSession.objects.filter(camera=front).count() == 2
+
+
+def test_a_frame_that_breaks_a_camera_state_never_reaches_the_worker_and_the_state_is_rebuilt(
+    manual_recorder, cameras
+):
+    front, back = cameras[:2]
+    clock = _Clock()
+    rebuilds = _rebuilds(front)
+    manual_recorder.record_frame(camera=front, timestamp_ms=clock.tick(), detections=[])
+    # An open event the recorder never heard of: extending it cannot find its bookkeeping.
+    stranger = TrackedEvent(
+        label="person",
+        started_ms=clock.ms,
+        last_seen_ms=clock.ms,
+        peak_confidence=0.5,
+        best_bbox=[],
+    )
+    manual_recorder._cameras[front.pk].tracker.open["person"] = stranger
+    now = clock.tick()
+    for camera in (front, back):
+        manual_recorder.record_frame(camera=camera, timestamp_ms=now, detections=[PERSON])
+    manual_recorder.flush()  # rebuilt at once: a broken state does not heal by waiting
+    assert _rebuilds(front) == rebuilds + 1
+    assert DetectionEvent.objects.filter(camera=back).exists()
+
+    now = clock.tick()
+    manual_recorder.record_frame(camera=front, timestamp_ms=now, detections=[PERSON])
+    manual_recorder.flush()
+    assert DetectionEvent.objects.get(camera=front).started_at == _ms(now)
+    assert _heartbeat(front)["state"] == "recording"
+
+
+def test_after_a_restart_open_events_are_ended_at_their_last_sighting(cameras):
+    front = cameras[0]
+    clock = _Clock()
+    clock.ms = int(time.time() * 1000) - 1_600  # the person was there until just now
+    crashed = Recorder(gap_seconds=1, flush_seconds=1, idle_seconds=1, run_flusher=False)
+    first = clock.ms + 100
+    for _ in range(15):
+        crashed.record_frame(camera=front, timestamp_ms=clock.tick(), detections=[PERSON])
+    crashed.flush()
+    # The process dies here without closing anything; a new one starts.
+    restarted = Recorder(gap_seconds=1, flush_seconds=0.1, idle_seconds=1, run_flusher=False)
+    restarted.flush()
+    event = DetectionEvent.objects.get()
+    assert event.ended_at is None  # seen within the idle time: maybe another process's
+    time.sleep(1.2)
+    restarted.flush()
+    event.refresh_from_db()
+    assert event.ended_at == event.last_seen_at == _ms(clock.ms)
+    assert event.duration_seconds == pytest.approx((clock.ms - first) / 1000)
+    session = CameraSession.objects.get()
+    assert session.ended_at == session.last_frame_at == _ms(clock.ms)

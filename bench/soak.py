@@ -308,21 +308,24 @@ def judge(
 
 
 def markdown_table(rows: list[Row], cameras: list[str], servers: list[str]) -> str:
-    per_process = " / ".join(servers)
+    """One row per minute; per-camera figures in camera order, one RSS and one log column per
+    server process."""
     lines = [
         f"| minute | events written ({' / '.join(cameras)}) | events | frames received "
-        f"| frames recorded | replies ok / failed | RSS MiB ({per_process}) "
-        f"| ERROR / tracebacks ({per_process}) | viewer drops |",
-        "|---|---|---:|---|---|---:|---|---|---:|",
+        "| frames recorded | replies ok / failed "
+        + "".join(f"| {s} RSS MiB " for s in servers)
+        + "".join(f"| {s} ERROR / tracebacks " for s in servers)
+        + "| viewer drops |",
+        "|---|---|---:|---|---|---:" + "|---:" * (2 * len(servers)) + "|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.label} | {' / '.join(map(str, row.events))} | {sum(row.events)} "
             f"| {' / '.join(map(str, row.frames))} | {' / '.join(map(str, row.recorded))} "
             f"| {row.replies_ok} / {row.replies_failed} "
-            f"| {' / '.join(f'{row.rss_mib.get(s, 0):.0f}' for s in servers)} "
-            f"| {' / '.join(f'{row.errors.get(s, 0)} / {row.tracebacks.get(s, 0)}' for s in servers)} "
-            f"| {row.viewer_drops} |"
+            + "".join(f"| {row.rss_mib.get(s, 0):.0f} " for s in servers)
+            + "".join(f"| {row.errors.get(s, 0)} / {row.tracebacks.get(s, 0)} " for s in servers)
+            + f"| {row.viewer_drops} |"
         )
     return "\n".join(lines)
 
@@ -801,10 +804,14 @@ def report_problems(servers: list[Server], tallies: Tallies) -> None:
 
 
 def save_results(args, specs, rows: list[Row], checks: list[Check], servers, tallies) -> None:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"soak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"soak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     report = {
-        "settings": {k: v for k, v in vars(args).items() if k != "postgres_url"},
+        "settings": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if k != "postgres_url"
+        },
         "cameras": specs,
         "rows": [asdict(row) for row in rows],
         "checks": [asdict(check) for check in checks],
@@ -844,6 +851,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--interval", type=float, default=60.0, help="seconds per row (default 60: per minute)"
     )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory")
     return parser
 

@@ -72,6 +72,34 @@ function refreshStill(tile) {
   next.src = `${img.dataset.src}?t=${Date.now()}`;
 }
 
+// Seconds as a person reads them at a glance, like the pages' `age` filter.
+function age(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 48 * 3600) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}
+
+// The tile's health line (templates/cameras/_health.html), when the page has one.
+function showHealth(tile, health) {
+  const capture = tile.querySelector("[data-health-capture]");
+  if (capture) {
+    const state = document.createElement("strong");
+    state.textContent = health.capture;
+    const fps = health.capture === "online" && health.measured_fps != null;
+    capture.replaceChildren("Capture: ", state, fps ? ` at ${health.measured_fps.toFixed(1)} fps` : "");
+  }
+  const lastFrame = tile.querySelector("[data-health-last-frame]");
+  if (lastFrame) {
+    lastFrame.textContent =
+      health.last_frame_age_seconds == null
+        ? "no frame yet"
+        : `last frame ${age(health.last_frame_age_seconds)} ago`;
+  }
+  const recorder = tile.querySelector("[data-health-recorder] strong");
+  if (recorder) recorder.textContent = health.recorder;
+}
+
 async function refreshStatuses() {
   let results;
   try {
@@ -90,11 +118,17 @@ async function refreshStatuses() {
   for (const tile of tiles) {
     const camera = byId.get(tile.dataset.cameraId);
     if (!camera) continue;
+    // The live health when the API gives it; the status column (which a worker that died may
+    // have left behind) otherwise.
+    const health = camera.health && typeof camera.health.capture === "string" ? camera.health : null;
+    const capture = health ? health.capture : camera.status;
+    const reason = (health ? health.last_error : camera.last_error) || "";
     const badge = tile.querySelector("[data-status]");
-    badge.className = `badge ${camera.status}`;
-    badge.textContent = camera.status.charAt(0).toUpperCase() + camera.status.slice(1);
-    tile.querySelector("[data-error]").textContent = camera.status === "offline" ? camera.last_error : "";
-    tile.classList.toggle("offline", camera.status === "offline");
+    badge.className = `badge ${capture}`;
+    badge.textContent = capture.charAt(0).toUpperCase() + capture.slice(1);
+    tile.querySelector("[data-error]").textContent = capture === "online" ? "" : reason;
+    tile.classList.toggle("offline", capture !== "online");
+    if (health) showHealth(tile, health);
   }
 }
 

@@ -10,7 +10,8 @@
 // "Retry now". While the tab is hidden the socket is closed and nothing is retried.
 //
 // What the page says comes from two witnesses that must agree: the stream (are frames arriving?)
-// and the camera API polled every 5 s (status, last_error, source). A frame older than a few
+// and the camera API polled every 5 s (its `health` when the API gives one, else status and
+// last_error, which a worker that died may have left behind). A frame older than a few
 // frame intervals is "stale since <time>", never "live"; an offline camera says so with its
 // reason; a push: camera nobody feeds is "waiting for a publisher". The status badge follows the
 // same verdict, so it cannot say "Online" over a dead stream.
@@ -181,8 +182,21 @@ function capitalized(word) {
   return word.charAt(0).toUpperCase() + word.slice(1);
 }
 
-function cameraBadge() {
-  return camera ? [camera.status, capitalized(camera.status)] : null;
+// The camera as the API last described it, or null: capture state (connecting, online, offline
+// or disabled), the reason it gives, when it last had a frame, and whether it is a push: camera.
+function cameraNow() {
+  if (!camera) return null;
+  const health = camera.health && typeof camera.health.capture === "string" ? camera.health : null;
+  return {
+    capture: health ? health.capture : camera.status,
+    reason: (health ? health.last_error : camera.last_error) || "",
+    lastFrameAt: Date.parse((health && health.last_frame_at) || camera.last_frame_at || ""),
+    push: isPush(camera.source),
+  };
+}
+
+function cameraBadge(known) {
+  return known ? [known.capture, capitalized(known.capture)] : null;
 }
 
 // The verdict: what the player is doing, in the HUD, over the picture and on the badge.
@@ -231,24 +245,37 @@ function describe(now) {
       hud: "connecting",
       message: retrying ? "Reconnecting…" : "Connecting…",
       detail: staleText,
-      badge: retrying ? noConnection : cameraBadge(),
+      badge: retrying ? noConnection : cameraBadge(cameraNow()),
     };
   }
-  // The socket is open: the frames and the camera's status decide.
+  // The socket is open: the frames and the camera's state decide.
   if (framesAreFresh(now)) {
     return { state: "live", hud: "live", message: "", badge: ["online", "Online"] };
   }
-  const reason = camera && camera.last_error ? camera.last_error : "";
-  if (camera && isPush(camera.source) && camera.status !== "online") {
+  const known = cameraNow();
+  const capture = known ? known.capture : null;
+  const reason = known ? known.reason : "";
+  if (known && known.push && capture !== "online") {
+    const message = "Waiting for a publisher";
     return {
       state: "waiting-publisher",
       hud: "waiting for a publisher",
-      message: "Waiting for a publisher",
-      detail: [staleText, reason].filter(Boolean).join(" · "),
+      message,
+      // The API's reason may say the same words; say them once.
+      detail: [staleText, reason.startsWith(message) ? "" : reason].filter(Boolean).join(" · "),
       badge: ["connecting", "No publisher"],
     };
   }
-  if (camera && camera.status === "offline") {
+  if (capture === "disabled") {
+    return {
+      state: "disabled",
+      hud: "disabled",
+      message: "This camera is disabled.",
+      detail: staleText,
+      badge: ["offline", "Disabled"],
+    };
+  }
+  if (capture === "offline") {
     return {
       state: "offline",
       hud: "offline",
@@ -262,24 +289,24 @@ function describe(now) {
       state: "stale",
       hud: "stale",
       message: `Stale since ${clock(shownAt)}`,
-      detail: camera && camera.status === "connecting" ? reason : "",
-      badge: camera && camera.status === "online" ? ["connecting", "Stale"] : cameraBadge(),
+      detail: capture === "connecting" ? reason : "",
+      badge: capture === "online" ? ["connecting", "Stale"] : cameraBadge(known),
     };
   }
-  if (camera && camera.status === "connecting") {
+  if (capture === "connecting") {
     return {
       state: "waiting",
       hud: "connecting to the camera",
       message: "Connecting to the camera…",
       detail: reason,
-      badge: cameraBadge(),
+      badge: cameraBadge(known),
     };
   }
   return {
     state: "waiting",
     hud: "waiting",
     message: "Waiting for the first frame…",
-    badge: cameraBadge(),
+    badge: cameraBadge(known),
   };
 }
 
@@ -398,11 +425,11 @@ function tick() {
 // The API saw frames well after the last one that reached us: the stream, not the camera, is
 // stuck (a half-open connection after a network change, say). Both times are the server's clock.
 function streamFellBehind() {
-  if (link !== "open" || !shown || !camera || camera.status !== "online") return false;
-  const apiFrameAt = Date.parse(camera.last_frame_at || "");
+  const known = cameraNow();
+  if (link !== "open" || !shown || !known || known.capture !== "online") return false;
   const ourFrameAt = Number(shown.header.timestamp);
-  if (!Number.isFinite(apiFrameAt) || !Number.isFinite(ourFrameAt)) return false;
-  return apiFrameAt - ourFrameAt > STREAM_BEHIND_MS && !framesAreFresh(Date.now());
+  if (!Number.isFinite(known.lastFrameAt) || !Number.isFinite(ourFrameAt)) return false;
+  return known.lastFrameAt - ourFrameAt > STREAM_BEHIND_MS && !framesAreFresh(Date.now());
 }
 
 async function pollStatus() {
@@ -419,8 +446,9 @@ async function pollStatus() {
     } else if (response.ok) {
       apiProblem = null;
       camera = await response.json();
-      cameraError.textContent = camera.last_error || "";
-      cameraError.hidden = !camera.last_error;
+      const { capture, reason } = cameraNow();
+      cameraError.textContent = capture === "online" ? "" : reason;
+      cameraError.hidden = capture === "online" || !reason;
     }
   } catch (error) {
     // The server is unreachable: the stream's state already says so.

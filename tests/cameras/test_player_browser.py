@@ -233,3 +233,75 @@ def test_a_push_camera_waits_for_a_publisher_and_a_frozen_frame_says_stale_since
     assert page.text_content("#player-message") == "Waiting for a publisher"
     assert "stale since" in page.text_content("#player-detail")
     assert page.text_content("#player-state") != "live"
+
+
+# Counts the WebSockets the page opens (tries, refused or not).
+COUNT_SOCKETS = """
+window.socketsOpened = 0;
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) {
+    super(...args);
+    window.socketsOpened += 1;
+  }
+};
+"""
+
+# Playwright's pages are always visible: say otherwise the way the browser would.
+SET_HIDDEN = """(hidden) => {
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+  Object.defineProperty(document, "visibilityState", {
+    configurable: true,
+    get: () => (hidden ? "hidden" : "visible"),
+  });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def sockets_opened(page) -> int:
+    return page.evaluate("window.socketsOpened")
+
+
+def test_retry_now_and_coming_online_try_at_once_and_a_hidden_tab_waits_until_it_is_seen(
+    live_daphne, alice, organization, page
+):
+    camera = camera_create(
+        organization=organization, name="Lobby", source="demo:", target_fps=10, detectors=[]
+    )
+    server = live_daphne(CAMERAS_IN_PROCESS="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
+    login(page, server.url, "alice", "alice-password")
+    page.add_init_script(COUNT_SOCKETS)
+    page.goto(f"{server.url}/cameras/{camera.public_id}/")
+    page.wait_for_function("Number(document.getElementById('player').dataset.frames) > 3")
+    server.stop()
+
+    # Waiting 4 s for the third try: Retry now tries at once.
+    page.wait_for_function(
+        "document.getElementById('player-message').textContent === 'Reconnecting in 4 s'",
+        timeout=10_000,
+    )
+    before = sockets_opened(page)
+    page.click("#player-reconnect")
+    page.wait_for_function(f"window.socketsOpened === {before + 1}", timeout=500)
+
+    # Waiting 8 s for the next: the browser coming back online tries at once.
+    page.wait_for_function(
+        "/^Reconnecting in [5-8] s$/.test(document.getElementById('player-message').textContent)",
+        timeout=5_000,
+    )
+    before = sockets_opened(page)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    page.wait_for_function(f"window.socketsOpened === {before + 1}", timeout=500)
+
+    # Hidden, it does not retry at all, not even once the server is back...
+    page.evaluate(SET_HIDDEN, True)
+    page.wait_for_selector("#player[data-state=paused]", state="attached", timeout=2_000)
+    hidden_at = sockets_opened(page)
+    server.start()
+    page.wait_for_timeout(4_000)
+    assert sockets_opened(page) == hidden_at
+    assert player_state(page) == "paused"
+
+    # ...and seen again, it connects at once.
+    page.evaluate(SET_HIDDEN, False)
+    page.wait_for_function(f"window.socketsOpened === {hidden_at + 1}", timeout=500)
+    page.wait_for_selector("#player[data-state=live]", timeout=10_000)

@@ -487,8 +487,12 @@ class CameraSupervisor:
         self._source_opener = source_opener
         self.workers: dict[str, CaptureWorker] = {}
         self._streaks: dict[str, _RestartStreak] = {}
-        self._turn_failures = ContainedFailures(
-            what="The camera supervisor's turn (reloading cameras, restarting workers)",
+        self._reload_failures = ContainedFailures(
+            what="The capture supervisor's reload of the cameras",
+            count=CAPTURE_SUPERVISOR_FAILURES.inc,
+        )
+        self._check_failures = ContainedFailures(
+            what="The capture supervisor's check of its workers",
             count=CAPTURE_SUPERVISOR_FAILURES.inc,
         )
         self._stopping = asyncio.Event()
@@ -501,12 +505,13 @@ class CameraSupervisor:
         next_reload = loop.time()
         try:
             while not self._stopping.is_set():
-                # One failed turn (the database briefly away, a bug) keeps the running
-                # workers and is retried at the next turn; it never ends the supervisor.
-                with self._turn_failures:
-                    if loop.time() >= next_reload:
-                        next_reload = loop.time() + self.reload_seconds
+                # A failed turn (the database briefly away, a bug) keeps the running workers
+                # and is retried at the next turn; it never ends the supervisor.
+                if loop.time() >= next_reload:
+                    next_reload = loop.time() + self.reload_seconds
+                    with self._reload_failures:
                         await self.reconcile(loop=loop, channel_layer=channel_layer)
+                with self._check_failures:
                     self.revive(loop=loop, channel_layer=channel_layer)
                     await self._beat()
                 wait = min(self.check_seconds, max(0.0, next_reload - loop.time()))

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -80,8 +81,9 @@ def ingest_outcome_count(
         outcome = "duplicate" if result.duplicate else "accepted"
     elif isinstance(error, IngestError):
         outcome = {429: "rate_limited", 503: "unavailable"}.get(error.status, "rejected")
+    elif isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        outcome = "unavailable"  # answered 503 (Redis is away)
     else:
-        # Not an answer we chose: the cache, the layer or the database failed under us.
         outcome = "error"
     INGEST_FRAMES.labels(outcome=outcome).inc()
 

@@ -104,6 +104,9 @@ FAILURES_BEFORE_REBUILD = 3
 ENDING_ATTEMPTS = 5
 # A flush that failed as a whole (not one camera's part of it) is retried with backoff up to this.
 FLUSHER_MAX_BACKOFF_SECONDS = 30.0
+# While the database is away, a camera keeps the best frames of this many closed events for their
+# snapshots; older ones are stored without, so an outage of hours does not fill the memory.
+PENDING_SNAPSHOTS_KEPT = 20
 
 
 class RecorderStateError(RuntimeError):
@@ -237,7 +240,7 @@ class Recorder:
         # Stopped camera states replaced by a new one before their end was written.
         self._retired: list[_CameraState] = []
         self._lock = threading.Lock()  # guards _cameras, _retired and the states in them
-        self._flush_lock = threading.Lock()  # one flush at a time; guards what only it touches:
+        self._flush_lock = threading.Lock()  # one flush at a time; only it touches these two:
         self._endings: list[_Ending] = []
         self._health: dict[int, _CameraHealth] = {}
         # Sessions and events a dead process left open are ended at the first flush, and once
@@ -540,6 +543,7 @@ class Recorder:
         if state.broken is None and not _database_reachable():
             # The database is away: nothing to rebuild from. Keep what is in memory for when
             # it is back, retrying at every flush.
+            self._shed_snapshots(state)
             return reason
         if not health.rebuild_logged:
             health.rebuild_logged = True
@@ -587,6 +591,18 @@ class Recorder:
             )
         )
 
+    def _shed_snapshots(self, state: _CameraState) -> None:
+        """Let go of the best frames of all but the newest closed events waiting to be written."""
+        with self._lock:
+            waiting = [
+                event
+                for event in state.events.values()
+                if event.tracked.closed and event.tracked.best_frame is not None
+            ]
+            waiting.sort(key=lambda event: event.tracked.started_ms)
+            for event in waiting[: max(0, len(waiting) - PENDING_SNAPSHOTS_KEPT)]:
+                event.tracked.best_frame = None
+
     def _forget(self, state: _CameraState) -> None:
         """Drop a state from the recorder (call holding the lock)."""
         if self._cameras.get(state.camera_pk) is state:
@@ -600,9 +616,10 @@ class Recorder:
                 with transaction.atomic():
                     self._end(ending)
             except Exception as error:
-                ending.attempts += 1
                 RECORDER_FLUSH_FAILURES.labels(camera=ending.public_id).inc()
                 _connection_reset_if_broken()
+                if _database_reachable():
+                    ending.attempts += 1  # a database that is away will be back: wait for it
                 if ending.attempts < ENDING_ATTEMPTS:
                     continue
                 self._endings.remove(ending)

@@ -134,6 +134,14 @@ def test_three_cameras_with_overlapping_detectors_keep_recording_across_cuts_and
             feeder.start()
         for feeder in feeders:
             feeder.join(timeout=seconds + 10)
+        # What /readyz and the cameras pages read: a recent flush, every camera recording.
+        beats = heartbeats_read(["recorder", *(f"recorder:{c.public_id}" for c in cameras)])
+        assert beats["recorder"]["cameras"] == 3 and beats["recorder"]["paused"] == 0
+        assert time.time() - beats["recorder"]["at"] < 2
+        for camera in cameras:
+            beat = beats[f"recorder:{camera.public_id}"]
+            assert (beat["state"], beat["reason"]) == ("recording", "")
+            assert time.time() - beat["last_event_at"] < 2
     finally:
         recorder.close()
     assert [feeder.error for feeder in feeders] == [None, None, None]

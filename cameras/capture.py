@@ -604,7 +604,8 @@ class CameraSupervisor:
                 streak.delay,
                 exc_info=failure,
             )
-        else:
+        elif streak.crashes & (streak.crashes - 1) == 0:
+            # The same crash again: said at the 2nd, 4th, 8th… time, ever more rarely.
             logger.warning(
                 "The capture worker of camera %s crashed again (%d times in a row, same "
                 "failure); restarting it in %g s",
@@ -663,6 +664,12 @@ class CameraSupervisor:
                 logger.warning("Could not mark the cameras offline on the way out", exc_info=True)
 
 
+def _supervisor_ended(task: asyncio.Task) -> None:
+    # Its turns contain their failures; should something still end it, it must not be silent.
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("The camera supervisor stopped unexpectedly", exc_info=task.exception())
+
+
 def start_in_process_supervisor() -> None:
     """Run the supervisor on daphne's event loop once Twisted's reactor runs.
 
@@ -680,6 +687,7 @@ def start_in_process_supervisor() -> None:
         # default), enough to make a camera miss frames. 1 ms keeps them moving.
         sys.setswitchinterval(0.001)
         task = asyncio.get_running_loop().create_task(supervisor.run())
+        task.add_done_callback(_supervisor_ended)
         # Keep a reference: the loop holds tasks only weakly.
         start.task = task  # type: ignore[attr-defined]
         reactor.addSystemEventTrigger(

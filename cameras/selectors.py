@@ -144,6 +144,9 @@ def _from_epoch(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
+# capture, measured fps, last frame, last error
+_CaptureState = tuple[str, float | None, datetime | None, str]
+
 _cache_failing = False
 _cache_failing_lock = threading.Lock()
 
@@ -206,7 +209,7 @@ def _camera_health(camera: Camera, beats: dict[str, dict[str, Any]] | None) -> C
     )
 
 
-def _worker_capture(camera: Camera, beat: dict[str, Any] | None):
+def _worker_capture(camera: Camera, beat: dict[str, Any] | None) -> _CaptureState:
     if beat is None:
         # A camera just added or changed waits for the supervisor's next reload.
         grace = 3 * settings.CAMERA_RELOAD_SECONDS + 5
@@ -233,7 +236,7 @@ def _worker_capture(camera: Camera, beat: dict[str, Any] | None):
     )
 
 
-def _push_capture(camera: Camera):
+def _push_capture(camera: Camera) -> _CaptureState:
     """push: cameras have no worker: their state is what ingest wrote, aged by the clock."""
     offline_after = settings.CAMERA_OFFLINE_AFTER_SECONDS
     if camera.last_frame_at is None:
@@ -245,7 +248,9 @@ def _push_capture(camera: Camera):
     return camera.status, camera.measured_fps, camera.last_frame_at, camera.last_error
 
 
-def _recorder_health(camera: Camera, beats: dict[str, dict[str, Any]]):
+def _recorder_health(
+    camera: Camera, beats: dict[str, dict[str, Any]]
+) -> tuple[str, datetime | None]:
     if not settings.EVENTS_RECORDING or not camera.enabled:
         return "not recording", None
     beat = beats.get(recorder_heartbeat_name(camera.public_id))

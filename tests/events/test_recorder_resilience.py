@@ -428,3 +428,42 @@ def test_after_a_restart_open_events_are_ended_at_their_last_sighting(cameras):
     assert event.duration_seconds == pytest.approx((clock.ms - first) / 1000)
     session = CameraSession.objects.get()
     assert session.ended_at == session.last_frame_at == _ms(clock.ms)
+
+
+class _FlushFailsAtFirst(Recorder):
+    """A recorder whose first flushes fail as a whole, as a bug outside any camera's part would."""
+
+    def __init__(self, *, failures: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.failures_left = failures
+
+    def flush(self) -> None:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("injected flush failure")
+        super().flush()
+
+
+def test_the_flusher_outlives_failed_flushes_backs_off_and_tells_it_once(cameras, caplog):
+    front = cameras[0]
+    recorder = _FlushFailsAtFirst(failures=4, gap_seconds=1, flush_seconds=0.02, idle_seconds=600)
+    try:
+        recorder.record_frame(
+            camera=front, timestamp_ms=int(time.time() * 1000), detections=[PERSON]
+        )
+        started = time.monotonic()
+        while recorder.failures_left and time.monotonic() < started + 10:
+            recorder._wake.set()  # events closing must not make a failing flusher spin
+            time.sleep(0.005)
+        # It backed off: 0.04 + 0.08 + 0.16 s between the four failures, not back to back.
+        assert time.monotonic() - started > 0.25
+        deadline = time.monotonic() + 10
+        while not heartbeats_read(["recorder"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert heartbeats_read([f"recorder:{front.public_id}"])
+    finally:
+        recorder.close()
+    assert DetectionEvent.objects.filter(camera=front).exists()
+    failed = [r for r in caplog.records if r.getMessage().startswith("Recording events failed")]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    assert any(r.getMessage().startswith("Recording events works again") for r in caplog.records)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,11 @@ from cameras.selectors import (
 )
 from project.heartbeats import heartbeat_age, heartbeats_read
 
+logger = logging.getLogger(__name__)
+
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
+# The failing checks of the last answer: a change is logged, a probe repeating it is not.
+_last_failing: list[str] = []
 
 
 class CheckFailed(Exception):
@@ -163,11 +168,19 @@ async def readiness() -> dict[str, Any]:
     results = await asyncio.gather(*(_run_check(check) for check in CHECKS.values()))
     checks = dict(zip(CHECKS, results, strict=True))
     failing = [name for name, result in checks.items() if not result["ok"]]
+    error = "; ".join(f"{name}: {checks[name]['error']}" for name in failing)
+    _log_change(failing, error)
     if not failing:
         return {"status": "ok", "checks": checks}
-    return {
-        "status": "failing",
-        "error": "; ".join(f"{name}: {checks[name]['error']}" for name in failing),
-        "failing": failing,
-        "checks": checks,
-    }
+    return {"status": "failing", "error": error, "failing": failing, "checks": checks}
+
+
+def _log_change(failing: list[str], error: str) -> None:
+    global _last_failing
+    if failing == _last_failing:
+        return
+    if failing:
+        logger.warning("Not ready: %s", error)
+    else:
+        logger.info("Ready again")
+    _last_failing = failing

@@ -33,7 +33,11 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 @require_safe
 async def readyz(request: HttpRequest) -> JsonResponse:
     report = await readiness()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    # A 503 here is an answer, not a server error: project.health logs each change of what is
+    # failing once, where Django would log every probe (every few seconds) at ERROR.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 @never_cache

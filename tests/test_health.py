@@ -5,6 +5,7 @@ answers, a capture supervisor that is not running, a recorder that has not repor
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 import urllib.error
@@ -112,12 +113,14 @@ def test_readyz_is_ok_when_everything_answers(client):
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_readyz_names_the_cache_and_the_channel_layer_when_redis_is_down(
-    client, own_redis, settings
+    client, own_redis, settings, caplog
 ):
     redis_settings(settings, own_redis.url)
     assert client.get("/readyz").status_code == 200
     own_redis.stop()
+    caplog.set_level(logging.INFO)
     response = client.get("/readyz")
+    assert client.get("/readyz").status_code == 503
     assert response.status_code == 503
     report = response.json()
     assert report["failing"] == ["channel_layer", "cache"]
@@ -126,6 +129,12 @@ def test_readyz_names_the_cache_and_the_channel_layer_when_redis_is_down(
     assert report["checks"]["database"]["ok"]
     own_redis.start()
     assert client.get("/readyz").status_code == 200
+    # Two failing probes, one warning naming what fails (no ERROR per probe); one recovery.
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "project.health"]
+    assert [level for level, _ in said] == ["WARNING", "INFO"]
+    assert said[0][1].startswith("Not ready: channel_layer: ")
+    assert said[1][1] == "Ready again"
+    assert not [r for r in caplog.records if r.name == "django.request"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -105,7 +105,6 @@ function connect() {
   };
   ws.onmessage = (event) => {
     if (!(event.data instanceof ArrayBuffer)) return;
-    attempt = 0;
     waiting = event.data;
     if (!decoding) drawNext();
   };

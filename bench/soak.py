@@ -56,7 +56,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import WebSocketException
 
 from bench.fanout import LOCALHOST, MAX_MESSAGE_BYTES, frame_timestamp, free_port, rss_kib, running
 
@@ -439,7 +439,7 @@ def wait_until_serving(base_url: str, server: Server) -> None:
         if server.process.poll() is not None:
             break
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{base_url}/healthz", timeout=2, trust_env=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -506,7 +506,9 @@ async def viewer(
                     tallies.frames[camera].add(timestamp)
                     if not tallies.streaming.is_set() and all(tallies.frames):
                         tallies.streaming.set()
-        except (OSError, TimeoutError, ConnectionClosed, InvalidStatus, ValueError) as error:
+        # Any failure (refused, a broken handshake, a drop, a malformed frame) is counted, and the
+        # viewer comes back: a load task that died silently would read as a quiet camera.
+        except (OSError, TimeoutError, WebSocketException, ValueError, KeyError) as error:
             if stop.is_set():
                 return
             tallies.viewer_drops += 1
@@ -674,7 +676,9 @@ async def drive(
             stop.set()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, Exception):  # a harness bug: say so, never hide it
+                    tallies.failures[f"load task died: {outcome!r}"[:200]] += 1
     return rows[0], rows[1:], tallies
 
 

@@ -41,6 +41,13 @@ function showReachable(reachable) {
     grid.before(notice);
   }
   notice.hidden = reachable;
+  if (!reachable) {
+    // Nobody can know a camera's state now: no badge may go on saying "Online".
+    for (const badge of grid.querySelectorAll("[data-status]")) {
+      badge.className = "badge";
+      badge.textContent = "Unknown";
+    }
+  }
   notice.textContent = reachable
     ? ""
     : `The server cannot be reached since ${clock(unreachableSince)}; the stills and statuses ` +

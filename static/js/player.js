@@ -201,7 +201,7 @@ function cameraBadge(known) {
 // The verdict: what the player is doing, in the HUD, over the picture and on the badge.
 function describe(now) {
   const staleText = shown ? `stale since ${clock(shownAt)}` : "";
-  const noConnection = ["connecting", "no connection"];
+  const noConnection = ["connecting", "No connection"];
   if (link === "paused" || link === "closed") {
     return { state: link, hud: link, message: shown ? "" : "Paused while the tab is hidden." };
   }

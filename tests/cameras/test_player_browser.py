@@ -99,7 +99,7 @@ def test_the_player_and_the_grid_come_back_by_themselves_after_a_minute_long_out
     assert page.is_visible("#player-reconnect")
     assert page.text_content("#player-reconnect") == "Retry now"
     assert page.text_content("#player-state") == "reconnecting"
-    assert page.text_content("#camera-status") == "no connection"
+    assert page.text_content("#camera-status") == "No connection"
     assert "stale since" in page.text_content("#player-detail")
     page.wait_for_function(
         "/^Reconnecting in ([3-9]|1[0-6]) s$/.test(document.getElementById('player-message')"
@@ -121,6 +121,7 @@ def test_the_player_and_the_grid_come_back_by_themselves_after_a_minute_long_out
     assert 0 <= countdown(page) <= STEADY_RETRY_SECONDS
     # The grid says its stills are old instead of going on as if they were current.
     assert grid.is_visible("#camera-grid-notice")
+    assert grid.text_content(".camera-tile [data-status]") == "Unknown"
     stills_before = stills_loaded(grid)
 
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped_at)))

@@ -16,6 +16,9 @@ viewer therefore skips frames, costs the others nothing, and the memory it pins 
 one frame in its slot plus what its connection buffers.
 
 The hub subscribes when its first viewer arrives and unsubscribes when its last one leaves.
+It receives through a `GroupReceiver` (see `project.channel_layer`): a camera that publishes
+nothing for a while (its source reconnecting) or a Redis restart only pause the video, and
+frames reach the viewers again as soon as they flow, without the viewers reconnecting.
 Everything here runs on the event loop; nothing blocks.
 """
 
@@ -36,6 +39,8 @@ from cameras.publishing import (
     group_name,
 )
 from cameras.transport import websocket_frame
+from project.channel_layer import GroupReceiver
+from project.metrics import FRAMES_DROPPED, VIEWERS
 
 logger = logging.getLogger(__name__)
 
@@ -103,16 +108,19 @@ class Viewer:
         pending = self._pending_bytes()
         return pending is not None and pending > MAX_BUFFERED_FRAMES * self._size(frame)
 
-    async def offer(self, frame: Outgoing) -> None:
-        """Give the viewer a frame: sent now, or kept as its newest if it is still busy."""
+    async def offer(self, frame: Outgoing) -> bool:
+        """Give the viewer a frame: sent now, or kept as its newest if it is still busy.
+        True when that newest replaced an unsent frame (a frame this slow viewer skips)."""
         if self.closed or frame.timestamp <= self._last_timestamp:
-            return
+            return False
         if self._busy or self._drain_task is not None or self._congested(frame):
+            skipped = self._slot is not None
             self._slot = frame
             if self._drain_task is None and not self._busy:
                 self._drain_task = asyncio.create_task(self._drain())
-            return
+            return skipped
         await self._send(frame)
+        return False
 
     async def _send(self, frame: Outgoing) -> None:
         self._last_timestamp = frame.timestamp
@@ -157,13 +165,15 @@ class CameraHub:
         self.camera_id = camera_id
         self.viewers: set[Viewer] = set()
         self.latest: Outgoing | None = None
-        self._channel_layer = get_channel_layer()
-        self._channel_name: str | None = None
+        self._receiver = GroupReceiver(
+            get_channel_layer(), where="hub", groups=[group_name(camera_id)]
+        )
         self._tasks: list[asyncio.Task] = []
+        self._skipped = FRAMES_DROPPED.labels(camera=camera_id, reason="slow_viewer")
 
     async def start(self) -> None:
-        self._channel_name = await self._channel_layer.new_channel()
-        await self._channel_layer.group_add(group_name(self.camera_id), self._channel_name)
+        # Never raises for an unreachable layer: the receiver joins once it is back.
+        await self._receiver.join()
         self._tasks = [
             asyncio.create_task(self._receive_frames()),
             asyncio.create_task(self._keep_marked_watched()),
@@ -172,35 +182,62 @@ class CameraHub:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        # channels-redis may take its time to let go of a cancelled receive: do not make the
-        # last viewer's disconnect wait for it.
+        # Do not make the last viewer's disconnect wait for a receive to let go.
         await asyncio.wait(self._tasks, timeout=STOP_WAIT_SECONDS)
         self._tasks = []
-        if self._channel_name is not None:
-            await self._channel_layer.group_discard(group_name(self.camera_id), self._channel_name)
+        await self._receiver.close()
 
     async def _receive_frames(self) -> None:
+        failing = False
         while True:
-            message = await self._channel_layer.receive(self._channel_name)
-            if message.get("type") != FRAME_MESSAGE_TYPE:
-                continue
-            frame = Outgoing(PublishedFrame.from_message(message))
-            if self.latest is not None and frame.timestamp <= self.latest.timestamp:
-                continue
-            self.latest = frame
-            # A snapshot: viewers may leave while we are sending.
-            for viewer in list(self.viewers):
-                try:
-                    await viewer.offer(frame)
-                except Exception:
-                    logger.debug("sending a frame to a viewer failed", exc_info=True)
+            message = await self._receiver.receive()
+            try:
+                await self._deliver(message)
+            except Exception:
+                # One bad message must not end the camera's video for everyone.
+                if not failing:
+                    logger.exception("Could not deliver a frame of camera %s", self.camera_id)
+                failing = True
+            else:
+                failing = False
+
+    async def _deliver(self, message: dict) -> None:
+        if message.get("type") != FRAME_MESSAGE_TYPE:
+            return
+        frame = Outgoing(PublishedFrame.from_message(message))
+        if self.latest is not None and frame.timestamp <= self.latest.timestamp:
+            return
+        self.latest = frame
+        skipped = 0
+        # A snapshot: viewers may leave while we are sending.
+        for viewer in list(self.viewers):
+            try:
+                if await viewer.offer(frame):
+                    skipped += 1
+            except Exception:
+                logger.debug("sending a frame to a viewer failed", exc_info=True)
+        if skipped:
+            self._skipped.inc(skipped)
 
     async def _keep_marked_watched(self) -> None:
+        failing = False
         while True:
             try:
                 await acamera_mark_watched(self.camera_id)
             except Exception:
-                logger.warning("could not mark camera %s as watched", self.camera_id, exc_info=True)
+                # Once per outage (the cache is Redis in production), not every few seconds.
+                if not failing:
+                    logger.warning(
+                        "Could not mark camera %s as watched; retrying every %.0f s",
+                        self.camera_id,
+                        WATCHED_REFRESH_SECONDS,
+                        exc_info=True,
+                    )
+                failing = True
+            else:
+                if failing:
+                    logger.info("Camera %s is marked as watched again", self.camera_id)
+                failing = False
             await asyncio.sleep(WATCHED_REFRESH_SECONDS)
 
 
@@ -246,6 +283,7 @@ async def hub_join(camera_id: str, viewer: Viewer) -> CameraHub:
             await hub.start()
             hubs[camera_id] = hub
         hub.viewers.add(viewer)
+        VIEWERS.labels(camera=camera_id).set(len(hub.viewers))
     return hub
 
 
@@ -257,6 +295,7 @@ async def hub_leave(camera_id: str, viewer: Viewer) -> None:
         if hub is None:
             return
         hub.viewers.discard(viewer)
+        VIEWERS.labels(camera=camera_id).set(len(hub.viewers))
         if not hub.viewers:
             del hubs[camera_id]
             await hub.stop()

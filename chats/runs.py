@@ -13,6 +13,10 @@ Stop works from any process: a stop is sent to the group `message_<id>_control`,
 (and only the run, so it never has to read its own deltas) listens to; in the run's own
 process the registry cancels it directly. Cancelling closes the backend stream (for the
 OpenAI backend: the upstream HTTP request); the text so far is kept as `stopped`.
+
+The channel layer is never in a run's way: while it is away (Redis restarting) deltas and the
+end are dropped (listeners read the text from the database, see `chats.streaming`), the stop
+channel waits for it to come back, and the reply is generated and stored all the same.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from chats.assistants.builtin import BuiltinBackend
 from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from chats.models import Message
 from chats.services import message_finish, message_flush
+from project.channel_layer import GroupReceiver, group_send_or_drop
+from project.metrics import BACKEND_ERRORS, REPLIES
 
 logger = logging.getLogger(__name__)
 
@@ -124,14 +130,16 @@ def run_start(
     return run
 
 
-async def run_stop_request(*, message_id: int) -> None:
-    """Ask the run generating `message_id` to stop, wherever it runs."""
+async def run_stop_request(*, message_id: int) -> bool:
+    """Ask the run generating `message_id` to stop, wherever it runs; False if the request
+    could not be sent (the channel layer is away)."""
     run = _runs.get(message_id)
     if run is not None:
         run.stop()
-        return
-    layer = get_channel_layer()
-    await layer.group_send(control_group(message_id), {"type": "chat.stop"})
+        return True
+    return await group_send_or_drop(
+        get_channel_layer(), control_group(message_id), {"type": "chat.stop"}, where="run"
+    )
 
 
 async def _generate(
@@ -163,7 +171,10 @@ async def _publish(run: Run, layer: BaseChannelLayer) -> None:
         text, run.unpublished = "".join(run.unpublished), []
         at = run.published_length
         run.published_length += len(text)
-        await layer.group_send(group, {"type": "chat.delta", "at": at, "text": text})
+        # A delta lost to an unreachable layer is read from the database by the listeners.
+        await group_send_or_drop(
+            layer, group, {"type": "chat.delta", "at": at, "text": text}, where="run"
+        )
 
 
 async def _flush_periodically(run: Run) -> None:
@@ -181,22 +192,27 @@ async def _flush_periodically(run: Run) -> None:
             return
 
 
-async def _stop_on_request(run: Run, layer: BaseChannelLayer, channel: str) -> None:
-    """Stop the run on `chat.stop`; return on `chat.release`, which the run sends itself at
-    its end: a pending receive on channels-redis can take its poll timeout (5 s) to cancel."""
+async def _stop_on_request(run: Run, receiver: GroupReceiver) -> None:
+    """Stop the run on `chat.stop`; cancelled by the run at its end."""
     while True:
-        kind = (await layer.receive(channel)).get("type")
-        if kind == "chat.stop":
+        message = await receiver.receive()
+        if message is not None and message.get("type") == "chat.stop":
             run.stop()
             return
-        if kind == "chat.release":
-            return
+
+
+def _backend_label(backend: Backend) -> str:
+    if isinstance(backend, OpenAICompatibleBackend):
+        return "openai"
+    if isinstance(backend, BuiltinBackend):
+        return "builtin"
+    return "other"
 
 
 async def _run(run: Run, backend: Backend, turns: list[Turn], context: AssistantContext) -> None:
     layer = get_channel_layer()
-    control_channel = await layer.new_channel()
-    await layer.group_add(control_group(run.message_id), control_channel)
+    control = GroupReceiver(layer, where="run", groups=[control_group(run.message_id)])
+    await control.join()
     helpers: list[asyncio.Task] = []
     status, error = Message.Status.COMPLETE, ""
     try:
@@ -205,7 +221,7 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
             run.generation.cancel()
         helpers = [
             asyncio.create_task(_flush_periodically(run)),
-            asyncio.create_task(_stop_on_request(run, layer, control_channel)),
+            asyncio.create_task(_stop_on_request(run, control)),
             asyncio.create_task(_publish(run, layer)),
         ]
         try:
@@ -220,7 +236,9 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
             status = Message.Status.STOPPED
         elif isinstance(run.generation.exception(), AssistantError):
             status, error = Message.Status.FAILED, str(run.generation.exception())
+            BACKEND_ERRORS.labels(backend=_backend_label(backend)).inc()
         elif run.generation.exception() is not None:
+            BACKEND_ERRORS.labels(backend=_backend_label(backend)).inc()
             logger.error("Reply %s failed", run.message_id, exc_info=run.generation.exception())
             status = Message.Status.FAILED
             error = (
@@ -234,16 +252,19 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
             run.new_text.set()
             await asyncio.gather(publisher, return_exceptions=True)
             flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            listener.cancel()
+            await asyncio.gather(flusher, listener, return_exceptions=True)
         if run.generation is not None and not run.abandoned:
-            await database_sync_to_async(message_finish)(
+            if await database_sync_to_async(message_finish)(
                 message_id=run.message_id, content=run.text(), status=status, error=error
-            )
-        # After the final write: whoever sees the end can read the finished message.
-        await layer.group_send(
-            message_group(run.message_id), {"type": "chat.end", "status": status, "error": error}
+            ):
+                REPLIES.labels(status=status).inc()
+        # After the final write: whoever sees the end can read the finished message. Lost to
+        # an unreachable layer, the listeners see the end in the database instead.
+        await group_send_or_drop(
+            layer,
+            message_group(run.message_id),
+            {"type": "chat.end", "status": status, "error": error},
+            where="run",
         )
-        await layer.group_discard(control_group(run.message_id), control_channel)
-        if helpers and not listener.done():
-            await layer.send(control_channel, {"type": "chat.release"})
-            await listener
+        await control.close()

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.utils import timezone
 
 from chats.markdown_rendering import markdown_to_safe_html
 from chats.models import Message
-from chats.runs import FLUSH_INTERVAL, message_group
+from chats.runs import FLUSH_INTERVAL
 from chats.services import STALE_AFTER_SECONDS, messages_expire_stale
+from project.channel_layer import GroupReceiver
+from project.metrics import SSE_STREAMS
+
+logger = logging.getLogger(__name__)
 
 KEEP_ALIVE = b": keep-alive\n\n"
 # After this long without an event a listener looks at the stored reply: it may have ended
@@ -32,6 +36,9 @@ SILENCE_CHECK = 1.0
 # How long a listener waits for the database to catch up with a delta it missed.
 GAP_WAIT_SECONDS = 4 * FLUSH_INTERVAL + 1.0
 DELETED_ERROR = "This reply no longer exists: its chat was deleted."
+STREAM_FAILED_ERROR = (
+    "The live stream of this reply failed on the server; reload the chat to see the rest."
+)
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
@@ -95,22 +102,25 @@ def _ending(message_id: int, stored: StoredReply | None) -> list[bytes]:
 
 async def reply_events(
     *,
-    layer: BaseChannelLayer,
-    channel: str,
+    receiver: GroupReceiver,
     message_id: int,
     offset: int = 0,
     stored: StoredReply | None = None,
 ) -> AsyncIterator[bytes]:
-    """The SSE bytes of reply `message_id` from character `offset` on.
+    """The SSE bytes of reply `message_id` from character `offset` on; closes `receiver`.
 
-    Call with `channel` already in the group `message_<id>`, before reading the message (or
-    before the run starts), so no delta published after the read can be missed. `stored`
+    Call with `receiver` already joined to the group `message_<id>`, before reading the message
+    (or before the run starts), so no delta published after the read can be missed. `stored`
     skips the first read when the caller knows the state (a reply it just created).
+
+    The channel layer only makes the text arrive sooner: while it is away (Redis restarting)
+    the listener goes on from the database, which it reads after every second of silence.
+    Should anything else fail, the response still ends, with `error` and `done`.
     """
     loop = asyncio.get_running_loop()
     read = database_sync_to_async(_read)
     sent = offset
-    receiving: asyncio.Future | None = None
+    SSE_STREAMS.inc()
     try:
         if stored is None:
             stored = await read(message_id, expire_stale=True)
@@ -126,14 +136,11 @@ async def reply_events(
         keep_alive = settings.SSE_KEEPALIVE_SECONDS
         last_write = loop.time()
         while True:
-            # One receive stays pending across silences: cancelling a receive on the
-            # channels-redis layer can take its poll timeout (5 s).
-            if receiving is None:
-                receiving = asyncio.ensure_future(layer.receive(channel))
-            done, _ = await asyncio.wait([receiving], timeout=min(SILENCE_CHECK, keep_alive))
-            if not done:
+            event = await receiver.receive(within=min(SILENCE_CHECK, keep_alive))
+            if event is None:
                 # Silence: did the reply end (its `chat.end` can be dropped by a full
-                # channel), did we miss text, is its run still alive (heartbeat)?
+                # channel, or lost while the layer was away), did we miss text, is its run
+                # still alive (heartbeat)?
                 stored = await read(message_id, expire_stale=True)
                 if stored is not None and len(stored.content) > sent:
                     yield sse_chunk(stored.content[sent:])
@@ -146,7 +153,6 @@ async def reply_events(
                     yield KEEP_ALIVE
                     last_write = loop.time()
                 continue
-            event, receiving = receiving.result(), None
             if event["type"] == "chat.delta":
                 at, text = event["at"], event["text"]
                 if at > sent:
@@ -166,10 +172,15 @@ async def reply_events(
                 for item in _ending(message_id, stored):
                     yield item
                 return
+    except Exception:
+        # Never a response left open without an end: the client stops waiting and can reload.
+        logger.exception("The stream of reply %s failed", message_id)
+        yield sse_event({"type": "error", "message": STREAM_FAILED_ERROR})
+        status = stored.status if stored is not None else Message.Status.FAILED
+        yield sse_event({"type": "done", "message_id": message_id, "status": status, "html": ""})
     finally:
-        if receiving is not None:
-            receiving.cancel()  # not awaited: the client is gone, nothing waits for it
-        await layer.group_discard(message_group(message_id), channel)
+        SSE_STREAMS.dec()
+        await receiver.close()
 
 
 async def _read_until(message_id: int, length: int) -> StoredReply | None:

@@ -46,6 +46,7 @@ from chats.streaming import StoredReply, reply_events
 from organizations.authentication import api_user_required
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error
+from project.channel_layer import GroupReceiver
 
 # How long a stop request waits for the run to store the partial text and end.
 STOP_WAIT_SECONDS = 5.0
@@ -107,11 +108,11 @@ def _accept_prompt(
     return reply, *reply_inputs(reply=reply)
 
 
-async def _subscribe(message_id: int) -> tuple:
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(message_group(message_id), channel)
-    return layer, channel
+async def _subscribe(message_id: int) -> GroupReceiver:
+    # Joining never fails for an unreachable layer: the stream then goes on from the database.
+    receiver = GroupReceiver(get_channel_layer(), where="sse", groups=[message_group(message_id)])
+    await receiver.join()
+    return receiver
 
 
 @api_user_required
@@ -122,11 +123,10 @@ async def message_create_stream(request: HttpRequest, user, chat_id: int) -> Htt
         return accepted
     reply, turns, context = accepted
     # Join the reply's group before the run starts, so not one delta is missed.
-    layer, channel = await _subscribe(reply.pk)
+    receiver = await _subscribe(reply.pk)
     run_start(message_id=reply.pk, turns=turns, context=context)
     events = reply_events(
-        layer=layer,
-        channel=channel,
+        receiver=receiver,
         message_id=reply.pk,
         stored=StoredReply("", Message.Status.STREAMING, ""),
     )
@@ -163,10 +163,8 @@ async def message_stream_resume(
     if message is None:
         return _not_found()
     # Subscribe first, then read what is stored: a delta published in between is not lost.
-    layer, channel = await _subscribe(message.pk)
-    events = reply_events(
-        layer=layer, channel=channel, message_id=message.pk, offset=int(raw_offset)
-    )
+    receiver = await _subscribe(message.pk)
+    events = reply_events(receiver=receiver, message_id=message.pk, offset=int(raw_offset))
     return _event_stream(events, message_id=message.pk)
 
 
@@ -183,10 +181,12 @@ async def message_stop_view(
     if message is None:
         return _not_found()
     if message.status == Message.Status.STREAMING:
-        await run_stop_request(message_id=message.pk)
+        delivered = await run_stop_request(message_id=message.pk)
         # The run stores the partial text as `stopped` before anything else; watch for that
         # (stopping is rare: polling is simpler than listening, and cannot miss the end).
-        deadline = asyncio.get_running_loop().time() + STOP_WAIT_SECONDS
+        # Undelivered (the channel layer is away), we stop the stored reply at once: a run in
+        # another process sees that at its next write and stops too.
+        deadline = asyncio.get_running_loop().time() + (STOP_WAIT_SECONDS if delivered else 0)
         while message.status == Message.Status.STREAMING:
             if asyncio.get_running_loop().time() >= deadline:
                 # No run answered: it was lost. Stop the stored reply ourselves.

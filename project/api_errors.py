@@ -2,7 +2,8 @@
 
 `{"error": "<sentence a person can act on>", "code": "<stable machine code>"}`, plus `fields`
 for validation errors. DRF views get it through the exception handler; plain views (SSE,
-ingest) through `json_error`.
+ingest) through `json_error`. Redis being away is a 503 with `Retry-After` (see
+`project.unavailable`), in DRF views as everywhere else.
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ from typing import Any
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from project.unavailable import (
+    REDIS_UNAVAILABLE_ERRORS,
+    RETRY_AFTER_SECONDS,
+    unavailable_body,
+    unavailable_noted,
+)
 
 
 def json_error(status_code: int, message: str, code: str, **extra: Any) -> JsonResponse:
@@ -30,6 +38,14 @@ def json_exception_handler(exc: Exception, context: dict) -> Response | None:
     # Imported here: rest_framework.views loads the authentication classes, which use json_error.
     from rest_framework.views import exception_handler
 
+    if isinstance(exc, REDIS_UNAVAILABLE_ERRORS):
+        # e.g. a throttle or rate limit whose counter lives in the cache.
+        unavailable_noted(context["request"], exc)
+        return Response(
+            unavailable_body(),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     response = exception_handler(exc, context)
     if response is None:
         return None

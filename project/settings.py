@@ -125,6 +125,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Redis away while a view needed it: 503 with Retry-After (JSON on the API), not a 500.
+    "project.unavailable.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"

@@ -1,0 +1,232 @@
+"""Channel-layer receives that live for minutes or days and survive silence and layer outages.
+
+Everything that listens for long (an SSE reply listener, a camera hub, a run's stop channel)
+receives through a `GroupReceiver`, never through a bare `layer.receive()`:
+
+- **Silence is "nothing yet".** channels-redis waits for a message with a blocking BZPOPMIN
+  of 5 s; a Redis socket timeout shorter than that (redis-py's default is 5 s) made a silent
+  channel raise `TimeoutError`. Settings give the layer a longer socket timeout; should a
+  timeout still happen, it is received again at once, never an error.
+- **An outage is waited out.** A lost connection (Redis restarted or unreachable) is retried
+  with backoff (0.25 s doubling to 5 s). The first failure in the process is logged once with
+  its traceback, the recovery once at info; each receiver that resumes counts
+  `CHANNEL_LAYER_RECONNECTS{where}`.
+- **Groups are joined again.** A restarted Redis has forgotten every group, so after an outage
+  a receiver joins its groups again before it receives. A receiver that never saw the outage
+  itself (in channels-redis one receive per process waits in Redis for all of them) notices
+  the process's recovery within `REJOIN_CHECK_SECONDS`; and every receiver re-joins every
+  `REJOIN_SECONDS` anyway, because channels-redis drops group members older than a day.
+
+Publishers that must not fail because the layer is away (a reply's deltas, which listeners
+can read from the database) send through `group_send_or_drop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.exceptions
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+
+from project.metrics import CHANNEL_LAYER_RECONNECTS
+
+logger = logging.getLogger(__name__)
+
+# What a layer (or cache) raises when Redis is away: refused, reset, restarted, too slow.
+# BusyLoadingError (a restarted Redis loading its data) is a ConnectionError.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+
+BACKOFF_FIRST_SECONDS = 0.25
+BACKOFF_MAX_SECONDS = 5.0
+# How often a waiting receiver checks whether it must join its groups again.
+REJOIN_CHECK_SECONDS = 1.0
+REJOIN_SECONDS = 300.0
+# How long `close` waits for its pending receive to take the release message.
+CLOSE_WAIT_SECONDS = 1.0
+RELEASE_MESSAGE_TYPE = "receiver.release"
+
+
+@dataclass
+class _LayerHealth:
+    """What this process knows about one layer: failing since when, recovered how often."""
+
+    failing_since: float | None = None
+    recoveries: int = 0
+
+    def failed(self, where: str, error: BaseException) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            logger.warning(
+                "The channel layer is unreachable (first noticed by %s: %s); receives and "
+                "publishers retry with backoff until it is back",
+                where,
+                error,
+                exc_info=error,
+            )
+
+    def recovered(self) -> None:
+        if self.failing_since is not None:
+            logger.info(
+                "The channel layer is reachable again after %.1f s; receivers join their "
+                "groups again",
+                time.monotonic() - self.failing_since,
+            )
+            self.failing_since = None
+            self.recoveries += 1
+
+
+_health_by_layer: weakref.WeakKeyDictionary[BaseChannelLayer, _LayerHealth] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _health(layer: BaseChannelLayer) -> _LayerHealth:
+    health = _health_by_layer.get(layer)
+    if health is None:
+        health = _health_by_layer[layer] = _LayerHealth()
+    return health
+
+
+async def group_send_or_drop(
+    layer: BaseChannelLayer, group: str, message: dict[str, Any], *, where: str
+) -> bool:
+    """Send `message` to `group`; False (logged once per outage) if the layer is away.
+
+    For messages whose loss a receiver makes up for (a reply's text is in the database)."""
+    health = _health(layer)
+    try:
+        await layer.group_send(group, message)
+    except UNAVAILABLE_ERRORS as error:
+        health.failed(where, error)
+        return False
+    health.recovered()
+    return True
+
+
+class GroupReceiver:
+    """One channel, member of `groups`, whose `receive` survives silence and outages.
+
+    Call `join` first and `close` at the end. `receive` is meant for one task at a time.
+    """
+
+    def __init__(self, layer: BaseChannelLayer, *, where: str, groups: Iterable[str]):
+        self.layer = layer
+        self.where = where
+        self.groups = list(groups)
+        self.channel: str | None = None
+        self._health = _health(layer)
+        # One receive stays pending across `receive(within)` calls that return None, so a
+        # message arriving between two calls is never lost to a cancellation.
+        self._pending: asyncio.Future | None = None
+        self._joined_generation = -1
+        self._joined_at = 0.0
+        self._failing = False
+        self._backoff = BACKOFF_FIRST_SECONDS
+
+    async def join(self) -> None:
+        """Take a channel and join the groups. An unreachable layer does not raise: the
+        receiver then keeps trying in `receive`, and callers that can go on without it do."""
+        if self.channel is None:
+            self.channel = await self.layer.new_channel()
+        try:
+            await self._join_groups()
+        except UNAVAILABLE_ERRORS as error:
+            self._fail(error)
+
+    async def receive(self, within: float | None = None) -> dict[str, Any] | None:
+        """The next message; None if `within` seconds passed without one (never raises for
+        an unreachable layer: it waits for it to come back)."""
+        assert self.channel is not None, "join() first"
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        while True:
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self._next_message())
+            wait = REJOIN_CHECK_SECONDS
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - loop.time()))
+            done, _ = await asyncio.wait([self._pending], timeout=wait)
+            if done:
+                pending, self._pending = self._pending, None
+                return pending.result()
+            if not self._failing and self._rejoin_due():
+                try:
+                    await self._join_groups()
+                except UNAVAILABLE_ERRORS:
+                    pass  # the pending receive meets the same outage and handles it
+            if deadline is not None and loop.time() >= deadline:
+                return None
+
+    async def close(self) -> None:
+        """Stop receiving and leave the groups (best effort: members expire anyway)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            # Wake the pending receive with a message of our own rather than cancel it: a
+            # receive cancelled while channels-redis reads a BZPOPMIN reply loses that
+            # message, which may be for another channel of this process.
+            try:
+                await self.layer.send(self.channel, {"type": RELEASE_MESSAGE_TYPE})
+                await asyncio.wait([pending], timeout=CLOSE_WAIT_SECONDS)
+            except (*UNAVAILABLE_ERRORS, ChannelFull):
+                pass  # nothing can be lost from a layer that is away
+            if not pending.done():
+                pending.cancel()
+        if self.channel is None:
+            return
+        for group in self.groups:
+            try:
+                await self.layer.group_discard(group, self.channel)
+            except UNAVAILABLE_ERRORS:
+                logger.debug("could not leave %s (%s)", group, self.where, exc_info=True)
+
+    def _rejoin_due(self) -> bool:
+        return (
+            self._joined_generation != self._health.recoveries
+            or time.monotonic() - self._joined_at >= REJOIN_SECONDS
+        )
+
+    async def _join_groups(self) -> None:
+        generation = self._health.recoveries
+        for group in self.groups:
+            await self.layer.group_add(group, self.channel)
+        self._joined_generation, self._joined_at = generation, time.monotonic()
+
+    async def _next_message(self) -> dict[str, Any]:
+        while True:
+            try:
+                if self._failing or self._rejoin_due():
+                    await self._join_groups()
+                    if self._failing:
+                        self._recover()
+                return await self.layer.receive(self.channel)
+            except redis.exceptions.TimeoutError:
+                # The channel stayed silent longer than the socket timeout: nothing yet. (A
+                # Redis that really hangs makes the next attempt fail to connect.)
+                continue
+            except UNAVAILABLE_ERRORS as error:
+                self._fail(error)
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, BACKOFF_MAX_SECONDS)
+
+    def _fail(self, error: BaseException) -> None:
+        self._failing = True
+        self._health.failed(self.where, error)
+
+    def _recover(self) -> None:
+        self._failing = False
+        self._backoff = BACKOFF_FIRST_SECONDS
+        CHANNEL_LAYER_RECONNECTS.labels(where=self.where).inc()
+        self._health.recovered()
+        # Joined just now: the recovery this receiver reported needs no second join.
+        self._joined_generation = self._health.recoveries

@@ -58,7 +58,15 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from bench.fanout import LOCALHOST, MAX_MESSAGE_BYTES, frame_timestamp, free_port, rss_kib, running
+from bench.fanout import (
+    LOCALHOST,
+    MAX_MESSAGE_BYTES,
+    cpu_seconds,
+    frame_timestamp,
+    free_port,
+    rss_kib,
+    running,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -191,6 +199,8 @@ class Row:
     tracebacks: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
     exited: list[str] = field(default_factory=list)  # server processes found dead
+    cpu_percent: dict[str, float] = field(default_factory=dict)  # per server process
+    load_average: float = 0.0  # the machine's, 1 minute, as the row ended: it is shared
 
 
 @dataclass
@@ -315,8 +325,8 @@ def markdown_table(rows: list[Row], cameras: list[str], servers: list[str]) -> s
         "| frames recorded | replies ok / failed "
         + "".join(f"| {s} RSS MiB " for s in servers)
         + "".join(f"| {s} ERROR / tracebacks " for s in servers)
-        + "| viewer drops |",
-        "|---|---|---:|---|---|---:" + "|---:" * (2 * len(servers)) + "|---:|",
+        + "| viewer drops | load |",
+        "|---|---|---:|---|---|---:" + "|---:" * (2 * len(servers)) + "|---:|---:|",
     ]
     for row in rows:
         lines.append(
@@ -325,9 +335,21 @@ def markdown_table(rows: list[Row], cameras: list[str], servers: list[str]) -> s
             f"| {row.replies_ok} / {row.replies_failed} "
             + "".join(f"| {row.rss_mib.get(s, 0):.0f} " for s in servers)
             + "".join(f"| {row.errors.get(s, 0)} / {row.tracebacks.get(s, 0)} " for s in servers)
-            + f"| {row.viewer_drops} |"
+            + f"| {row.viewer_drops} | {row.load_average:.1f} |"
         )
     return "\n".join(lines)
+
+
+def delivery_note(minutes: list[Row], cameras: list[str]) -> str:
+    """Not a target, a pointer: the share of the frames a camera processed that its viewers got
+    (a camera skips a frame while the previous one is still on its way; far below 100 % means
+    the fan-out cannot keep up)."""
+    shares = [
+        f"{name} {100 * sum(r.frames[c] for r in minutes) / recorded:.0f} %"
+        for c, name in enumerate(cameras)
+        if (recorded := sum(r.recorded[c] for r in minutes))
+    ]
+    return "viewers received, of the frames recorded: " + ", ".join(shares)
 
 
 def verdict_text(checks: list[Check]) -> str:
@@ -431,6 +453,7 @@ class Server:
     name: str
     process: subprocess.Popen
     log: LogWatch
+    cpu_seconds: float = 0.0  # at the previous row
 
 
 def wait_until_serving(base_url: str, server: Server) -> None:
@@ -597,6 +620,7 @@ async def recorded_totals(
 
 
 def sample_servers(servers: list[Server], row: Row) -> None:
+    row.load_average = os.getloadavg()[0]
     for server in servers:
         tally = server.log.read_new()
         row.errors[server.name] = tally.errors
@@ -604,6 +628,8 @@ def sample_servers(servers: list[Server], row: Row) -> None:
         row.warnings[server.name] = tally.warnings
         if server.process.poll() is None:
             row.rss_mib[server.name] = rss_kib(server.process.pid) / 1024
+            used, server.cpu_seconds = server.cpu_seconds, cpu_seconds(server.process.pid)
+            row.cpu_percent[server.name] = 100 * (server.cpu_seconds - used) / row.seconds
         else:
             row.exited.append(f"{server.name} (status {server.process.returncode})")
 
@@ -684,7 +710,8 @@ async def drive(
 
 def progress_line(row: Row, names: list[str]) -> str:
     logs = ", ".join(
-        f"{name} {row.rss_mib.get(name, 0):.0f} MiB {row.errors[name]} ERROR "
+        f"{name} {row.rss_mib.get(name, 0):.0f} MiB {row.cpu_percent.get(name, 0):.0f}% CPU "
+        f"{row.errors[name]} ERROR "
         f"{row.tracebacks[name]} tb {row.warnings[name]} WARNING"
         for name in row.errors
     )
@@ -756,6 +783,7 @@ def soak(args: argparse.Namespace) -> int:
     print(markdown_table([warmup, *minutes], names, server_names))
     print()
     print(verdict_text(checks))
+    print(f"\n{delivery_note(minutes, names)}")
     print(f"\n/readyz at the end: {ready}")
     report_problems(servers, tallies)
     save_results(args, specs, [warmup, *minutes], checks, servers, tallies)

@@ -120,7 +120,7 @@ def test_the_table_has_a_row_per_minute_and_a_column_per_server():
     assert len(table) == 4
     assert table[0].count("|") == table[1].count("|") == table[3].count("|")
     assert table[3] == (
-        "| 1 | 3 / 1 | 4 | 290 / 270 | 300 / 280 | 200 / 0 | 240 | 180 | 0 / 0 | 0 / 0 | 0 |"
+        "| 1 | 3 / 1 | 4 | 290 / 270 | 300 / 280 | 200 / 0 | 240 | 180 | 0 / 0 | 0 / 0 | 0 | 0.0 |"
     )
 
 

@@ -131,6 +131,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "project.asgi.application"
+# How many HTTP requests one process handles at once up to the start of their response (the
+# rest wait on the event loop; open streams do not count): see project/request_admission.py.
+# Few keep the loop, which carries the camera frames, responsive under load; 0 = no limit.
+REQUEST_CONCURRENCY = env_int("REQUEST_CONCURRENCY", 4, minimum=0)
 
 TEMPLATES = [
     {

@@ -13,6 +13,7 @@ from bench.soak import (
     Row,
     binary_frame_timestamp,
     camera_specs,
+    delivery_note,
     judge,
     markdown_table,
 )
@@ -36,13 +37,16 @@ def test_it_counts_error_lines_warnings_and_tracebacks_across_pieces():
     second = scanner.feed(
         "OR events.recording: Recording events failed; retrying\n"
         "2026-12-01 17:23:14,0 CRITICAL daphne.server: gave up\n"
+        "2026-12-01 17:23:14,2 INFO channels_redis.core: 1 of 1 channels over capacity in group "
+        "camera_k3f9x2m1q8zt\n"
         "ERROR:asyncio:Task exception was never retrieved\n"
         "Exception in thread Thread-3:\nTraceback (most recent call last):\n"
         '  File "x.py", line 1\nredis.exceptions.TimeoutError: Timeout reading from socket\n'
     )
 
     assert (first.errors, first.warnings, first.tracebacks) == (1, 1, 1)
-    assert (second.errors, second.warnings, second.tracebacks) == (3, 0, 1)
+    assert (second.errors, second.warnings, second.tracebacks, second.layer_drops) == (3, 0, 1, 1)
+    assert scanner.layer_drops == {"camera": 1}
     assert scanner.error_lines["ERROR events.recording: Recording events failed; retrying"] == 2
     assert scanner.exceptions == {
         "KeyError: 7": 1,
@@ -122,6 +126,12 @@ def test_the_table_has_a_row_per_minute_and_a_column_per_server():
     assert table[3] == (
         "| 1 | 3 / 1 | 4 | 290 / 270 | 300 / 280 | 200 / 0 | 240 | 180 | 0 / 0 | 0 / 0 | 0 | 0.0 |"
     )
+
+
+def test_it_says_what_share_of_the_recorded_frames_the_viewers_got():
+    note = delivery_note([_row("1"), _row("2", frames=(10, 0))], CAMERAS)
+
+    assert note == "viewers received, of the frames recorded: Street 50 %, Gate 48 %"
 
 
 def test_each_default_camera_is_a_different_scene_with_different_detectors():

@@ -48,6 +48,7 @@ MAX_BUFFERED_FRAMES = 2
 DRAIN_POLL_SECONDS = 0.015
 WATCHED_REFRESH_SECONDS = 3.0
 STOP_WAIT_SECONDS = 0.5
+RECEIVE_RETRY_SECONDS = 1.0
 
 
 class Outgoing:
@@ -190,15 +191,22 @@ class CameraHub:
     async def _receive_frames(self) -> None:
         failing = False
         while True:
-            message = await self._receiver.receive()
+            # The receiver waits outages out itself; anything raised here is a bug, and one
+            # bad message or failed receive must not end the camera's video for everyone.
+            received = False
             try:
+                message = await self._receiver.receive()
+                received = True
                 await self._deliver(message)
             except Exception:
-                # One bad message must not end the camera's video for everyone.
                 if not failing:
-                    logger.exception("Could not deliver a frame of camera %s", self.camera_id)
+                    logger.exception("Could not deliver the frames of camera %s", self.camera_id)
                 failing = True
+                if not received:
+                    await asyncio.sleep(RECEIVE_RETRY_SECONDS)  # never spin on a failure
             else:
+                if failing:
+                    logger.info("Frames of camera %s are delivered again", self.camera_id)
                 failing = False
 
     async def _deliver(self, message: dict) -> None:

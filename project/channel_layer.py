@@ -52,7 +52,7 @@ BACKOFF_MAX_SECONDS = 5.0
 # How often a waiting receiver checks whether it must join its groups again.
 REJOIN_CHECK_SECONDS = 1.0
 REJOIN_SECONDS = 300.0
-# How long `close` waits for its pending receive to take the release message.
+# How long `close` may take (waking its pending receive, leaving its groups).
 CLOSE_WAIT_SECONDS = 1.0
 RELEASE_MESSAGE_TYPE = "receiver.release"
 
@@ -169,26 +169,25 @@ class GroupReceiver:
                 return None
 
     async def close(self) -> None:
-        """Stop receiving and leave the groups (best effort: members expire anyway)."""
+        """Stop receiving and leave the groups, within CLOSE_WAIT_SECONDS (best effort: a
+        member that could not leave expires with its channel)."""
         pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            # Wake the pending receive with a message of our own rather than cancel it: a
-            # receive cancelled while channels-redis reads a BZPOPMIN reply loses that
-            # message, which may be for another channel of this process.
-            try:
-                await self.layer.send(self.channel, {"type": RELEASE_MESSAGE_TYPE})
-                await asyncio.wait([pending], timeout=CLOSE_WAIT_SECONDS)
-            except (*UNAVAILABLE_ERRORS, ChannelFull):
-                pass  # nothing can be lost from a layer that is away
-            if not pending.done():
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                if pending is not None and not pending.done():
+                    # Wake the pending receive with a message of our own rather than cancel
+                    # it: a receive cancelled while channels-redis reads a BZPOPMIN reply
+                    # loses that message, which may be for another channel of this process.
+                    await self.layer.send(self.channel, {"type": RELEASE_MESSAGE_TYPE})
+                    await asyncio.wait([pending])
+                if self.channel is not None:
+                    for group in self.groups:
+                        await self.layer.group_discard(group, self.channel)
+        except (TimeoutError, ChannelFull, *UNAVAILABLE_ERRORS):
+            logger.debug("%s receiver closed without the layer", self.where, exc_info=True)
+        finally:
+            if pending is not None and not pending.done():
                 pending.cancel()
-        if self.channel is None:
-            return
-        for group in self.groups:
-            try:
-                await self.layer.group_discard(group, self.channel)
-            except UNAVAILABLE_ERRORS:
-                logger.debug("could not leave %s (%s)", group, self.where, exc_info=True)
 
     def _rejoin_due(self) -> bool:
         return (

@@ -60,6 +60,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
@@ -413,8 +414,6 @@ def camera_specs(count: int) -> list[tuple[str, str, list[str]]]:
 def postgres_database(admin_url: str) -> Iterator[str]:
     """A new, empty database on the server of `admin_url`, dropped afterwards: the soak never
     touches an existing database."""
-    import psycopg
-
     name = f"sightline_soak_{secrets.token_hex(4)}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -744,17 +743,21 @@ def progress_line(row: Row, names: list[str]) -> str:
 
 
 def soak(args: argparse.Namespace) -> int:
-    work_dir = Path(tempfile.mkdtemp(prefix="soak-bench-"))
+    if args.work_dir:
+        work_dir = args.work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        work_dir = Path(tempfile.mkdtemp(prefix="soak-bench-"))
     specs = camera_specs(args.cameras)
     names = [name for name, _, _ in specs]
-    keep = args.keep_logs
+    keep = args.keep_logs or args.work_dir is not None
     with ExitStack() as stack:
-        if args.database == "postgres":
-            database_url = stack.enter_context(postgres_database(args.postgres_url))
-        else:
-            database_url = f"sqlite:///{work_dir / 'soak.sqlite3'}"
-        env = server_env(args, work_dir, database_url)
         try:
+            if args.database == "postgres":
+                database_url = stack.enter_context(postgres_database(args.postgres_url))
+            else:
+                database_url = f"sqlite:///{work_dir / 'soak.sqlite3'}"
+            env = server_env(args, work_dir, database_url)
             manage(env, "migrate", "--no-input", "--verbosity", "0")
             spec = json.dumps({"fps": args.fps, "cameras": specs})
             output = manage(env, "shell", "-c", SETUP, extra_env={"SOAK_SETUP": spec})
@@ -772,7 +775,7 @@ def soak(args: argparse.Namespace) -> int:
                 (process,) = stack.enter_context(running([(command, env)], log))
                 servers.append(Server(name, process, LogWatch(name, log)))
             wait_until_serving(base_url, servers[0])
-        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        except (RuntimeError, OSError, subprocess.SubprocessError, psycopg.Error) as error:
             print(f"Could not start the installation: {error}\nwork directory: {work_dir}")
             return 2
 
@@ -910,6 +913,11 @@ def parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=60.0, help="seconds per row (default 60: per minute)"
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="where the database, media and logs go (kept); default: a new temporary one",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory")
     return parser
 

@@ -164,6 +164,7 @@ def test_a_short_real_run_fills_every_column(tmp_path):
             "--interval=6",
             "--warmup=3",
             f"--results-dir={tmp_path}",
+            f"--work-dir={tmp_path / 'work'}",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -174,6 +175,7 @@ def test_a_short_real_run_fills_every_column(tmp_path):
     # 1: a target missed (a 6 s "minute" may hold no new event); 2 would be a harness failure.
     assert completed.returncode in (0, 1), completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "| minute | events written (Street)" in completed.stdout
+    assert (tmp_path / "work" / "daphne.log").exists()
     (results,) = tmp_path.glob("soak-*.json")
     rows = json.loads(results.read_text())["rows"]
     assert [row["label"] for row in rows] == ["warm-up", "1", "2"]

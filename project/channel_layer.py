@@ -4,8 +4,8 @@ Everything that listens for long (an SSE reply listener, a camera hub, a run's s
 receives through a `GroupReceiver`, never through a bare `layer.receive()`:
 
 - **Silence is "nothing yet".** channels-redis waits for a message with a blocking BZPOPMIN
-  of 5 s; a Redis socket timeout shorter than that (redis-py's default is 5 s) made a silent
-  channel raise `TimeoutError`. Settings give the layer a longer socket timeout; should a
+  of 5 s; a Redis socket timeout no longer than that (redis-py 8's default is 5 s) made a
+  silent channel raise `TimeoutError`. Settings give the layer a longer socket timeout; should a
   timeout still happen, it is received again at once, never an error.
 - **An outage is waited out.** A lost connection (Redis restarted or unreachable) is retried
   with backoff (0.25 s doubling to 5 s). The first failure in the process is logged once with
@@ -36,16 +36,13 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from project.metrics import CHANNEL_LAYER_RECONNECTS
+from project.unavailable import REDIS_UNAVAILABLE_ERRORS
 
 logger = logging.getLogger(__name__)
 
-# What a layer (or cache) raises when Redis is away: refused, reset, restarted, too slow.
-# BusyLoadingError (a restarted Redis loading its data) is a ConnectionError.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
+# What a layer raises when Redis is away: refused, reset, restarted, too slow (and a socket
+# error that slipped through redis-py's wrapping).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (*REDIS_UNAVAILABLE_ERRORS, OSError)
 
 BACKOFF_FIRST_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 5.0
@@ -211,7 +208,8 @@ class GroupReceiver:
                 return await self.layer.receive(self.channel)
             except redis.exceptions.TimeoutError:
                 # The channel stayed silent longer than the socket timeout: nothing yet. (A
-                # Redis that really hangs makes the next attempt fail to connect.)
+                # Redis that hangs altogether is asked again, each time for at most the
+                # socket timeout; /readyz names it.)
                 continue
             except UNAVAILABLE_ERRORS as error:
                 self._fail(error)

@@ -48,6 +48,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
+import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
@@ -425,6 +427,32 @@ def postgres_database(admin_url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def redis_database(url: str, *, flush_first: bool) -> Iterator[None]:
+    """The run's Redis database: empty at the start (or emptied with `flush_first`), emptied again
+    at the end. Message ids start at 1 in every new database, so an earlier run's leftover
+    `message_<id>` groups would otherwise receive this run's reply pieces."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = client.dbsize()
+        if keys and not flush_first:
+            raise RuntimeError(
+                f"the Redis database {url} holds {keys} keys: the soak needs one of its own "
+                "(--flush-redis empties it first)"
+            )
+        client.flushdb()
+    except BaseException:
+        client.close()
+        raise
+    try:
+        yield
+    finally:
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+
 def manage(env: dict[str, str], *args: str, extra_env: dict[str, str] | None = None) -> str:
     completed = subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -758,6 +786,8 @@ def soak(args: argparse.Namespace) -> int:
             else:
                 database_url = f"sqlite:///{work_dir / 'soak.sqlite3'}"
             env = server_env(args, work_dir, database_url)
+            if args.layer == "redis":
+                stack.enter_context(redis_database(args.redis_url, flush_first=args.flush_redis))
             manage(env, "migrate", "--no-input", "--verbosity", "0")
             spec = json.dumps({"fps": args.fps, "cameras": specs})
             output = manage(env, "shell", "-c", SETUP, extra_env={"SOAK_SETUP": spec})
@@ -775,7 +805,13 @@ def soak(args: argparse.Namespace) -> int:
                 (process,) = stack.enter_context(running([(command, env)], log))
                 servers.append(Server(name, process, LogWatch(name, log)))
             wait_until_serving(base_url, servers[0])
-        except (RuntimeError, OSError, subprocess.SubprocessError, psycopg.Error) as error:
+        except (
+            RuntimeError,
+            OSError,
+            subprocess.SubprocessError,
+            psycopg.Error,
+            redis.RedisError,
+        ) as error:
             print(f"Could not start the installation: {error}\nwork directory: {work_dir}")
             return 2
 
@@ -902,7 +938,14 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--layer", choices=["memory", "redis"], default="memory")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--port", type=int, default=0, help="daphne's port (default: a free one)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/7",
+        help="a database of the soak's own: it must be empty, and is emptied at the end",
+    )
+    parser.add_argument(
+        "--flush-redis", action="store_true", help="empty the --redis-url database first"
+    )
     parser.add_argument(
         "--postgres-url",
         default="postgres://postgres@127.0.0.1:5432/postgres",
@@ -933,6 +976,9 @@ def main() -> None:
     if not 1 <= args.fps <= 30 or args.warmup < 0:
         parser().error("--fps must be 1..30 and --warmup not negative")
     args.intervals = max(1, round(args.minutes * 60 / args.interval))
+    # SIGTERM (a supervisor, `timeout`) unwinds like Ctrl-C: the servers are stopped and the
+    # PostgreSQL database is dropped on the way out, nothing is left running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(soak(args))
 
 

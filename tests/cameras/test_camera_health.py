@@ -223,7 +223,11 @@ def test_the_cameras_page_shows_each_cameras_health(
 
 
 @pytest.mark.django_db
-def test_the_camera_page_has_its_health_for_the_partial(alice_client, demo_camera):
+def test_the_camera_page_shows_its_health(alice_client, demo_camera):
     response = alice_client.get(f"/cameras/{demo_camera.public_id}/")
     assert response.status_code == 200
     assert response.context["health"].capture == "connecting"
+    html = response.content.decode()
+    assert "Capture: <strong>connecting</strong>" in html
+    assert "no frame yet" in html
+    assert "Recorder: <strong>not recording</strong>" in html

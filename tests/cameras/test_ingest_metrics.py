@@ -72,5 +72,7 @@ def test_ingest_while_redis_is_away_is_counted_unavailable(alice_api, push_camer
     before = outcomes()
     response = alice_api.post(URL, body(push_camera, now_ms()), format="json")
     after = outcomes()
-    assert response.status_code in (500, 503)  # 503 wherever the outage middleware is on
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    assert response.json()["code"] == "unavailable"
     assert after["unavailable"] - before["unavailable"] == 1

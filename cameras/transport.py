@@ -74,8 +74,10 @@ def disable_nagle(send: Callable[..., Any]) -> None:
     if set_no_delay is not None:
         try:
             set_no_delay(True)
-        except OSError:
-            pass  # the connection is already gone
+        except (OSError, AttributeError):
+            # The connection is already gone: a closed Twisted transport has no socket left
+            # (seen when daphne's handshake timeout closed it while the consumer connected).
+            pass
 
 
 def websocket_frame(payload: bytes, *, binary: bool) -> bytes:

@@ -72,7 +72,10 @@ async def _channel_layer() -> dict[str, Any]:
     layer = get_channel_layer()
     if layer is None:
         raise CheckFailed("no channel layer is configured")
-    channel = await layer.new_channel()
+    # A prefix of its own: with channels-redis the process's other channels share one Redis
+    # key and its capacity; a probe queued behind a busy process's reply pieces and frames
+    # would call a loaded server unready (ChannelFull) while the layer itself is fine.
+    channel = await layer.new_channel(prefix="readyz")
     token = secrets.token_hex(8)
     await layer.send(channel, {"type": "readyz.ping", "token": token})
     message = await layer.receive(channel)

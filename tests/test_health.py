@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from cameras.capture import CameraSupervisor, CaptureWorker
@@ -135,6 +135,26 @@ def test_readyz_names_the_cache_and_the_channel_layer_when_redis_is_down(
     assert said[0][1].startswith("Not ready: channel_layer: ")
     assert said[1][1] == "Ready again"
     assert not [r for r in caplog.records if r.name == "django.request"]
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_ok_while_this_process_has_a_full_channel(client, own_redis, settings):
+    # With channels-redis all of a process's channels share one Redis key and its capacity: a
+    # busy process (hundreds of reply pieces queued) is loaded, not broken, and must stay in
+    # the load balancer.
+    redis_settings(settings, own_redis.url)
+    layer = get_channel_layer()
+
+    async def fill_one_channel() -> None:
+        channel = await layer.new_channel()
+        for _ in range(layer.capacity):
+            await layer.send(channel, {"type": "chat.delta", "at": 0, "text": "x"})
+
+    async_to_sync(fill_one_channel)()
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json()
+    assert response.json()["checks"]["channel_layer"]["ok"]
 
 
 @pytest.mark.django_db(transaction=True)

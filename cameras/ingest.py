@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -43,6 +42,7 @@ from cameras.vision.frames import InvalidFrame, decode_jpeg, encode_jpeg, resize
 from events.recording import record_frame
 from project.counters import cache_counter_incr
 from project.metrics import INGEST_FRAMES
+from project.unavailable import REDIS_UNAVAILABLE_ERRORS
 
 # A timestamp is Unix milliseconds between 2000-01-01 and a day from now.
 EARLIEST_TIMESTAMP_MS = 946_684_800_000
@@ -81,7 +81,7 @@ def ingest_outcome_count(
         outcome = "duplicate" if result.duplicate else "accepted"
     elif isinstance(error, IngestError):
         outcome = {429: "rate_limited", 503: "unavailable"}.get(error.status, "rejected")
-    elif isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+    elif isinstance(error, REDIS_UNAVAILABLE_ERRORS):
         outcome = "unavailable"  # answered 503 (Redis is away)
     else:
         outcome = "error"

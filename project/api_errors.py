@@ -14,12 +14,7 @@ from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from project.unavailable import (
-    REDIS_UNAVAILABLE_ERRORS,
-    RETRY_AFTER_SECONDS,
-    unavailable_body,
-    unavailable_noted,
-)
+from project.unavailable import REDIS_UNAVAILABLE_ERRORS, unavailable_response
 
 
 def json_error(status_code: int, message: str, code: str, **extra: Any) -> JsonResponse:
@@ -40,12 +35,7 @@ def json_exception_handler(exc: Exception, context: dict) -> Response | None:
 
     if isinstance(exc, REDIS_UNAVAILABLE_ERRORS):
         # e.g. a throttle or rate limit whose counter lives in the cache.
-        unavailable_noted(context["request"], exc)
-        return Response(
-            unavailable_body(),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return unavailable_response(context["request"], exc)
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -89,16 +89,24 @@ def unavailable_noted(request: HttpRequest, error: Exception) -> None:
     _outage_log.note(request, error)
 
 
+def unavailable_response(request: HttpRequest, error: Exception) -> HttpResponse:
+    """503 with `Retry-After` for a request that failed because Redis is away (logged here)."""
+    unavailable_noted(request, error)
+    if _wants_json(request):
+        response: HttpResponse = JsonResponse(unavailable_body(), status=503)
+    else:
+        response = HttpResponse(
+            UNAVAILABLE_MESSAGE, status=503, content_type="text/plain; charset=utf-8"
+        )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    # Django logs every 5xx response at ERROR (django.request): the outage log above already
+    # said it, once, and a line per request during an outage is the noise it exists to avoid.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 class ServiceUnavailableMiddleware(MiddlewareMixin):
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, REDIS_UNAVAILABLE_ERRORS):
             return None
-        unavailable_noted(request, exception)
-        if _wants_json(request):
-            response: HttpResponse = JsonResponse(unavailable_body(), status=503)
-        else:
-            response = HttpResponse(
-                UNAVAILABLE_MESSAGE, status=503, content_type="text/plain; charset=utf-8"
-            )
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return unavailable_response(request, exception)

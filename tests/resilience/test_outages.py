@@ -137,7 +137,7 @@ def _assert_json_503(response) -> None:
 
 
 def test_while_redis_is_down_prompts_tokens_and_ingest_answer_json_503(
-    redis_cache, alice, organization, alice_api
+    redis_cache, alice, organization, alice_api, caplog
 ):
     chat = chat_create(user=alice, organization=organization)
     camera = camera_create(organization=organization, name="Webcam", source="push:")
@@ -172,6 +172,11 @@ def test_while_redis_is_down_prompts_tokens_and_ingest_answer_json_503(
     assert page.status_code == 503
     assert page["Content-Type"].startswith("text/plain")
     assert "Retry-After" in page
+
+    # One warning for the outage, not Django's ERROR line for every 503 answered.
+    assert not [r for r in caplog.records if r.name == "django.request"]
+    outage = [r for r in caplog.records if r.name == "project.unavailable"]
+    assert [r.levelname for r in outage] == ["WARNING"]
 
     redis_cache.start()
     again = APIClient().post(

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +40,11 @@ from project.heartbeats import heartbeat_age, heartbeats_read
 logger = logging.getLogger(__name__)
 
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
+# Checks whose thread is still working: a hung service holds a thread until its socket times
+# out, and probes arriving meanwhile must not queue behind it (the pool would fill and every
+# check, the database's too, would time out).
+_running: set[str] = set()
+_running_lock = threading.Lock()
 # The failing checks of the last answer: a change is logged, a probe repeating it is not.
 _last_failing: list[str] = []
 
@@ -48,6 +54,12 @@ class CheckFailed(Exception):
 
 
 async def _off_loop(function: Callable[[], Any]) -> Any:
+    name = function.__qualname__
+    with _running_lock:
+        if name in _running:
+            raise CheckFailed("the previous check has not answered yet")
+        _running.add(name)
+
     def run() -> Any:
         close_old_connections()
         try:
@@ -55,6 +67,8 @@ async def _off_loop(function: Callable[[], Any]) -> Any:
         finally:
             # This pool's threads never serve requests: nothing else would close them.
             connections.close_all()
+            with _running_lock:
+                _running.discard(name)
 
     return await asyncio.get_running_loop().run_in_executor(_pool, run)
 
@@ -72,10 +86,12 @@ async def _channel_layer() -> dict[str, Any]:
     layer = get_channel_layer()
     if layer is None:
         raise CheckFailed("no channel layer is configured")
-    # A prefix of its own: with channels-redis the process's other channels share one Redis
-    # key and its capacity; a probe queued behind a busy process's reply pieces and frames
-    # would call a loaded server unready (ChannelFull) while the layer itself is fine.
-    channel = await layer.new_channel(prefix="readyz")
+    # A plain channel (no "!"), not one of `new_channel()`'s: with channels-redis those share
+    # one Redis key and its capacity, so a busy process's queued reply pieces and frames
+    # would make the probe ChannelFull, and they share one reader, which a receive of the
+    # process waiting on a quiet group holds: the ping would go unread. A plain channel is
+    # read directly, from a key of its own.
+    channel = f"readyz.{secrets.token_hex(8)}"
     token = secrets.token_hex(8)
     await layer.send(channel, {"type": "readyz.ping", "token": token})
     message = await layer.receive(channel)

@@ -10,7 +10,9 @@ the number of open streams is not limited, only how many are being set up at the
 
 A request that has not started its response after `hold_max_seconds` is waiting on something
 (a stop that waits for its run, a health probe of a slow service), not computing: it gives its
-slot up so it cannot hold everyone else back. WebSockets are not HTTP requests and never wait.
+slot up so it cannot hold everyone else back. WebSockets are not HTTP requests and never wait,
+and neither do the probes (`/healthz`, `/readyz`, `/metrics`): a liveness check that queued
+behind a burst of prompts would time out and get a merely busy server restarted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 from typing import Any
 
 HOLD_MAX_SECONDS = 2.0
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestAdmission:
@@ -39,7 +42,7 @@ class RequestAdmission:
         return self._slots[1]
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or self.limit <= 0:
+        if scope["type"] != "http" or self.limit <= 0 or scope["path"] in PROBE_PATHS:
             await self.application(scope, receive, send)
             return
         semaphore = self._semaphore()

@@ -20,32 +20,16 @@ from cameras.models import Camera
 from cameras.publishing import acamera_mark_watched, group_name
 from cameras.selectors import CameraConfig
 from cameras.services import camera_create, camera_status_update
+from project.health import readiness
 from project.heartbeats import heartbeat_beat
 from tests.conftest import free_port
-from tests.own_redis import OwnRedis
-
-OWN_REDIS_PORT = 6395
+from tests.own_redis import caches, channel_layers
 
 
 def redis_settings(settings, url: str) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": url,
-            "KEY_PREFIX": "sightline",
-        }
-    }
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
-    }
-
-
-@pytest.fixture
-def own_redis():
-    server = OwnRedis(OWN_REDIS_PORT)
-    server.start()
-    yield server
-    server.stop()
+    """The cache and the channel layer on `url`, configured as production configures them."""
+    settings.CACHES = caches(url)
+    settings.CHANNEL_LAYERS = channel_layers(url)
 
 
 @pytest.fixture
@@ -157,6 +141,26 @@ def test_readyz_is_ok_while_this_process_has_a_full_channel(client, own_redis, s
     assert response.json()["checks"]["channel_layer"]["ok"]
 
 
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+async def test_readyz_hears_the_channel_layer_while_a_receive_waits_on_a_quiet_group(
+    own_redis, settings
+):
+    # channels-redis lets one receive at a time read the process's channels; a viewer of a
+    # camera that sends nothing holds it. The probe must not need that reader.
+    redis_settings(settings, own_redis.url)
+    layer = get_channel_layer()
+    quiet = await layer.new_channel()
+    await layer.group_add("camera_quiet", quiet)
+    waiting = asyncio.ensure_future(layer.receive(quiet))
+    await asyncio.sleep(0.3)
+    try:
+        report = await readiness()
+    finally:
+        waiting.cancel()
+    assert report["checks"]["channel_layer"]["ok"], report
+
+
 @pytest.mark.django_db(transaction=True)
 def test_readyz_gives_up_on_a_cache_that_never_answers(client, silent_server, settings):
     settings.READYZ_CHECK_TIMEOUT_SECONDS = 0.5
@@ -172,6 +176,13 @@ def test_readyz_gives_up_on_a_cache_that_never_answers(client, silent_server, se
     assert response.status_code == 503
     assert response.json()["failing"] == ["cache"]
     assert response.json()["checks"]["cache"]["error"] == "no answer within 0.5 s"
+    # Probes keep coming while the first one's thread still waits on the hung server: they do
+    # not queue behind it (the pool would fill, and the database check time out with it).
+    for _ in range(6):
+        again = client.get("/readyz").json()
+        assert again["failing"] == ["cache"]
+        assert again["checks"]["cache"]["error"] == "the previous check has not answered yet"
+        assert again["checks"]["database"]["ok"]
 
 
 @pytest.mark.django_db(transaction=True)

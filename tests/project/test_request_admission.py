@@ -105,6 +105,19 @@ async def test_websockets_are_never_held_back():
     await asyncio.wait_for(asyncio.gather(busy, websocket), 5)
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+async def test_health_probes_never_wait_behind_busy_requests(path):
+    handler = Handler()
+    admission = RequestAdmission(handler, limit=1)
+    busy = asyncio.create_task(call(admission))
+    await asyncio.sleep(0.05)
+    probe = asyncio.create_task(call(admission, {**HTTP, "path": path}))
+    await asyncio.sleep(0.05)
+    assert handler.active == 2
+    handler.proceed.set()
+    await asyncio.wait_for(asyncio.gather(busy, probe), 5)
+
+
 async def test_a_limit_of_zero_admits_everything():
     handler = Handler()
     admission = RequestAdmission(handler, limit=0)

@@ -252,6 +252,9 @@ class CaptureWorker:
                     "it is restarted."
                 )[:500],
                 measured_fps=0.0,
+                # Also when the status already said offline (a failing source): the crash is
+                # the news, and the page must say it.
+                force=True,
             )
         finally:
             self._encoder.shutdown(wait=True)

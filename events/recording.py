@@ -367,7 +367,7 @@ class Recorder:
                 health = self._health[camera_pk]
                 if not reason and health.failing:
                     health.failing = health.rebuild_logged = False
-                    logger.warning("The events of camera %s are recorded again", health.public_id)
+                    logger.info("The events of camera %s are recorded again", health.public_id)
             duration = time.monotonic() - started
             RECORDER_FLUSH_SECONDS.observe(duration)
             self._beat(reasons, duration)

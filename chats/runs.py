@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 from contextlib import aclosing
@@ -126,8 +127,20 @@ def run_start(
         context=contextvars.Context(),
     )
     _runs[message_id] = run
-    run.task.add_done_callback(lambda _: _runs.pop(message_id, None))
+    run.task.add_done_callback(functools.partial(_run_ended, message_id))
     return run
+
+
+def _run_ended(message_id: int, task: asyncio.Task) -> None:
+    """Forget the run, and log the exception that ended it, if any (e.g. its final write
+    failed: the database was away), once, here: nothing awaits a run's task."""
+    _runs.pop(message_id, None)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "The run of reply %s failed; a reply left `streaming` is expired as stale",
+            message_id,
+            exc_info=task.exception(),
+        )
 
 
 async def run_stop_request(*, message_id: int) -> bool:
@@ -245,26 +258,34 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
                 f"The assistant failed unexpectedly ({type(run.generation.exception()).__name__})."
             )
     finally:
-        if helpers:
-            flusher, listener, publisher = helpers
-            # Let the publisher send what is left (deltas before the end), then stop flushing.
-            run.generating = False
-            run.new_text.set()
-            await asyncio.gather(publisher, return_exceptions=True)
-            flusher.cancel()
-            listener.cancel()
-            await asyncio.gather(flusher, listener, return_exceptions=True)
-        if run.generation is not None and not run.abandoned:
-            if await database_sync_to_async(message_finish)(
-                message_id=run.message_id, content=run.text(), status=status, error=error
-            ):
-                REPLIES.labels(status=status).inc()
-        # After the final write: whoever sees the end can read the finished message. Lost to
-        # an unreachable layer, the listeners see the end in the database instead.
-        await group_send_or_drop(
-            layer,
-            message_group(run.message_id),
-            {"type": "chat.end", "status": status, "error": error},
-            where="run",
-        )
-        await control.close()
+        try:
+            if helpers:
+                flusher, listener, publisher = helpers
+                # Let the publisher send what is left (deltas before the end), then stop flushing.
+                run.generating = False
+                run.new_text.set()
+                await asyncio.gather(publisher, return_exceptions=True)
+                flusher.cancel()
+                listener.cancel()
+                await asyncio.gather(flusher, listener, return_exceptions=True)
+            if run.generation is not None and not run.abandoned:
+                if await database_sync_to_async(message_finish)(
+                    message_id=run.message_id, content=run.text(), status=status, error=error
+                ):
+                    REPLIES.labels(status=status).inc()
+        finally:
+            # Even when the final write failed (database away; the exception goes on to the
+            # task's done callback, which logs it): the end wakes the listeners, which read the
+            # stored reply and, finding it still `streaming`, wait for the stale expiry. And the
+            # control receiver is closed: cancelling `listener` left its pending receive running.
+            try:
+                # After the final write: whoever sees the end can read the finished message.
+                # Lost to an unreachable layer, the listeners see the end in the database.
+                await group_send_or_drop(
+                    layer,
+                    message_group(run.message_id),
+                    {"type": "chat.end", "status": status, "error": error},
+                    where="run",
+                )
+            finally:
+                await control.close()

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, channel_layers
+from django.db import connection
+from django.utils import timezone
 
 from chats import runs
 from chats.assistants.builtin import builtin_answer
+from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from chats.models import Message
 from chats.selectors import reply_inputs
-from chats.services import chat_create, message_send
-from tests.chats.asgi_http import runs_finished
+from chats.services import STALE_AFTER_SECONDS, STALE_ERROR, chat_create, message_send
+from project.channel_layer import GroupReceiver
+from tests.chats.asgi_http import request, runs_finished
+from tests.chats.fake_openai import reply as scripted_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,3 +93,64 @@ async def test_deltas_that_arrive_during_a_slow_publish_go_out_together(
     assert len(deltas) < len(re.findall(r"\s*\S+", answer))
     assert "".join(d["text"] for d in deltas) == answer
     assert [d["at"] for d in deltas] == offsets_of([d["text"] for d in deltas])
+
+
+@sync_to_async
+def rename_messages_table(old: str, new: str) -> None:
+    # A real database failure: every write of a reply finds no table while it is renamed.
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    connection.close()
+
+
+def receives_pending() -> list[asyncio.Task]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_coro().__qualname__ == GroupReceiver._next_message.__qualname__
+    ]
+
+
+async def test_a_run_whose_final_write_fails_closes_its_stop_channel_and_logs_once(
+    alice, organization, alice_api, fake_openai, caplog
+):
+    # The pause lets the table go away after the first piece is stored and before the end.
+    fake_openai.script = scripted_reply("Alice", " and Bob", delay=1.5)
+    backend = OpenAICompatibleBackend(
+        base_url=fake_openai.base_url, api_key="", model="test", connect_timeout=5, idle_timeout=10
+    )
+    reply, turns, context = await start_reply(alice, organization)
+    assert receives_pending() == []
+    with caplog.at_level(logging.INFO, logger="chats.runs"):
+        runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
+        for _ in range(100):  # the first piece flushed, within about 5 s
+            if (await Message.objects.aget(pk=reply.pk)).content == "Alice":
+                break
+            await asyncio.sleep(0.05)
+        await rename_messages_table("chats_message", "chats_message_away")
+        try:
+            await runs_finished()
+        finally:
+            await rename_messages_table("chats_message_away", "chats_message")
+
+    # The stop channel's receive is not left running forever, and the failure is told once.
+    assert receives_pending() == []
+    failures = [r for r in caplog.records if r.getMessage().startswith("The run of reply")]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+    # No run writes the reply any more: it stays `streaming` with the text flushed so far
+    # until it has been silent for the stale allowance, then a listener ends it as failed.
+    stored = await Message.objects.aget(pk=reply.pk)
+    assert (stored.status, stored.content) == ("streaming", "Alice")
+    await Message.objects.filter(pk=reply.pk).aupdate(
+        updated_at=timezone.now() - timedelta(seconds=STALE_AFTER_SECONDS + 1)
+    )
+    resumed = await request(
+        "GET",
+        f"/chats/{reply.chat_id}/messages/{reply.pk}/stream",
+        token=alice_api.raw_token,
+    )
+    await resumed.read_all()
+    assert [e["type"] for e in resumed.events()] == ["chunk", "error", "done"]
+    assert resumed.events()[1]["message"] == STALE_ERROR
+    assert resumed.events()[2]["status"] == "failed"

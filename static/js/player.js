@@ -17,6 +17,7 @@
 // same verdict, so it cannot say "Online" over a dead stream.
 
 import { retryDelay, FIRST_TRIES, DEFAULT_STEADY_DELAY_MS } from "./reconnect.js";
+import { clock } from "./time_format.js";
 
 const STATUS_POLL_MS = 5000;
 const CONNECT_TIMEOUT_MS = 10_000; // a handshake that hangs this long is given up and retried
@@ -155,15 +156,6 @@ function reconnectNow() {
 }
 
 // --- what the page says ----------------------------------------------------------------------
-
-function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], {
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hourCycle: "h23",
-  });
-}
 
 function staleAfterMs() {
   return Math.max(STALE_MIN_MS, STALE_FRAME_INTERVALS * frameIntervalMs);

@@ -10,6 +10,7 @@ are skipped with the reason, unless SIGHTLINE_REQUIRE_SERVICES=1 (CI), where tha
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from rest_framework.test import APIClient
 
 from organizations.models import Organization
 from organizations.services import api_token_create, membership_add, organization_create
+from tests.own_redis import OwnRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -134,6 +136,18 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         unavailable(f"Redis is not reachable at {url}: {exc}")
     return url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    """A redis-server of the test's own on a free port, to stop and start again (never the
+    machine's); `.caches()` and `.channel_layers()` are production's settings for it."""
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (apt-get install -y redis-server)")
+    server = OwnRedis(free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

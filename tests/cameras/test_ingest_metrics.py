@@ -7,11 +7,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.cameras.conftest import jpeg_b64, now_ms
-from tests.own_redis import OwnRedis
+from tests.conftest import free_port
+from tests.own_redis import caches
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-OWN_REDIS_PORT = 6395
 URL = "/api/v1/actions/actions/send"
 
 
@@ -59,15 +59,8 @@ def test_ingest_outcomes_are_counted(alice_api, push_camera, settings):
 
 @pytest.mark.redis
 def test_ingest_while_redis_is_away_is_counted_unavailable(alice_api, push_camera, settings):
-    server = OwnRedis(OWN_REDIS_PORT)
-    server.start()
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": server.url,
-        }
-    }
-    server.stop()
+    # Nothing listens on a free port: a Redis that is away.
+    settings.CACHES = caches(f"redis://127.0.0.1:{free_port()}/0")
     alice_api.raise_request_exception = False
     before = outcomes()
     response = alice_api.post(URL, body(push_camera, now_ms()), format="json")

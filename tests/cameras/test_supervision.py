@@ -27,11 +27,8 @@ from cameras.services import camera_create
 from cameras.vision.sources import open_source
 from project.heartbeats import heartbeats_read
 from tests.conftest import ROOT, _database_url_of_test_database, free_port
-from tests.own_redis import OwnRedis
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-OWN_REDIS_PORT = 6395
 
 
 def metric(name: str, **labels: str) -> float:
@@ -199,30 +196,16 @@ async def test_a_worker_that_crashed_says_so_in_its_status_while_it_waits(organi
     assert supervisor_beat["workers"] == 1
 
 
-@pytest.fixture
-def own_redis():
-    server = OwnRedis(OWN_REDIS_PORT)
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.mark.redis
 async def test_a_worker_goes_on_through_a_redis_outage_and_delivers_again(
     organization, own_redis, settings, caplog
 ):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": own_redis.url,
-            "KEY_PREFIX": "sightline",
-        }
-    }
+    settings.CACHES = own_redis.caches()
     caplog.set_level(logging.INFO, logger="cameras.capture")
     camera = await sync_to_async(camera_create)(
         organization=organization, name="Street", source="demo:street", target_fps=10
     )
-    layer = RedisChannelLayer(hosts=[own_redis.url], capacity=50, expiry=10)
+    layer = RedisChannelLayer(hosts=own_redis.layer_hosts(), capacity=50, expiry=10)
 
     async def subscribe() -> str:
         channel = await layer.new_channel()
@@ -307,19 +290,13 @@ def _sample(text: str, name: str, camera: Camera, **labels: str) -> float:
 
 @pytest.mark.redis
 async def test_runcameras_survives_a_five_second_redis_outage(organization, own_redis, settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": own_redis.url,
-            "KEY_PREFIX": "sightline",
-        }
-    }
+    settings.CACHES = own_redis.caches()
     camera = await sync_to_async(camera_create)(
         organization=organization, name="Gate", source="demo:gate", target_fps=5
     )
     metrics_port = free_port()
     process = _runcameras(camera, own_redis.url, metrics_port)
-    layer = RedisChannelLayer(hosts=[own_redis.url], capacity=50, expiry=10)
+    layer = RedisChannelLayer(hosts=own_redis.layer_hosts(), capacity=50, expiry=10)
 
     async def subscribe() -> str:
         channel = await layer.new_channel()

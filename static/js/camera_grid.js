@@ -5,8 +5,12 @@
 // The grid outlives server restarts: a tile loads at most one still at a time (a load that hangs
 // is abandoned after STILL_TIMEOUT_MS, so an outage cannot pile requests up), nothing stops on a
 // failure, and everything is refreshed at once when the tab becomes visible or the browser comes
-// back online. While the server cannot be reached the page says so, and since when, instead of
-// leaving the last badges up as if they were current.
+// back online. When the statuses cannot be had the page says why and since when, instead of
+// leaving the last badges up as if they were current: the server cannot be reached (network
+// failure), is running but temporarily unavailable (503, e.g. Redis away), or the session is
+// gone (401: a link to log in again, as retrying cannot help until then).
+
+import { age, clock } from "./time_format.js";
 
 const STILL_MS = 2000;
 const STILL_TIMEOUT_MS = 10_000;
@@ -15,43 +19,52 @@ const grid = document.getElementById("camera-grid");
 const tiles = [...document.querySelectorAll(".camera-tile")];
 const loading = new Map(); // tile -> { image, startedAt } of its still being loaded
 
-let unreachableSince = null;
+let failingSince = null;
 let notice = null;
 
-function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], {
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hourCycle: "h23",
-  });
+// Why the statuses could not be had: "ok", "unreachable", "unavailable" or "signed-out".
+function problemOf(response) {
+  if (response.ok) return "ok";
+  if (response.status === 401) return "signed-out";
+  if (response.status === 503) return "unavailable";
+  return "unreachable"; // a proxy's 502/504 and the like: the application does not answer
 }
 
-function showReachable(reachable) {
-  if (reachable) {
-    unreachableSince = null;
-  } else if (unreachableSince === null) {
-    unreachableSince = Date.now();
+function showProblem(problem) {
+  if (problem === "ok") {
+    failingSince = null;
+  } else if (failingSince === null) {
+    failingSince = Date.now();
   }
-  grid.dataset.reachable = String(reachable);
+  grid.dataset.reachable = String(problem === "ok");
   if (!notice) {
     notice = document.createElement("p");
     notice.className = "error camera-grid-notice";
     notice.id = "camera-grid-notice";
     grid.before(notice);
   }
-  notice.hidden = reachable;
-  if (!reachable) {
-    // Nobody can know a camera's state now: no badge may go on saying "Online".
-    for (const badge of grid.querySelectorAll("[data-status]")) {
-      badge.className = "badge";
-      badge.textContent = "Unknown";
-    }
+  notice.hidden = problem === "ok";
+  if (problem === "ok") {
+    notice.replaceChildren();
+    return;
   }
-  notice.textContent = reachable
-    ? ""
-    : `The server cannot be reached since ${clock(unreachableSince)}; the stills and statuses ` +
-      "below are from before then. Retrying…";
+  // Nobody here can know a camera's state now: no badge may go on saying "Online".
+  for (const badge of grid.querySelectorAll("[data-status]")) {
+    badge.className = "badge";
+    badge.textContent = "Unknown";
+  }
+  const since = clock(failingSince);
+  const before = ` The stills and statuses below are from before ${since}.`;
+  if (problem === "signed-out") {
+    const login = document.createElement("a");
+    login.href = grid.dataset.loginUrl;
+    login.textContent = "log in again";
+    notice.replaceChildren("Signed out: ", login, `.${before}`);
+  } else if (problem === "unavailable") {
+    notice.textContent = `The server is running but temporarily unavailable; retrying.${before}`;
+  } else {
+    notice.textContent = `The server cannot be reached; retrying.${before}`;
+  }
 }
 
 function refreshStill(tile) {
@@ -79,15 +92,15 @@ function refreshStill(tile) {
   next.src = `${img.dataset.src}?t=${Date.now()}`;
 }
 
-// Seconds as a person reads them at a glance, like the pages' `age` filter.
-function age(seconds) {
-  if (seconds < 90) return `${Math.round(seconds)} s`;
-  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min`;
-  if (seconds < 48 * 3600) return `${Math.round(seconds / 3600)} h`;
-  return `${Math.round(seconds / 86400)} days`;
+// "<label> <time datetime=…>N ago</time>", as templates/cameras/_health.html writes it.
+function agoParts(label, moment, seconds) {
+  const time = document.createElement("time");
+  time.dateTime = moment;
+  time.textContent = `${age(seconds)} ago`;
+  return [`${label} `, time];
 }
 
-// The tile's health line (templates/cameras/_health.html), when the page has one.
+// The tile's health line (templates/cameras/_health.html), rewritten with the same markup.
 function showHealth(tile, health) {
   const capture = tile.querySelector("[data-health-capture]");
   if (capture) {
@@ -98,29 +111,43 @@ function showHealth(tile, health) {
   }
   const lastFrame = tile.querySelector("[data-health-last-frame]");
   if (lastFrame) {
-    lastFrame.textContent =
-      health.last_frame_age_seconds == null
-        ? "no frame yet"
-        : `last frame ${age(health.last_frame_age_seconds)} ago`;
+    if (health.last_frame_at) {
+      lastFrame.replaceChildren(
+        ...agoParts("last frame", health.last_frame_at, health.last_frame_age_seconds),
+      );
+    } else {
+      lastFrame.replaceChildren("no frame yet");
+    }
   }
   const recorder = tile.querySelector("[data-health-recorder] strong");
   if (recorder) recorder.textContent = health.recorder;
+  // Rendered empty and hidden while no event is known, so that it can appear here.
+  const lastEvent = tile.querySelector("[data-health-last-event]");
+  if (lastEvent) {
+    lastEvent.hidden = !health.last_event_at;
+    lastEvent.replaceChildren(
+      ...(health.last_event_at
+        ? [" · ", ...agoParts("last event", health.last_event_at, health.last_event_age_seconds)]
+        : []),
+    );
+  }
 }
 
 async function refreshStatuses() {
   let results;
   try {
     const response = await fetch("/api/v1/cameras", { credentials: "same-origin", cache: "no-store" });
-    if (!response.ok) {
-      showReachable(false);
+    const problem = problemOf(response);
+    if (problem !== "ok") {
+      showProblem(problem);
       return;
     }
     ({ results } = await response.json());
   } catch (error) {
-    showReachable(false);
+    showProblem("unreachable"); // no answer at all (or one cut short)
     return;
   }
-  showReachable(true);
+  showProblem("ok");
   const byId = new Map(results.map((camera) => [camera.id, camera]));
   for (const tile of tiles) {
     const camera = byId.get(tile.dataset.cameraId);

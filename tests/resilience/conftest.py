@@ -1,65 +1,23 @@
-"""Fixtures for surviving silence and Redis outages: a Redis server of the test's own (to kill and
-restart: never the machine's), a real SSE client and frame publishing through a real layer."""
+"""Fixtures for surviving silence and Redis outages: a real SSE client, frame publishing through a
+real layer and a real viewer's side of it. (The redis-server a test kills and restarts, never the
+machine's, is `own_redis` in tests/conftest.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis.exceptions
 from channels_redis.core import RedisChannelLayer
 
 from cameras.publishing import PublishedFrame, frame_broadcast
 from tests.cameras.conftest import jpeg_bytes, now_ms
 from tests.chats.fake_openai import FakeOpenAI
-from tests.conftest import free_port, unavailable
-
-
-class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 (no persistence: a restart forgets everything,
-    as a real restart of a cache-only Redis does)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server is not installed (apt-get install -y redis-server)")
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.kill()
+from tests.own_redis import layer_hosts
 
 
 @pytest.fixture
@@ -91,7 +49,7 @@ def publish_frames(redis_url: str, camera_id: str, *, count: int, interval: floa
     away."""
 
     async def publish() -> int:
-        layer = RedisChannelLayer(hosts=[{"address": redis_url, "socket_connect_timeout": 1}])
+        layer = RedisChannelLayer(hosts=layer_hosts(redis_url))
         first = now_ms()
         for index in range(count):
             frame = PublishedFrame.build(
@@ -106,3 +64,33 @@ def publish_frames(redis_url: str, camera_id: str, *, count: int, interval: floa
         return first
 
     return asyncio.run(publish())
+
+
+def publish_until_seen(viewer, redis_url: str, camera_id: str) -> int:
+    """Publish frames until the viewer gets one of them (its hub joins the group just after
+    connect, and again after a Redis restart), then drain it; the batch's first timestamp."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            first = publish_frames(redis_url, camera_id, count=5)
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.2)
+            continue
+        try:
+            frame = json.loads(viewer.recv(timeout=1))
+        except TimeoutError:
+            continue
+        assert frame["camera_id"] == camera_id
+        if frame["timestamp"] >= first:
+            drain(viewer)
+            return first
+    raise AssertionError("the viewer got no frame in 20 s")
+
+
+def drain(viewer, quiet: float = 0.5) -> None:
+    """Read and drop what the viewer was sent until it has been quiet for `quiet` seconds."""
+    while True:
+        try:
+            viewer.recv(timeout=quiet)
+        except TimeoutError:
+            return

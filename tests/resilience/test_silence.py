@@ -21,7 +21,7 @@ from chats.services import chat_create
 from organizations.services import api_token_create
 from project.channel_layer import GroupReceiver
 from tests.chats.fake_openai import chunk
-from tests.resilience.conftest import publish_frames, sse_events
+from tests.resilience.conftest import drain, publish_frames, publish_until_seen, sse_events
 
 pytestmark = pytest.mark.redis
 
@@ -89,33 +89,11 @@ def test_a_viewer_gets_frames_again_after_15_seconds_of_source_silence(
     with websockets.sync.client.connect(
         url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None
     ) as viewer:
-        first_batch = _publish_until_seen(viewer, redis_url, camera.public_id)
+        first_batch = publish_until_seen(viewer, redis_url, camera.public_id)
         # The camera's source reconnecting: nothing published for 15 s.
-        _drain(viewer)
+        drain(viewer)
         time.sleep(15)
         second_batch = publish_frames(redis_url, camera.public_id, count=10)
         frame = json.loads(viewer.recv(timeout=3))
     assert frame["timestamp"] >= second_batch > first_batch
     assert "Traceback" not in server.log()
-
-
-def _publish_until_seen(viewer, redis_url: str, camera_id: str) -> int:
-    """Publish until the viewer gets a frame (its hub joins the group just after connect)."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        first = publish_frames(redis_url, camera_id, count=5)
-        try:
-            frame = json.loads(viewer.recv(timeout=1))
-        except TimeoutError:
-            continue
-        assert frame["camera_id"] == camera_id
-        return first
-    raise AssertionError("the viewer never got a frame")
-
-
-def _drain(viewer) -> None:
-    while True:
-        try:
-            viewer.recv(timeout=0.5)
-        except TimeoutError:
-            return

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -56,12 +55,14 @@ from cameras.selectors import (
     CameraConfig,
     camera_configs_enabled,
     capture_heartbeat_name,
+    supervisor_heartbeat_ttl,
 )
 from cameras.services import camera_status_update, cameras_mark_offline, push_cameras_mark_stale
 from cameras.vision.detectors import DetectorConfigError, build_detectors, run_detectors
 from cameras.vision.frames import encode_jpeg, resize_to_width
 from cameras.vision.sources import FrameSource, SourceError, open_source
 from events.recording import camera_stopped, record_frame
+from project.contained import ContainedFailures
 from project.heartbeats import heartbeat_beat
 from project.metrics import (
     CAPTURE_ERRORS,
@@ -93,50 +94,6 @@ def timestamp_ms_now() -> int:
 
 def _process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class ContainedFailures:
-    """One kind of failure a loop goes on from: each is counted, the first of a streak is logged
-    with its traceback, the end of the streak once; the ones between are not logged at all.
-
-    Use as a context manager around the work (it swallows `Exception`), or call `failed` and
-    `succeeded` where the outcome arrives elsewhere (a future's callback).
-    """
-
-    def __init__(self, *, what: str, count: Callable[[], None]):
-        self.what = what
-        self._count = count
-        self.failures = 0  # in the current streak
-
-    def failed(self, error: BaseException) -> None:
-        self._count()
-        if self.failures == 0:
-            logger.warning(
-                "%s failed; going on (logged again when it works)", self.what, exc_info=error
-            )
-        self.failures += 1
-
-    def succeeded(self) -> None:
-        if self.failures:
-            logger.info("%s works again after %d failure(s)", self.what, self.failures)
-            self.failures = 0
-
-    def __enter__(self) -> ContainedFailures:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        if error is None:
-            self.succeeded()
-            return False
-        if not isinstance(error, Exception):
-            return False
-        self.failed(error)
-        return True
 
 
 class CaptureWorker:
@@ -200,6 +157,7 @@ class CaptureWorker:
             stage: ContainedFailures(
                 what=f"{description} for camera {camera}",
                 count=CAPTURE_ERRORS.labels(camera=camera, stage=stage).inc,
+                logger=logger,
             )
             for stage, description in (
                 ("frame_record", "Remembering a published frame"),
@@ -493,10 +451,12 @@ class CameraSupervisor:
         self._reload_failures = ContainedFailures(
             what="The capture supervisor's reload of the cameras",
             count=CAPTURE_SUPERVISOR_FAILURES.inc,
+            logger=logger,
         )
         self._check_failures = ContainedFailures(
             what="The capture supervisor's check of its workers",
             count=CAPTURE_SUPERVISOR_FAILURES.inc,
+            logger=logger,
         )
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
@@ -638,7 +598,7 @@ class CameraSupervisor:
         await asyncio.to_thread(
             heartbeat_beat,
             SUPERVISOR_HEARTBEAT,
-            ttl=3 * self.reload_seconds + 5,
+            ttl=supervisor_heartbeat_ttl(self.reload_seconds),
             workers=len(self.workers),
             alive=alive,
             cameras=sorted(self.workers),

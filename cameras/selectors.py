@@ -30,6 +30,17 @@ SUPERVISOR_HEARTBEAT = "capture"
 RECORDER_HEARTBEAT = "recorder"
 
 
+def supervisor_heartbeat_ttl(reload_seconds: float | None = None) -> float:
+    """How long the capture supervisor's heartbeat lives, and so how long it may stay quiet.
+
+    It beats at least once a reload (`CAMERA_RELOAD_SECONDS` unless given): three missed
+    reloads and a few seconds' margin mean no supervisor runs.
+    """
+    if reload_seconds is None:
+        reload_seconds = settings.CAMERA_RELOAD_SECONDS
+    return 3 * reload_seconds + 5
+
+
 def capture_heartbeat_name(public_id: str) -> str:
     return f"capture:{public_id}"
 
@@ -212,7 +223,7 @@ def _camera_health(camera: Camera, beats: dict[str, dict[str, Any]] | None) -> C
 def _worker_capture(camera: Camera, beat: dict[str, Any] | None) -> _CaptureState:
     if beat is None:
         # A camera just added or changed waits for the supervisor's next reload.
-        grace = 3 * settings.CAMERA_RELOAD_SECONDS + 5
+        grace = supervisor_heartbeat_ttl()
         if (
             camera.status == Camera.Status.CONNECTING
             and time.time() - camera.updated_at.timestamp() < grace

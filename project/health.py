@@ -34,6 +34,7 @@ from cameras.selectors import (
     SUPERVISOR_HEARTBEAT,
     cameras_capture_expected,
     cameras_online_exist,
+    supervisor_heartbeat_ttl,
 )
 from project.heartbeats import heartbeat_age, heartbeats_read
 
@@ -125,8 +126,7 @@ async def _capture() -> dict[str, Any]:
                 else "is `manage.py runcameras` running?"
             )
             raise CheckFailed(
-                f"no capture supervisor has reported for {3 * settings.CAMERA_RELOAD_SECONDS + 5:g} s"
-                f" ({where})"
+                f"no capture supervisor has reported for {supervisor_heartbeat_ttl():g} s ({where})"
             )
         return {
             "age_seconds": round(heartbeat_age(beat) or 0.0, 1),

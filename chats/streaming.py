@@ -2,7 +2,10 @@
 
 Framing is the seed's, byte for byte: `data: {"type": "chunk", "text": "..."}` events and a
 final `data: {"type": "done", ...}`, each followed by a blank line; `{"type": "error"}` before
-`done` when the reply failed; a `: keep-alive` comment while the backend is silent.
+`done` when the reply failed; a `: keep-alive` comment while the backend is silent. `done`
+carries the reply's final stored status, never `streaming`; when the stream itself fails
+(its database reads fail) it is `failed` with `"resumable": true`: the stored reply may still
+be completed, and reading it again from the offset held shows how it ended.
 Offsets count characters (Unicode code points) of the reply's text.
 """
 
@@ -169,15 +172,28 @@ async def reply_events(
                 stored = await read(message_id)
                 if stored is not None and len(stored.content) > sent:
                     yield sse_chunk(stored.content[sent:])
-                for item in _ending(message_id, stored):
-                    yield item
-                return
+                    sent, last_write = len(stored.content), loop.time()
+                if stored is None or stored.finished:
+                    for item in _ending(message_id, stored):
+                        yield item
+                    return
+                # Still `streaming`: the run ended without storing its end (its final write
+                # failed). No run writes it any more: the silence checks see it expire as stale.
     except Exception:
-        # Never a response left open without an end: the client stops waiting and can reload.
+        # Never a response left open without an end: the client stops waiting. `done` is
+        # final for the seed's clients, so it never says `streaming`: this stream failed.
+        # The stored reply may still go on; `resumable` tells our page to read it again.
         logger.exception("The stream of reply %s failed", message_id)
         yield sse_event({"type": "error", "message": STREAM_FAILED_ERROR})
-        status = stored.status if stored is not None else Message.Status.FAILED
-        yield sse_event({"type": "done", "message_id": message_id, "status": status, "html": ""})
+        yield sse_event(
+            {
+                "type": "done",
+                "message_id": message_id,
+                "status": Message.Status.FAILED,
+                "html": "",
+                "resumable": True,
+            }
+        )
     finally:
         SSE_STREAMS.dec()
         await receiver.close()

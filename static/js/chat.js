@@ -124,7 +124,9 @@ function finish(article, state) {
   const done = state.done;
   if (!done) {
     article.dataset.status = "interrupted";
-    if (!leaving) toast("The connection was lost; reload the page to see the rest of the reply.", "error");
+    if (!leaving) {
+      toast(state.lost || "The connection was lost; reload the page to see the rest of the reply.", "error");
+    }
     return;
   }
   article.dataset.status = done.status;
@@ -140,18 +142,26 @@ function finish(article, state) {
   if (state.text === "" && done.status === "complete") toast("Response was empty", "error");
 }
 
-// Streams a reply into `article`, resuming from what it has when the connection drops.
+// Streams a reply into `article`, resuming from what it has when the connection drops or
+// when the server's stream failed without the reply's final status (`done.resumable`).
 async function streamReply(article, messageId, firstResponse, initialText) {
   current = { messageId };
   setBusy(true);
   article.dataset.messageId = messageId;
   article.dataset.status = "streaming";
   const writer = bubbleWriter(article);
-  const state = { text: initialText, done: null, error: null };
+  // `lost`: why the last stream ended without the reply's end, shown if resuming fails.
+  const state = { text: initialText, done: null, error: null, lost: null };
   writer.set(state.text);
   let response = firstResponse;
   for (let attempt = 0; ; attempt++) {
     if (response) await follow(response, article, writer, state);
+    if (state.done?.resumable) {
+      // That stream failed, not necessarily the reply: its stored end is read on resuming.
+      state.lost = state.error;
+      state.done = null;
+      state.error = null;
+    }
     if (state.done || leaving || attempt >= RESUME_TRIES) break;
     if (attempt > 0) await sleep(500 * attempt);
     const url = `${messageUrl(data.streamUrl, messageId)}?offset=${charCount(state.text)}`;
@@ -159,6 +169,10 @@ async function streamReply(article, messageId, firstResponse, initialText) {
       response = await fetch(url, { headers: { Accept: "text/event-stream" } });
     } catch (e) {
       response = null;
+      continue;
+    }
+    if (response.status >= 500) {
+      response = null; // the server (or its database) is recovering: try again
       continue;
     }
     if (!response.ok) {

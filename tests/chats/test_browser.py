@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.db import connection
 
 from chats.models import Message
 from chats.services import chat_create
@@ -130,3 +131,40 @@ def test_a_refused_prompt_shows_a_toast_and_keeps_the_prompt(
     page.wait_for_selector(".toast.error >> text=the limit is 10", timeout=5000)
     assert page.input_value("#prompt") == "This prompt is far too long"
     assert page.locator(".message").count() == 0
+
+
+def rename_messages_table(old: str, new: str) -> None:
+    # A real database failure, seen by the live daphne: its reads of replies find no table.
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+def test_a_reply_whose_stream_fails_on_the_server_is_resumed_to_its_end(
+    page, live_daphne, fake_openai, alice, organization
+):
+    # The pause is silence: the page's stream reads the stored reply while the table is away.
+    fake_openai.script = reply("Alice", " and **Bob**.", delay=3)
+    server = serve(live_daphne, ASSISTANT_BACKEND="openai", OPENAI_BASE_URL=fake_openai.base_url)
+    chat = chat_create(user=alice, organization=organization)
+    login(page, server.url, "alice", "alice-password")
+    page.goto(f"{server.url}/chats/{chat.pk}/")
+    page.fill("#prompt", "Who is on the team?")
+    page.press("#prompt", "Enter")
+    deadline = time.monotonic() + 10
+    while not Message.objects.filter(chat=chat, role="assistant", content="Alice").exists():
+        assert time.monotonic() < deadline, "the first piece was never stored"
+        time.sleep(0.05)
+
+    rename_messages_table("chats_message", "chats_message_away")
+    try:
+        deadline = time.monotonic() + 10
+        while "The stream of reply" not in server.log():
+            assert time.monotonic() < deadline, "the page's stream never failed"
+            time.sleep(0.05)
+    finally:
+        rename_messages_table("chats_message_away", "chats_message")
+
+    # The stream said `failed` but resumable: the page read the reply again, to its stored end.
+    page.wait_for_selector(f"{LAST_REPLY}[data-status=complete]", timeout=10000)
+    assert page.inner_html(f"{LAST_REPLY} .bubble") == "<p>Alice and <strong>Bob</strong>.</p>"
+    assert page.locator(f"{LAST_REPLY} .message-note").count() == 0

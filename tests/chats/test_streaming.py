@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from chats import runs
 from chats.models import Message
-from chats.services import STALE_ERROR, chat_create, message_flush, message_send
+from chats.services import (
+    STALE_ERROR,
+    chat_create,
+    message_finish,
+    message_flush,
+    message_send,
+)
 from tests.chats.asgi_http import request, runs_finished
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -427,6 +433,28 @@ async def test_a_listener_ends_from_the_database_when_the_end_event_is_lost(chat
     await resumed.read_all()
     assert asyncio.get_running_loop().time() - started < 3
     assert resumed.text() == "Finished quietly"
+    assert resumed.events()[-1]["status"] == "complete"
+
+
+async def test_an_end_whose_reply_is_still_stored_streaming_does_not_end_the_stream(chat, token):
+    """A run whose final write failed still publishes its end: `done` never says `streaming`,
+    the stream goes on until the stored reply ends (here a write; else the stale expiry)."""
+    from channels.layers import get_channel_layer
+
+    _, reply = await database_sync_to_async(message_send)(chat=chat, prompt="hi")
+    await database_sync_to_async(message_flush)(message_id=reply.pk, content="Alice and")
+    resumed = await request("GET", f"/chats/{chat.pk}/messages/{reply.pk}/stream", token=token)
+    assert await resumed.next_part() == b'data: {"type": "chunk", "text": "Alice and"}\n\n'
+    await get_channel_layer().group_send(
+        runs.message_group(reply.pk), {"type": "chat.end", "status": "complete", "error": ""}
+    )
+    with pytest.raises(TimeoutError):
+        await resumed.read_until(b'"type": "done"', limit=1.5)
+    await database_sync_to_async(message_finish)(
+        message_id=reply.pk, content="Alice and Bob", status="complete"
+    )
+    await resumed.read_all()
+    assert resumed.text() == "Alice and Bob"
     assert resumed.events()[-1]["status"] == "complete"
 
 

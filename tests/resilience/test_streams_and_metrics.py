@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.db import OperationalError
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from cameras.fanout import Viewer, hub_join, hub_leave
@@ -21,7 +21,7 @@ from chats.services import chat_create
 from project.asgi import application
 from tests.cameras.conftest import jpeg_bytes, now_ms
 from tests.chats.asgi_http import request, runs_finished
-from tests.chats.fake_openai import FakeOpenAI
+from tests.chats.fake_openai import FakeOpenAI, reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,29 +81,49 @@ async def test_a_failing_backend_is_counted_with_the_failed_reply(chat, alice_ap
     assert sample("sightline_replies_total", status="failed") == failed + 1
 
 
-async def test_a_stream_whose_database_reads_fail_still_ends_with_error_and_done(
-    chat, alice_api, monkeypatch
+@sync_to_async
+def rename_messages_table(old: str, new: str) -> None:
+    # A real database failure: every read of a reply finds no table while it is renamed.
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    connection.close()
+
+
+async def test_a_stream_whose_database_reads_fail_ends_failed_and_resumable_and_the_reply_goes_on(
+    chat, alice_api, settings, fake_openai
 ):
+    # The pause is silence: the stream reads the stored reply, and the table is away.
+    fake_openai.script = reply("Alice", " and Bob", delay=3)
+    settings.ASSISTANT_BACKEND, settings.OPENAI_BASE_URL = "openai", fake_openai.base_url
     stream = await request(
         "POST", f"/chats/{chat.pk}/messages", token=alice_api.raw_token, body={"prompt": "hi"}
     )
-    await stream.read_all()
-    await runs_finished()
     message_id = int(stream.headers["x-message-id"])
+    await stream.read_until(b"Alice")
+    await rename_messages_table("chats_message", "chats_message_away")
+    try:
+        await stream.read_all(limit=10)
+    finally:
+        await rename_messages_table("chats_message_away", "chats_message")
+    # Final for the seed's clients, and never `streaming`: this stream failed, the reply may not.
+    ending = (
+        f'data: {{"type": "error", "message": "{streaming.STREAM_FAILED_ERROR}"}}\n\n'
+        f'data: {{"type": "done", "message_id": {message_id}, "status": "failed", "html": "",'
+        ' "resumable": true}\n\n'
+    )
+    assert stream.body.endswith(ending.encode())
 
-    def database_away(*args, **kwargs):
-        raise OperationalError("the database went away")
-
-    # The fault injected: every read of the stored reply fails, as during a database outage.
-    monkeypatch.setattr(streaming, "_read", database_away)
+    # The run went on: read again from the offset held, the reply ends as stored.
     resumed = await request(
-        "GET", f"/chats/{chat.pk}/messages/{message_id}/stream", token=alice_api.raw_token
+        "GET",
+        f"/chats/{chat.pk}/messages/{message_id}/stream?offset={len(stream.text())}",
+        token=alice_api.raw_token,
     )
     await resumed.read_all(limit=10)
-    events = resumed.events()
-    assert [event["type"] for event in events] == ["error", "done"]
-    assert events[0]["message"] == streaming.STREAM_FAILED_ERROR
-    assert events[1]["message_id"] == message_id
+    await runs_finished()
+    assert stream.text() + resumed.text() == "Alice and Bob"
+    assert resumed.events()[-1]["status"] == "complete"
+    assert "resumable" not in resumed.events()[-1]
 
 
 async def test_viewers_are_counted_per_camera_as_they_come_and_go(alice, alice_api, organization):

@@ -177,7 +177,9 @@ def failing_event_inserts(camera) -> Iterator[None]:
         else:
             cursor.execute(
                 "CREATE FUNCTION sightline_test_fault() RETURNS trigger AS $$ "
-                "BEGIN RAISE EXCEPTION 'injected fault'; END $$ LANGUAGE plpgsql"
+                # The error class SQLite's RAISE(ABORT) gives too: IntegrityError.
+                "BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = 'integrity_constraint_violation'; "
+                "END $$ LANGUAGE plpgsql"
             )
             cursor.execute(
                 "CREATE TRIGGER sightline_test_fault BEFORE INSERT ON events_detectionevent "

@@ -40,6 +40,7 @@ from cameras.publishing import (
 )
 from cameras.transport import websocket_frame
 from project.channel_layer import GroupReceiver
+from project.contained import ContainedFailures
 from project.metrics import FRAMES_DROPPED, VIEWERS
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,13 @@ class CameraHub:
         await self._receiver.close()
 
     async def _receive_frames(self) -> None:
-        failing = False
+        failures = ContainedFailures(
+            what=self.camera_id,
+            logger=logger,
+            failed_message="Could not deliver the frames of camera %(what)s",
+            failed_level=logging.ERROR,
+            recovered_message="Frames of camera %(what)s are delivered again",
+        )
         while True:
             # The receiver waits outages out itself; anything raised here is a bug, and one
             # bad message or failed receive must not end the camera's video for everyone.
@@ -198,16 +205,12 @@ class CameraHub:
                 message = await self._receiver.receive()
                 received = True
                 await self._deliver(message)
-            except Exception:
-                if not failing:
-                    logger.exception("Could not deliver the frames of camera %s", self.camera_id)
-                failing = True
+            except Exception as error:
+                failures.failed(error)
                 if not received:
                     await asyncio.sleep(RECEIVE_RETRY_SECONDS)  # never spin on a failure
             else:
-                if failing:
-                    logger.info("Frames of camera %s are delivered again", self.camera_id)
-                failing = False
+                failures.succeeded()
 
     async def _deliver(self, message: dict) -> None:
         if message.get("type") != FRAME_MESSAGE_TYPE:
@@ -228,24 +231,20 @@ class CameraHub:
             self._skipped.inc(skipped)
 
     async def _keep_marked_watched(self) -> None:
-        failing = False
+        # Told once per outage (the cache is Redis in production), not every few seconds.
+        failures = ContainedFailures(
+            what=self.camera_id,
+            logger=logger,
+            failed_message="Could not mark camera %(what)s as watched; retrying every %(every).0f s",
+            recovered_message="Camera %(what)s is marked as watched again",
+        )
         while True:
             try:
                 await acamera_mark_watched(self.camera_id)
-            except Exception:
-                # Once per outage (the cache is Redis in production), not every few seconds.
-                if not failing:
-                    logger.warning(
-                        "Could not mark camera %s as watched; retrying every %.0f s",
-                        self.camera_id,
-                        WATCHED_REFRESH_SECONDS,
-                        exc_info=True,
-                    )
-                failing = True
+            except Exception as error:
+                failures.failed(error, every=WATCHED_REFRESH_SECONDS)
             else:
-                if failing:
-                    logger.info("Camera %s is marked as watched again", self.camera_id)
-                failing = False
+                failures.succeeded()
             await asyncio.sleep(WATCHED_REFRESH_SECONDS)
 
 

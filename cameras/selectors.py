@@ -8,7 +8,6 @@ worker and the events recorder leave in the cache, for all cameras of a page in 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from django.db.models import QuerySet
 
 from cameras.models import Camera
 from organizations.selectors import organizations_for_user
+from project.contained import ContainedFailures
 from project.heartbeats import heartbeats_read
 
 logger = logging.getLogger(__name__)
@@ -158,22 +158,23 @@ def _from_epoch(seconds: float | None) -> datetime | None:
 # capture, measured fps, last frame, last error
 _CaptureState = tuple[str, float | None, datetime | None, str]
 
-_cache_failing = False
-_cache_failing_lock = threading.Lock()
+# Shared by every request thread that shows camera health.
+_cache_failures = ContainedFailures(
+    what="Reading camera health",
+    logger=logger,
+    failed_message="Cannot read camera health from the cache",
+    recovered_message="Camera health is read from the cache again",
+)
 
 
 def _heartbeats(names: list[str]) -> dict[str, dict[str, Any]] | None:
     """The heartbeats among `names`, or None when the cache cannot be read (logged once)."""
-    global _cache_failing
     try:
         beats = heartbeats_read(names)
-    except Exception:
-        with _cache_failing_lock:
-            first, _cache_failing = not _cache_failing, True
-        if first:
-            logger.warning("Cannot read camera health from the cache", exc_info=True)
+    except Exception as error:
+        _cache_failures.failed(error)
         return None
-    _cache_failing = False
+    _cache_failures.succeeded()
     return beats
 
 

@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chats.services import messages_expire_stale
+from project.contained import ContainedFailures
 from project.metrics import STALE_REPLY_SWEEP_FAILURES
 
 logger = logging.getLogger(__name__)
@@ -30,22 +31,21 @@ _task: asyncio.Task | None = None
 
 async def stale_replies_sweep_forever(*, interval_seconds: float) -> None:
     """Expire stale replies every `interval_seconds` until cancelled."""
-    failing = False
+    failures = ContainedFailures(
+        what="Sweeping stale replies",
+        count=STALE_REPLY_SWEEP_FAILURES.inc,
+        logger=logger,
+        failed_message="Could not mark stale replies as failed; retrying every %(interval)s s",
+        failed_level=logging.ERROR,
+        recovered_message="Stale replies are swept again",
+    )
     while True:
         try:
             expired = await database_sync_to_async(messages_expire_stale)()
-        except Exception:
-            STALE_REPLY_SWEEP_FAILURES.inc()
-            if not failing:
-                logger.exception(
-                    "Could not mark stale replies as failed; retrying every %s s",
-                    interval_seconds,
-                )
-            failing = True
+        except Exception as error:
+            failures.failed(error, interval=interval_seconds)
         else:
-            if failing:
-                logger.info("Stale replies are swept again")
-            failing = False
+            failures.succeeded()
             if expired:
                 logger.info("Marked %d reply(ies) failed: their run stopped heartbeating", expired)
         await asyncio.sleep(interval_seconds)

@@ -12,18 +12,24 @@ once, with its traceback, until a write succeeds again).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from django.core.cache import cache
 
+from project.contained import ContainedFailures
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "heartbeat:"
 
-_failing = False
-_failing_lock = threading.Lock()
+# Shared by every thread that beats (capture workers, the recorder's flusher, the supervisor).
+_write_failures = ContainedFailures(
+    what="Writing heartbeats",
+    logger=logger,
+    failed_message="Could not write heartbeats to the cache",
+    recovered_message="Heartbeats are written to the cache again",
+)
 
 
 def _key(name: str) -> str:
@@ -32,19 +38,12 @@ def _key(name: str) -> str:
 
 def heartbeat_beat(name: str, *, ttl: float, **data: Any) -> bool:
     """Record that `name` is alive now, with `data`; False if the cache could not be written."""
-    global _failing
     try:
         cache.set(_key(name), {"at": time.time(), **data}, timeout=ttl)
-    except Exception:
-        with _failing_lock:
-            first, _failing = not _failing, True
-        if first:
-            logger.warning("Could not write heartbeats to the cache", exc_info=True)
+    except Exception as error:
+        _write_failures.failed(error)
         return False
-    if _failing:
-        with _failing_lock:
-            _failing = False
-        logger.info("Heartbeats are written to the cache again")
+    _write_failures.succeeded()
     return True
 
 

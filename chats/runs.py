@@ -39,7 +39,8 @@ from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from chats.models import Message
 from chats.services import message_finish, message_flush
 from project.channel_layer import GroupReceiver, group_send_or_drop
-from project.metrics import BACKEND_ERRORS, REPLIES
+from project.contained import ContainedFailures
+from project.metrics import BACKEND_ERRORS, REPLIES, REPLY_FLUSH_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -191,18 +192,33 @@ async def _publish(run: Run, layer: BaseChannelLayer) -> None:
 
 
 async def _flush_periodically(run: Run) -> None:
+    # A failed write (database away) must not end the flushing: the heartbeat would stop and
+    # the live reply be expired as stale. It is retried, backing off up to the heartbeat
+    # interval, with all the text so far; the first failure of a streak is logged.
+    failures = ContainedFailures(
+        what=f"Writing reply {run.message_id}", count=REPLY_FLUSH_FAILURES.inc, logger=logger
+    )
+    retry_at = 0.0
     while True:
         await asyncio.sleep(FLUSH_INTERVAL)
         heartbeat_due = time.monotonic() - run.last_write >= HEARTBEAT_INTERVAL
         if run.flushed_length == run.length and not heartbeat_due:
             continue
+        if failures.failing and time.monotonic() < retry_at:
+            continue
         length, text = run.length, run.text()
-        alive = await database_sync_to_async(message_flush)(message_id=run.message_id, content=text)
-        run.flushed_length, run.last_write = length, time.monotonic()
-        if not alive:
-            run.abandoned = True
-            run.stop()
-            return
+        with failures:
+            alive = await database_sync_to_async(message_flush)(
+                message_id=run.message_id, content=text
+            )
+            run.flushed_length, run.last_write = length, time.monotonic()
+            if not alive:
+                run.abandoned = True
+                run.stop()
+                return
+        if failures.failing:
+            backoff = FLUSH_INTERVAL * 2**failures.failures
+            retry_at = time.monotonic() + min(backoff, HEARTBEAT_INTERVAL)
 
 
 async def _stop_on_request(run: Run, receiver: GroupReceiver) -> None:

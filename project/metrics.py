@@ -85,6 +85,11 @@ STALE_REPLY_SWEEP_FAILURES = Counter(
     "sightline_stale_reply_sweep_failures",
     "Sweeps for stale replies that failed (e.g. the database was away); retried next tick.",
 )
+REPLY_FLUSH_FAILURES = Counter(
+    "sightline_reply_flush_failures",
+    "Writes of a reply's text so far (its heartbeat) that failed, e.g. the database was away; "
+    "the run goes on and retries with all its text.",
+)
 
 # --- events recorder -----------------------------------------------------------------------
 RECORDER_FLUSH_SECONDS = Histogram(

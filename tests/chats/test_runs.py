@@ -21,6 +21,7 @@ from chats.models import Message
 from chats.selectors import reply_inputs
 from chats.services import STALE_AFTER_SECONDS, STALE_ERROR, chat_create, message_send
 from project.channel_layer import GroupReceiver
+from project.metrics import REPLY_FLUSH_FAILURES
 from tests.chats.asgi_http import request, runs_finished
 from tests.chats.fake_openai import reply as scripted_reply
 
@@ -154,3 +155,44 @@ async def test_a_run_whose_final_write_fails_closes_its_stop_channel_and_logs_on
     assert [e["type"] for e in resumed.events()] == ["chunk", "error", "done"]
     assert resumed.events()[1]["message"] == STALE_ERROR
     assert resumed.events()[2]["status"] == "failed"
+
+
+async def test_a_failed_flush_is_logged_once_and_retried_so_the_heartbeat_goes_on(
+    alice, organization, fake_openai, caplog
+):
+    # Pauses longer than a retry: the text written after the outage is seen mid-run.
+    fake_openai.script = scripted_reply("Alice", " and", " Bob", delay=2)
+    backend = OpenAICompatibleBackend(
+        base_url=fake_openai.base_url, api_key="", model="test", connect_timeout=5, idle_timeout=10
+    )
+    reply, turns, context = await start_reply(alice, organization)
+    failures_before = REPLY_FLUSH_FAILURES._value.get()
+    with caplog.at_level(logging.INFO, logger="chats.runs"):
+        run = runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
+        for _ in range(100):  # the first piece flushed, within about 5 s
+            if (await Message.objects.aget(pk=reply.pk)).content == "Alice":
+                break
+            await asyncio.sleep(0.05)
+        await rename_messages_table("chats_message", "chats_message_away")
+        try:
+            for _ in range(100):  # " and" arrives and its flush fails, within about 5 s
+                if REPLY_FLUSH_FAILURES._value.get() > failures_before:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await rename_messages_table("chats_message_away", "chats_message")
+        # Flushing goes on: the text written before the run ends.
+        for _ in range(100):
+            if (await Message.objects.aget(pk=reply.pk)).content == "Alice and":
+                break
+            await asyncio.sleep(0.05)
+        assert not run.task.done()
+        await runs_finished()
+
+    stored = await Message.objects.aget(pk=reply.pk)
+    assert (stored.status, stored.content) == ("complete", "Alice and Bob")
+    assert REPLY_FLUSH_FAILURES._value.get() > failures_before
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].exc_info is not None
+    assert any(m.startswith(f"Writing reply {reply.pk} works again") for m in caplog.messages)

@@ -171,45 +171,57 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL")
-if REDIS_URL:
-    # Every Redis timeout is set here, never left to redis-py's defaults (which changed in
-    # redis-py 6). channels-redis waits for messages with a blocking BZPOPMIN of 5 s
-    # (RedisChannelLayer.brpop_timeout): the layer's socket timeout must outlast it, or a
-    # channel that stays silent for 5 s raises TimeoutError. Options in REDIS_URL's query
-    # string (`?socket_timeout=…`) take precedence over these.
-    _REDIS_LAYER_OPTIONS = {
-        "socket_timeout": 10,
-        "socket_connect_timeout": 3,
-        "socket_keepalive": True,
-        "health_check_interval": 30,
-    }
-    # Cache calls are single quick commands made while a request waits: fail fast, so a
-    # request that needs Redis answers 503 within seconds while it is away.
-    _REDIS_CACHE_OPTIONS = {
-        "socket_timeout": 3,
-        "socket_connect_timeout": 2,
-        "socket_keepalive": True,
-        "health_check_interval": 30,
-    }
-    CHANNEL_LAYERS = {
+# Every Redis timeout is set here, never left to redis-py's defaults (redis-py 8 made 5 s the
+# default socket timeout). channels-redis waits for messages with a blocking BZPOPMIN of 5 s
+# (RedisChannelLayer.brpop_timeout): the layer's socket timeout must outlast it, or a channel
+# that stays silent for 5 s raises TimeoutError. Options in REDIS_URL's query string
+# (`?socket_timeout=…`) take precedence over these.
+_REDIS_LAYER_OPTIONS = {
+    "socket_timeout": 10,
+    "socket_connect_timeout": 3,
+    "socket_keepalive": True,
+    "health_check_interval": 30,
+}
+# Cache calls are single quick commands made while a request waits: fail fast, so a request
+# that needs Redis answers 503 within seconds while it is away.
+_REDIS_CACHE_OPTIONS = {
+    "socket_timeout": 3,
+    "socket_connect_timeout": 2,
+    "socket_keepalive": True,
+    "health_check_interval": 30,
+}
+
+
+def redis_channel_layers(url: str) -> dict:
+    """CHANNEL_LAYERS on the Redis at `url` (also what tests use for a Redis of their own)."""
+    return {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, **_REDIS_LAYER_OPTIONS}],
+                "hosts": [{"address": url, **_REDIS_LAYER_OPTIONS}],
                 "capacity": 200,
                 "expiry": 30,
             },
         }
     }
-    CACHES = {
+
+
+def redis_caches(url: str) -> dict:
+    """CACHES on the Redis at `url`."""
+    return {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            "LOCATION": url,
             "KEY_PREFIX": "sightline",
-            "OPTIONS": _REDIS_CACHE_OPTIONS,
+            "OPTIONS": dict(_REDIS_CACHE_OPTIONS),
         }
     }
+
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = redis_channel_layers(REDIS_URL)
+    CACHES = redis_caches(REDIS_URL)
 else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 200}}

@@ -9,7 +9,6 @@ that a test's `stop()` would leave running."""
 
 from __future__ import annotations
 
-import copy
 import shutil
 import subprocess
 import tempfile
@@ -81,29 +80,16 @@ class OwnRedis:
 # --- the settings production builds for a REDIS_URL (project/settings.py), for any URL ------------
 
 
-def _production(name: str):
-    # project/settings.py defines its Redis settings only when REDIS_URL is set (CI sets it).
-    if not production.REDIS_URL:
-        from tests.conftest import unavailable  # not at the top: tests.conftest imports this module
-
-        unavailable("needs REDIS_URL, for the Redis settings production uses (project/settings.py)")
-    return copy.deepcopy(getattr(production, name))
-
-
 def layer_hosts(url: str) -> list[dict]:
     """A channel layer host for `url` with production's socket options."""
-    return [{"address": url, **_production("_REDIS_LAYER_OPTIONS")}]
+    return channel_layers(url)["default"]["CONFIG"]["hosts"]
 
 
 def channel_layers(url: str) -> dict:
     """Production's CHANNEL_LAYERS (options, capacity, expiry), on `url`."""
-    layers = _production("CHANNEL_LAYERS")
-    layers["default"]["CONFIG"]["hosts"] = layer_hosts(url)
-    return layers
+    return production.redis_channel_layers(url)
 
 
 def caches(url: str) -> dict:
     """Production's CACHES (options, key prefix), on `url`."""
-    configured = _production("CACHES")
-    configured["default"]["LOCATION"] = url
-    return configured
+    return production.redis_caches(url)

@@ -45,6 +45,7 @@ from django.db.models import Count, F
 from cameras.models import Camera
 from events.models import CameraSession, DetectionEvent
 from events.tracking import Closed, EventTracker, Extended, Opened, SessionTally, TrackedEvent
+from project.contained import ContainedFailures
 from project.heartbeats import heartbeat_beat
 from project.metrics import (
     RECORDER_FLUSH_FAILURES,
@@ -248,7 +249,14 @@ class Recorder:
         # belong to another process that is recording the camera right now).
         self._sweeps_left = 2
         self._sweep_due = 0.0  # time.monotonic()
-        self._sweep_failing = False
+        self._sweep_failures = ContainedFailures(
+            what="Ending the sessions a previous process left open",
+            logger=logger,
+            failed_message=(
+                "Could not end the sessions a previous process left open; retrying at the "
+                "next flush"
+            ),
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._run_flusher = run_flusher
@@ -402,10 +410,18 @@ class Recorder:
             self._thread.start()
 
     def _flusher(self) -> None:
-        failures = 0  # whole flushes in a row that raised (each camera's part is contained)
+        # Whole flushes that raised (each camera's part is contained on its own).
+        failures = ContainedFailures(
+            what="Recording events",
+            logger=logger,
+            failed_message="%(what)s failed; retrying with backoff",
+            failed_level=logging.ERROR,
+            recovered_message="%(what)s works again after %(failures)d failures",
+            recovered_level=logging.WARNING,
+        )
         while not self._stop.is_set():
-            if failures:
-                backoff = self.flush_seconds * 2 ** min(failures, 10)
+            if failures.failing:
+                backoff = self.flush_seconds * 2 ** min(failures.failures, 10)
                 self._stop.wait(min(backoff, FLUSHER_MAX_BACKOFF_SECONDS))
             else:
                 self._wake.wait(self.flush_seconds)
@@ -414,14 +430,10 @@ class Recorder:
                 break
             try:
                 self.flush()
-            except Exception:
-                failures += 1
-                if failures == 1:
-                    logger.exception("Recording events failed; retrying with backoff")
+            except Exception as error:
+                failures.failed(error)
             else:
-                if failures:
-                    logger.warning("Recording events works again after %d failures", failures)
-                failures = 0
+                failures.succeeded()
             finally:
                 # Hold no connection between flushes (a second idle connection per process
                 # is wasted, and a dropped one must not break the next flush).
@@ -474,17 +486,11 @@ class Recorder:
             DetectionEvent.objects.filter(ended_at__isnull=True, last_seen_at__lt=horizon).exclude(
                 pk__in=held_events
             ).update(ended_at=F("last_seen_at"))
-        except Exception:
-            if not self._sweep_failing:
-                self._sweep_failing = True
-                logger.warning(
-                    "Could not end the sessions a previous process left open; retrying at the "
-                    "next flush",
-                    exc_info=True,
-                )
+        except Exception as error:
+            self._sweep_failures.failed(error)
             _connection_reset_if_broken()
             return
-        self._sweep_failing = False
+        self._sweep_failures.succeeded()
         self._sweeps_left -= 1
         self._sweep_due = time.monotonic() + self.idle_seconds + self.flush_seconds
 

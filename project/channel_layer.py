@@ -28,13 +28,13 @@ import logging
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
+from project.contained import ContainedFailures
 from project.metrics import CHANNEL_LAYER_RECONNECTS
 from project.unavailable import REDIS_UNAVAILABLE_ERRORS
 
@@ -54,32 +54,30 @@ CLOSE_WAIT_SECONDS = 1.0
 RELEASE_MESSAGE_TYPE = "receiver.release"
 
 
-@dataclass
 class _LayerHealth:
-    """What this process knows about one layer: failing since when, recovered how often."""
+    """What this process knows about one layer: whether it is failing (told once per outage),
+    and how often it recovered (receivers join their groups again after each recovery)."""
 
-    failing_since: float | None = None
-    recoveries: int = 0
+    def __init__(self) -> None:
+        self.recoveries = 0
+        self._outage = ContainedFailures(
+            what="The channel layer",
+            logger=logger,
+            failed_message=(
+                "%(what)s is unreachable (first noticed by %(where)s: %(error)s); receives and "
+                "publishers retry with backoff until it is back"
+            ),
+            recovered_message=(
+                "%(what)s is reachable again after %(seconds).1f s; receivers join their "
+                "groups again"
+            ),
+        )
 
     def failed(self, where: str, error: BaseException) -> None:
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
-            logger.warning(
-                "The channel layer is unreachable (first noticed by %s: %s); receives and "
-                "publishers retry with backoff until it is back",
-                where,
-                error,
-                exc_info=error,
-            )
+        self._outage.failed(error, where=where)
 
     def recovered(self) -> None:
-        if self.failing_since is not None:
-            logger.info(
-                "The channel layer is reachable again after %.1f s; receivers join their "
-                "groups again",
-                time.monotonic() - self.failing_since,
-            )
-            self.failing_since = None
+        if self._outage.succeeded():
             self.recoveries += 1
 
 

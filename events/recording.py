@@ -189,10 +189,22 @@ class _CameraHealth:
     """What the recorder says about one camera: its heartbeat, and failures told once."""
 
     public_id: str
-    failing: bool = False  # a failure was logged; the recovery will be too
     rebuild_logged: bool = False
     last_event_at: float | None = None  # epoch seconds: the newest stored event's last sighting
     last_event_loaded: bool = False
+    # The camera's failing flushes, told once until all its states are written again.
+    failures: ContainedFailures = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.failures = ContainedFailures(
+            what=self.public_id,
+            logger=logger,
+            failed_message=(
+                "Could not record the events of camera %(what)s (%(description)s); retrying at "
+                "the next flush"
+            ),
+            recovered_message="The events of camera %(what)s are recorded again",
+        )
 
 
 def _describe(error: BaseException) -> str:
@@ -373,9 +385,8 @@ class Recorder:
             self._write_endings()
             for camera_pk, reason in reasons.items():
                 health = self._health[camera_pk]
-                if not reason and health.failing:
-                    health.failing = health.rebuild_logged = False
-                    logger.info("The events of camera %s are recorded again", health.public_id)
+                if not reason and health.failures.succeeded():
+                    health.rebuild_logged = False
             duration = time.monotonic() - started
             RECORDER_FLUSH_SECONDS.observe(duration)
             self._beat(reasons, duration)
@@ -536,13 +547,7 @@ class Recorder:
         RECORDER_FLUSH_FAILURES.labels(camera=state.public_id).inc()
         _connection_reset_if_broken()
         health = self._camera_health(state)
-        if not health.failing:
-            health.failing = True
-            logger.warning(
-                "Could not record the events of camera %s (%s); retrying at the next flush",
-                state.public_id,
-                _describe(error),
-            )
+        health.failures.failed(error, description=_describe(error))
         reason = f"events could not be written: {type(error).__name__}"
         if state.broken is None and state.failures < FAILURES_BEFORE_REBUILD:
             return reason

@@ -237,19 +237,24 @@ def print_table(rows: list[dict], streams: int, rounds: int) -> None:
             print(f"\n{row['target']}: {row['failed']} failed; first: {row['first_error']}")
 
 
-def create_fixtures(env: dict[str, str], streams: int) -> dict:
-    """A user with a token, an organization with a few members, and one chat per stream."""
-    setup_env = {**env, "BENCH_SUFFIX": secrets.token_hex(4), "BENCH_CHATS": str(streams)}
+def manage_shell_json(env: dict[str, str], script: str) -> dict:
+    """Run `script` with `manage.py shell` under `env`; the JSON its last printed line holds."""
     output = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", SETUP],
+        [sys.executable, "manage.py", "shell", "-c", script],
         cwd=ROOT,
-        env=setup_env,
+        env=env,
         check=True,
         capture_output=True,
         text=True,
         timeout=120,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def create_fixtures(env: dict[str, str], streams: int) -> dict:
+    """A user with a token, an organization with a few members, and one chat per stream."""
+    setup_env = {**env, "BENCH_SUFFIX": secrets.token_hex(4), "BENCH_CHATS": str(streams)}
+    return manage_shell_json(setup_env, SETUP)
 
 
 async def measure(

@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-from bench.chat_streams import Daphne, cpu_seconds, one_stream, percentile
+from bench.chat_streams import Daphne, cpu_seconds, manage_shell_json, one_stream, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_REPLIES = 1000
@@ -303,16 +303,7 @@ def main() -> None:
             timeout=300,
         )
         setup_env = {**env, "BENCH_FPS": str(args.fps), "BENCH_CHATS": str(args.replies)}
-        output = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", SETUP],
-            cwd=ROOT,
-            env=setup_env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-        setup = json.loads(output.strip().splitlines()[-1])
+        setup = manage_shell_json(setup_env, SETUP)
         rows = measure(args, env, setup, workdir)
         print_table(rows, args)
         if args.json:

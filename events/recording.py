@@ -430,6 +430,10 @@ class Recorder:
             recovered_message="%(what)s works again after %(failures)d failures",
             recovered_level=logging.WARNING,
         )
+        # Alive from the first frame on, not only from the first flush a second later: a
+        # camera goes online just before its first frame reaches us, and /readyz would call
+        # the process unready (and log it) in between.
+        heartbeat_beat("recorder", ttl=self._heartbeat_ttl, flush_seconds=None, cameras=0, paused=0)
         while not self._stop.is_set():
             if failures.failing:
                 backoff = self.flush_seconds * 2 ** min(failures.failures, 10)
@@ -453,9 +457,13 @@ class Recorder:
                 except Exception:
                     pass  # closing a dead connection can raise; Django has forgotten it anyway
 
+    @property
+    def _heartbeat_ttl(self) -> float:
+        return max(30.0, 10 * self.flush_seconds)
+
     def _beat(self, reasons: dict[int, str], duration: float) -> None:
         """Leave the recorder's heartbeat and one per camera this flush concerned."""
-        ttl = max(30.0, 10 * self.flush_seconds)
+        ttl = self._heartbeat_ttl
         heartbeat_beat(
             "recorder",
             ttl=ttl,

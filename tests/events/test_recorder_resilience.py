@@ -462,12 +462,29 @@ def test_the_flusher_outlives_failed_flushes_backs_off_and_tells_it_once(cameras
         # It backed off: 0.04 + 0.08 + 0.16 s between the four failures, not back to back.
         assert time.monotonic() - started > 0.25
         deadline = time.monotonic() + 10
-        while not heartbeats_read(["recorder"]) and time.monotonic() < deadline:
+        # A flush that worked leaves the camera's heartbeat.
+        camera_beat = f"recorder:{front.public_id}"
+        while not heartbeats_read([camera_beat]) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert heartbeats_read([f"recorder:{front.public_id}"])
+        assert heartbeats_read([camera_beat])
     finally:
         recorder.close()
     assert DetectionEvent.objects.filter(camera=front).exists()
     failed = [r for r in caplog.records if r.getMessage().startswith("Recording events failed")]
     assert len(failed) == 1 and failed[0].exc_info is not None
     assert any(r.getMessage().startswith("Recording events works again") for r in caplog.records)
+
+
+def test_the_recorder_reports_alive_from_its_first_frame_not_its_first_flush(cameras):
+    # A camera goes online just before its first frame reaches the recorder; /readyz must not
+    # find an online camera and no recorder in the second before the first flush.
+    recorder = Recorder(gap_seconds=1, flush_seconds=30, idle_seconds=600)
+    try:
+        recorder.record_frame(camera=cameras[0], timestamp_ms=_Clock().tick(), detections=[PERSON])
+        deadline = time.monotonic() + 2
+        while not heartbeats_read(["recorder"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert recorder.flushes == 0
+        assert heartbeats_read(["recorder"])["recorder"]["flush_seconds"] is None
+    finally:
+        recorder.close()

@@ -87,13 +87,39 @@ def env_networks(
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+# The installation's own key file: `scripts/serve` writes it on first start, so that
+# `manage.py changepassword` and friends work there without exporting anything.
+INSTALLATION_SECRET_KEY_FILE = BASE_DIR / ".secret_key"
+
+
+def secret_key_from_environment() -> str:
+    """DJANGO_SECRET_KEY, else the file DJANGO_SECRET_KEY_FILE names (systemd credentials,
+    Docker secrets), else this installation's `.secret_key`; "" when there is none."""
+    if key := env_str("DJANGO_SECRET_KEY"):
+        return key
+    if named := env_str("DJANGO_SECRET_KEY_FILE"):
+        try:
+            key = Path(named).read_text().strip()
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"DJANGO_SECRET_KEY_FILE={named!r} cannot be read: {error.strerror}."
+            ) from None
+        if not key:
+            raise ImproperlyConfigured(f"DJANGO_SECRET_KEY_FILE={named!r} is empty.")
+        return key
+    if INSTALLATION_SECRET_KEY_FILE.is_file():
+        return INSTALLATION_SECRET_KEY_FILE.read_text().strip()
+    return ""
+
+
+SECRET_KEY = secret_key_from_environment()
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. Set it to a long random string "
-            "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
-            "or set DJANGO_DEBUG=1 for local development."
+            "No secret key: set DJANGO_SECRET_KEY to a long random string "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or "
+            "DJANGO_SECRET_KEY_FILE to a file holding one, or run scripts/serve once (it writes "
+            f"{INSTALLATION_SECRET_KEY_FILE}); DJANGO_DEBUG=1 for local development."
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"
 
@@ -304,6 +330,17 @@ LOGGING = {
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# HTTPS in production (README "Deployment"): all off by default, since `scripts/serve` speaks
+# plain HTTP on a laptop. Behind a TLS-terminating proxy that sets X-Forwarded-Proto, turn on
+# DJANGO_SECURE_PROXY_SSL_HEADER so Django knows a request came over HTTPS; only then is the
+# redirect safe (without it every request would look like HTTP and redirect forever).
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 
 # --- chats settings (see README "Configuration") ---
 # How often each daphne process marks replies whose run stopped heartbeating as failed.

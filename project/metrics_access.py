@@ -14,14 +14,10 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
+from organizations.authentication import bearer_token_from_header
 from project.api_errors import json_error
 
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
-
-
-def _bearer(request: HttpRequest) -> str | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 def _from_allowed_network(request: HttpRequest) -> bool:
@@ -36,7 +32,8 @@ def _from_allowed_network(request: HttpRequest) -> bool:
 
 def metrics_access_refusal(request: HttpRequest) -> JsonResponse | None:
     """None when `request` may read the metrics; otherwise the 401/403 answer to send."""
-    token, given = settings.METRICS_TOKEN, _bearer(request)
+    token = settings.METRICS_TOKEN
+    given = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION"))
     if token and given is not None:
         if hmac.compare_digest(given.encode(), token.encode()):
             return None

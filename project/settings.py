@@ -364,6 +364,27 @@ CAMERA_METRICS_PORT = env_int("CAMERA_METRICS_PORT", 0, minimum=0)
 # keeps trying this often for as long as the page is visible.
 CAMERA_PLAYER_RETRY_SECONDS = env_float("CAMERA_PLAYER_RETRY_SECONDS", 30.0, minimum=1.0)
 
+
+# --- camera source policy (README "Camera sources") ---
+# What a camera's source and ONNX model may reach on this server. Files: only inside these
+# folders (colon- or comma-separated absolute paths; symlinks are resolved before the check).
+# Devices (`device:N`): only when allowed. Network sources: only to globally routable addresses,
+# plus the networks listed here (e.g. the cameras' LAN, 192.168.1.0/24), checked at every connect.
+def env_paths(name: str, default: list[Path]) -> list[Path]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    paths = [Path(item.strip()) for item in raw.replace(",", ":").split(":") if item.strip()]
+    relative = [str(path) for path in paths if not path.is_absolute()]
+    if relative:
+        raise ImproperlyConfigured(f"{name} must list absolute paths; got {', '.join(relative)}")
+    return paths
+
+
+CAMERA_FILE_ROOTS = env_paths("CAMERA_FILE_ROOTS", [MEDIA_ROOT])
+CAMERA_ALLOW_DEVICES = env_bool("CAMERA_ALLOW_DEVICES", False)
+CAMERA_ALLOWED_NETWORKS = env_networks("CAMERA_ALLOWED_NETWORKS", [])
+
 # --- events settings ---
 # Detection events (see events/tracking.py for the rules). A class missing for at most
 # EVENT_GAP_SECONDS and then seen again continues the same event.

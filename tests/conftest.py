@@ -9,6 +9,7 @@ are skipped with the reason, unless SIGHTLINE_REQUIRE_SERVICES=1 (CI), where tha
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import socket
@@ -65,6 +66,20 @@ def _no_background_event_recording(settings):
     # leave it writing into (or holding a connection to) the test database. tests/events build
     # their own Recorder; a test that wants the pipeline's recorder sets this back to True.
     settings.EVENTS_RECORDING = False
+
+
+@pytest.fixture(autouse=True)
+def _camera_files_in_pytest_tmp(settings, tmp_path_factory):
+    # The source policy's file roots for tests: the folders pytest makes for them (tmp_path),
+    # where tests write their videos and models. Devices and private networks stay refused;
+    # a test serving a camera on 127.0.0.1 asks for `loopback_cameras_allowed`.
+    settings.CAMERA_FILE_ROOTS = [tmp_path_factory.getbasetemp()]
+
+
+@pytest.fixture
+def loopback_cameras_allowed(settings):
+    """Let camera sources connect to 127.0.0.1, where tests run their MJPEG and RTSP servers."""
+    settings.CAMERA_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.1/32")]
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from cameras import source_policy
+from cameras.source_policy import PolicyRefusal
 from cameras.vision.frames import resize_to_width
 from cameras.vision.yolo import (
     ModelOutputError,
@@ -466,12 +468,23 @@ def build_detectors(
                     "the onnx detector needs a model file and a labels file "
                     "(a YOLOv5/YOLOv8 .onnx export and its class names, one per line)"
                 )
-            detectors.append(OnnxDetector(onnx_model, onnx_labels, min_confidence=min_confidence))
+            model_path = _allowed_file("the ONNX model", onnx_model)
+            labels_path = _allowed_file("the labels file", onnx_labels)
+            detectors.append(OnnxDetector(model_path, labels_path, min_confidence=min_confidence))
         else:
             raise DetectorConfigError(
                 f"unknown detector {name!r}: choose from {', '.join(AVAILABLE_DETECTORS)}"
             )
     return detectors
+
+
+def _allowed_file(what: str, path: str) -> str:
+    """The resolved path, if the source policy lets cameras read it; the same refusal whether the
+    file is missing or outside the allowed folders."""
+    try:
+        return source_policy.allowed_file(path)
+    except PolicyRefusal as refusal:
+        raise DetectorConfigError(f"{what}: {refusal}") from None
 
 
 def run_detectors(detectors: Sequence[Detector], frame: np.ndarray) -> list[Detection]:

@@ -6,6 +6,9 @@ Specs:
 - `/abs/path/video.mp4` or `file:///abs/path/video.mp4`: a video file, replayed as if it were a
   live camera: paced at the file's own fps and looped at its end.
 - `device:N`: local capture device N (`/dev/videoN` on Linux).
+
+What a source may reach (files, devices, networks) is decided by `cameras.source_policy`, both
+when a source is validated and every time it is opened.
 - `demo:` or `demo:<name>`: the synthetic `DemoScene`; each name gives a different scene.
 - `push:`: no source is read; frames arrive through the ingest endpoint.
 
@@ -28,6 +31,8 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
+from cameras import source_policy
+from cameras.source_policy import PolicyRefusal
 from cameras.vision.demo import DemoScene, demo_seed
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -44,6 +49,26 @@ _FAILED_READ_PAUSE = 0.1
 # A file source skips at most this many seconds of frames to catch up with a slow caller; beyond
 # that it restarts its clock instead (skipping costs a decode per frame).
 _MAX_CATCH_UP_SECONDS = 1.0
+_FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+def _ffmpeg_options_with_policy(configured: str | None) -> str:
+    """OpenCV's FFmpeg options with HTTP redirects turned off.
+
+    FFmpeg would follow a camera's redirect to any address, unchecked: the source policy checks
+    the address FFmpeg is given, so FFmpeg may connect nowhere else. RTSP over TCP unless the
+    operator chose other options: it survives packet loss and NAT where UDP smears or stalls.
+    """
+    entries = [
+        entry
+        for entry in (configured if configured is not None else "rtsp_transport;tcp").split("|")
+        if entry and not entry.startswith("max_redirects;")
+    ]
+    return "|".join([*entries, "max_redirects;0"])
+
+
+# Set once, before any capture opens: OpenCV reads it at every open, from any thread.
+os.environ[_FFMPEG_OPTIONS] = _ffmpeg_options_with_policy(os.environ.get(_FFMPEG_OPTIONS))
 
 
 class SourceError(Exception):
@@ -64,7 +89,8 @@ class FrameSource(Protocol):
 def validate_source(source: str) -> str | None:
     """None if `source` is a valid source spec, else a message saying what is wrong.
 
-    Checks the form only, plus that a video file exists: it opens nothing.
+    Checks the form and what the source policy can decide without the network (video files,
+    devices, numeric addresses): it opens nothing and resolves no name.
     """
     try:
         _parse(source)
@@ -89,6 +115,19 @@ def open_source(source: str, *, read_timeout: float = 5.0) -> FrameSource:
     if kind == "file":
         return VideoFileSource(value)
     return _open_stream(value, read_timeout=read_timeout)
+
+
+def _with_host(parts, address: str) -> str:
+    """The URL with its host replaced by `address` (user, password, port and path kept).
+
+    HTTP servers then see the address in the Host header and TLS servers get no server name.
+    """
+    host = f"[{address}]" if ":" in address else address
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def mask_credentials(url: str) -> str:
@@ -207,6 +246,7 @@ def _parse(source: str) -> tuple[str, str]:
         index = source[len("device:") :]
         if not index.isdigit() or int(index) > MAX_DEVICE_INDEX:
             raise SourceError(f"a device is device:N with N from 0 to {MAX_DEVICE_INDEX}")
+        _policy(source_policy.check_device)
         return "device", str(int(index))
     if source.startswith("/") or source.startswith("file:"):
         return "file", _file_path(source)
@@ -221,6 +261,7 @@ def _parse(source: str) -> tuple[str, str]:
             raise SourceError(f"not a valid URL: {error}") from error
         if not parts.hostname:
             raise SourceError(f"{scheme}:// URLs need a host, as in {scheme}://camera.local/stream")
+        _policy(source_policy.check_literal_host, parts.hostname)
         return "stream", source
     raise SourceError(f"unsupported source: {_SUPPORTED}")
 
@@ -235,9 +276,15 @@ def _file_path(source: str) -> str:
         path = source
     if not os.path.isabs(path):
         raise SourceError("a video file needs an absolute path")
-    if not Path(path).is_file():
-        raise SourceError(f"no such video file: {path}")
-    return path
+    # The same answer for a missing file as for one outside the allowed folders.
+    return _policy(source_policy.allowed_file, path)
+
+
+def _policy(check, *args):
+    try:
+        return check(*args)
+    except PolicyRefusal as refusal:
+        raise SourceError(str(refusal)) from None
 
 
 def _open_file_capture(path: str) -> cv2.VideoCapture:
@@ -265,26 +312,26 @@ def _open_stream(url: str, *, read_timeout: float) -> CaptureSource:
     shown = mask_credentials(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    # A plain TCP connect first: FFmpeg only says "could not open", this says why.
     port = parts.port or DEFAULT_PORTS[scheme]
+    # Resolved and checked now, at every open; from here on only the checked address is used,
+    # so the name cannot point somewhere else for the connect (DNS rebinding).
     try:
-        with socket.create_connection((parts.hostname, port), timeout=read_timeout):
-            pass
-    except socket.gaierror:
+        address = _policy(source_policy.connect_address, parts.hostname, port)
+    except (socket.gaierror, UnicodeError):
         raise SourceError(f"could not open {shown}: host {parts.hostname} not found") from None
+    # A plain TCP connect first: FFmpeg only says "could not open", this says why.
+    try:
+        with socket.create_connection((address, port), timeout=read_timeout):
+            pass
     except ConnectionRefusedError:
         raise SourceError(f"could not open {shown}: connection refused") from None
     except TimeoutError:
         raise SourceError(f"could not open {shown}: no answer within {read_timeout:g} s") from None
     except OSError as error:
         raise SourceError(f"could not open {shown}: {error.strerror or error}") from None
-    if scheme.startswith("rtsp"):
-        # RTSP over TCP survives packet loss and NAT where UDP smears or stalls; an operator can
-        # still choose other FFmpeg options through this variable.
-        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
     timeout_ms = max(1, int(read_timeout * 1000))
     capture = cv2.VideoCapture(
-        url,
+        _with_host(parts, address),
         cv2.CAP_FFMPEG,
         [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
     )

@@ -168,11 +168,51 @@ def test_a_labels_file_that_does_not_fit_the_model_is_refused(v8_model, tmp_path
         OnnxDetector(str(v8_model), str(labels))
 
 
-def test_a_missing_model_is_refused(tmp_path, labels_file):
-    with pytest.raises(DetectorConfigError, match="ONNX model not found"):
+def test_a_missing_model_is_refused_as_one_outside_the_allowed_folders(
+    tmp_path, labels_file, v8_model, settings
+):
+    # Missing, or present but outside CAMERA_FILE_ROOTS: one answer, so a camera's model field
+    # cannot tell which files exist on the server.
+    answers = []
+    for model in (tmp_path / "none.onnx", Path("/etc/passwd"), Path("/no/such/model.onnx")):
+        with pytest.raises(DetectorConfigError) as refused:
+            build_detectors(["onnx"], onnx_model=str(model), onnx_labels=str(labels_file))
+        answers.append(str(refused.value))
+    settings.CAMERA_FILE_ROOTS = [tmp_path / "elsewhere"]
+    with pytest.raises(DetectorConfigError) as refused:
+        build_detectors(["onnx"], onnx_model=str(v8_model), onnx_labels=str(labels_file))
+    answers.append(str(refused.value))
+    assert set(answers) == {
+        "the ONNX model: not allowed by policy "
+        "(an administrator can allow it with CAMERA_FILE_ROOTS)"
+    }
+
+
+def test_a_labels_file_outside_the_allowed_folders_is_refused(v8_model):
+    with pytest.raises(DetectorConfigError, match="the labels file: not allowed by policy"):
+        build_detectors(["onnx"], onnx_model=str(v8_model), onnx_labels="/etc/hostname")
+
+
+def test_a_model_reached_through_a_symlink_out_of_the_allowed_folders_is_refused(
+    tmp_path, labels_file, v8_model, settings
+):
+    inside = tmp_path / "models"
+    inside.mkdir()
+    (inside / "escape.onnx").symlink_to(v8_model)
+    (inside / "ok.onnx").symlink_to(v8_model)
+    settings.CAMERA_FILE_ROOTS = [inside]
+    labels_inside = inside / "labels.txt"
+    labels_inside.write_text(labels_file.read_text())
+    # v8_model itself lives outside the root: a link to it does not bring it in.
+    with pytest.raises(DetectorConfigError, match="not allowed by policy"):
         build_detectors(
-            ["onnx"], onnx_model=str(tmp_path / "none.onnx"), onnx_labels=str(labels_file)
+            ["onnx"], onnx_model=str(inside / "escape.onnx"), onnx_labels=str(labels_inside)
         )
+    settings.CAMERA_FILE_ROOTS = [tmp_path]
+    [detector] = build_detectors(
+        ["onnx"], onnx_model=str(inside / "ok.onnx"), onnx_labels=str(labels_inside)
+    )
+    assert detector.labels == LABELS
 
 
 def test_a_file_that_is_not_a_model_is_refused(tmp_path, labels_file):

@@ -55,7 +55,7 @@ def test_create_refuses_someone_elses_organization(alice_api, charlie_organizati
     ("body", "field", "words"),
     [
         ({"source": "gopher://x"}, "source", "unsupported source"),
-        ({"source": "/no/such/file.mp4"}, "source", "no such video file"),
+        ({"source": "/no/such/file.mp4"}, "source", "not allowed by policy"),
         ({"detectors": ["motion", "unicorn"]}, "detectors", "unicorn"),
         ({"target_fps": 0}, "target_fps", "greater than or equal to 1"),
         ({"target_fps": 31}, "target_fps", "less than or equal to 30"),

@@ -194,10 +194,10 @@ async def test_missing_source_is_retried_then_marked_offline_keeping_the_last_fr
     finally:
         await _stop(worker)
     assert early.status == "connecting"
-    assert "no such video file" in early.last_error
+    assert "not allowed by policy" in early.last_error
     camera = await _status(camera)
     assert camera.status == "offline"
-    assert "no such video file" in camera.last_error
+    assert "not allowed by policy" in camera.last_error
 
 
 async def test_supervisor_starts_restarts_and_stops_workers_as_cameras_change(organization):

@@ -166,7 +166,10 @@ def test_an_offline_camera_says_offline_with_its_reason_and_never_live(
         organization=organization, name="Lobby", source=str(not_a_video), detectors=[]
     )
     server = live_daphne(
-        CAMERAS_IN_PROCESS="1", DJANGO_ALLOW_ASYNC_UNSAFE="", CAMERA_OFFLINE_AFTER_SECONDS="1"
+        CAMERAS_IN_PROCESS="1",
+        DJANGO_ALLOW_ASYNC_UNSAFE="",
+        CAMERA_OFFLINE_AFTER_SECONDS="1",
+        CAMERA_FILE_ROOTS=str(tmp_path),
     )
     login(page, server.url, "alice", "alice-password")
     page.add_init_script(RECORD_STATES)
@@ -174,7 +177,7 @@ def test_an_offline_camera_says_offline_with_its_reason_and_never_live(
 
     page.wait_for_selector("#player[data-state=offline]", timeout=20_000)
     camera.refresh_from_db()
-    assert camera.status == "offline" and camera.last_error
+    assert camera.status == "offline" and "could not open" in camera.last_error
     assert page.text_content("#player-message") == "Offline"
     assert camera.last_error in page.text_content("#player-detail")
     assert page.text_content("#player-state") == "offline"

@@ -284,7 +284,9 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_connect_by_real_getaddri
 class MjpegCamera:
     """An MJPEG-over-HTTP camera on a loopback address that records the requests it gets."""
 
-    def __init__(self, host: str = "127.0.0.1", *, redirect_to: str | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", *, port: int = 0, redirect_to: str | None = None
+    ) -> None:
         self.requests: list[dict[str, str]] = []
         camera = self
 
@@ -313,7 +315,7 @@ class MjpegCamera:
                         return
                     time.sleep(0.02)
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -6,11 +6,11 @@ Specs:
 - `/abs/path/video.mp4` or `file:///abs/path/video.mp4`: a video file, replayed as if it were a
   live camera: paced at the file's own fps and looped at its end.
 - `device:N`: local capture device N (`/dev/videoN` on Linux).
+- `demo:` or `demo:<name>`: the synthetic `DemoScene`; each name gives a different scene.
+- `push:`: no source is read; frames arrive through the ingest endpoint.
 
 What a source may reach (files, devices, networks) is decided by `cameras.source_policy`, both
 when a source is validated and every time it is opened.
-- `demo:` or `demo:<name>`: the synthetic `DemoScene`; each name gives a different scene.
-- `push:`: no source is read; frames arrive through the ingest endpoint.
 
 Every source is paced like a camera: `read()` blocks until the next frame is there (for a network
 stream, until it arrives, at most about `read_timeout`), and returns None when there is none. It

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from cameras import source_policy
 from cameras.models import Camera
 from tests.cameras.test_capture import _camera, _frames, _status, _stop, _subscribe, _worker
+from tests.conftest import ROOT
 from tests.vision.test_source_policy import MjpegCamera
 from tests.vision.test_sources import write_numbered_video
 
@@ -201,3 +205,72 @@ async def test_a_name_re_pointed_while_streaming_is_refused_at_the_reconnect(
     assert allowed.requests
     assert camera.last_error == NETWORK_REFUSED
     assert internal.requests == []
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """`code` run in a fresh process with Django set up on the environment given (and none of
+    this process's camera policy variables)."""
+    base = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("CAMERA_") and name != "MEDIA_ROOT"
+    }
+    setup = "import django; django.setup(); "
+    return subprocess.run(
+        [sys.executable, "-c", setup + code],
+        cwd=ROOT,
+        env={**base, "DJANGO_SETTINGS_MODULE": "project.settings", "DJANGO_SECRET_KEY": "x", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+PRINT_POLICY = (
+    "from django.conf import settings as s; "
+    "print([str(p) for p in s.CAMERA_FILE_ROOTS], s.CAMERA_ALLOW_DEVICES, "
+    "[str(n) for n in s.CAMERA_ALLOWED_NETWORKS])"
+)
+
+
+def test_the_policy_settings_are_read_from_the_environment():
+    result = _python(
+        PRINT_POLICY,
+        CAMERA_FILE_ROOTS="/srv/videos:/srv/models,/mnt/nas",
+        CAMERA_ALLOW_DEVICES="on",
+        CAMERA_ALLOWED_NETWORKS="192.168.1.0/24, fd00::/8",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "['/srv/videos', '/srv/models', '/mnt/nas'] True ['192.168.1.0/24', 'fd00::/8']"
+    )
+    result = _python("print(1)", CAMERA_FILE_ROOTS="videos")
+    assert result.returncode != 0 and "CAMERA_FILE_ROOTS must list absolute paths" in result.stderr
+    result = _python("print(1)", CAMERA_ALLOWED_NETWORKS="10.0.0.0/8,the-lan")
+    assert result.returncode != 0 and "CAMERA_ALLOWED_NETWORKS" in result.stderr
+
+
+def test_the_defaults_allow_the_media_folder_and_nothing_local(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    write_numbered_video(media / "lobby.avi")
+    write_numbered_video(tmp_path / "outside.avi")
+    code = (
+        "from cameras.vision.sources import validate_source as v; "
+        f"print([v(s) for s in ['{media}/lobby.avi', '{tmp_path}/outside.avi', 'device:0', "
+        "'http://127.0.0.1:8000/', 'rtsp://camera.example/live']])"
+    )
+    result = _python(code, MEDIA_ROOT=str(media))
+    assert result.returncode == 0, result.stderr
+    files = "CAMERA_FILE_ROOTS"
+    devices = "CAMERA_ALLOW_DEVICES"
+    networks = "CAMERA_ALLOWED_NETWORKS"
+    assert result.stdout.strip().splitlines()[-1] == repr(
+        [
+            None,
+            f"not allowed by policy (an administrator can allow it with {files})",
+            f"not allowed by policy (an administrator can allow it with {devices})",
+            f"not allowed by policy (an administrator can allow it with {networks})",
+            None,
+        ]
+    )

@@ -2,7 +2,8 @@
 
 Specs:
 - `rtsp://…`, `rtsps://…`, `http://…`, `https://…`: a network stream opened with OpenCV's FFmpeg
-  backend (RTSP, MJPEG over HTTP, HLS, …), with open and read timeouts so nothing hangs.
+  backend (RTSP, MJPEG over HTTP, MPEG-TS, …; not playlists such as HLS, see below), with open
+  and read timeouts so nothing hangs.
 - `/abs/path/video.mp4` or `file:///abs/path/video.mp4`: a video file, replayed as if it were a
   live camera: paced at the file's own fps and looped at its end.
 - `device:N`: local capture device N (`/dev/videoN` on Linux).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Protocol
@@ -49,26 +51,53 @@ _FAILED_READ_PAUSE = 0.1
 # A file source skips at most this many seconds of frames to catch up with a slow caller; beyond
 # that it restarts its clock instead (skipping costs a decode per frame).
 _MAX_CATCH_UP_SECONDS = 1.0
+# OpenCV passes this variable's options to FFmpeg at every open ("key;value|key;value").
 _FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# The options a network stream is opened with besides the operator's. The source policy checks the
+# one address FFmpeg is given, so FFmpeg must connect nowhere else: no HTTP redirects, and only
+# demuxers that read the one stream they are given (HLS, DASH, concat or SDP would open whatever
+# URLs the remote side lists, unchecked).
+_POLICY_KEYS = ("max_redirects", "format_whitelist", "protocol_whitelist", "headers")
+_NETWORK_FORMATS = (
+    "mpjpeg,mjpeg,rtsp,mpegts,flv,live_flv,matroska,mov,avi,h264,hevc,mpegps,mpegvideo"
+)
+_NETWORK_PROTOCOLS = "http,https,tls,tcp,udp,rtp"
+_HOST_NAME = re.compile(r"[a-z0-9.-]{1,253}")
 
 
-def _ffmpeg_options_with_policy(configured: str | None) -> str:
-    """OpenCV's FFmpeg options with HTTP redirects turned off.
-
-    FFmpeg would follow a camera's redirect to any address, unchecked: the source policy checks
-    the address FFmpeg is given, so FFmpeg may connect nowhere else. RTSP over TCP unless the
-    operator chose other options: it survives packet loss and NAT where UDP smears or stalls.
-    """
-    entries = [
+def _operator_ffmpeg_options(configured: str | None) -> list[str]:
+    """The operator's FFmpeg options without the ones the policy sets. RTSP over TCP unless the
+    operator chose otherwise: it survives packet loss and NAT where UDP smears or stalls."""
+    return [
         entry
         for entry in (configured if configured is not None else "rtsp_transport;tcp").split("|")
-        if entry and not entry.startswith("max_redirects;")
+        if entry and entry.split(";", 1)[0] not in _POLICY_KEYS
     ]
-    return "|".join([*entries, "max_redirects;0"])
 
 
-# Set once, before any capture opens: OpenCV reads it at every open, from any thread.
-os.environ[_FFMPEG_OPTIONS] = _ffmpeg_options_with_policy(os.environ.get(_FFMPEG_OPTIONS))
+_OPERATOR_OPTIONS = _operator_ffmpeg_options(os.environ.get(_FFMPEG_OPTIONS))
+# OpenCV reads the options from the environment while it opens, so each open sets them for itself
+# under this lock (OpenCV serializes FFmpeg opens in the process anyway).
+_FFMPEG_OPEN_LOCK = threading.Lock()
+
+
+def _ffmpeg_capture(target: str, params: list[int], *, host_header: str | None = None):
+    """cv2.VideoCapture(target) with FFmpeg, the operator's options and, for a network stream
+    (`host_header` given or not), the policy's."""
+    options = list(_OPERATOR_OPTIONS)
+    if target.startswith("/"):
+        options.append("protocol_whitelist;file")
+    else:
+        options += [
+            "max_redirects;0",
+            f"format_whitelist;{_NETWORK_FORMATS}",
+            f"protocol_whitelist;{_NETWORK_PROTOCOLS}",
+        ]
+        if host_header is not None:
+            options.append(f"headers;Host: {host_header}\r\n")
+    with _FFMPEG_OPEN_LOCK:
+        os.environ[_FFMPEG_OPTIONS] = "|".join(options)
+        return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
 
 
 class SourceError(Exception):
@@ -120,7 +149,7 @@ def open_source(source: str, *, read_timeout: float = 5.0) -> FrameSource:
 def _with_host(parts, address: str) -> str:
     """The URL with its host replaced by `address` (user, password, port and path kept).
 
-    HTTP servers then see the address in the Host header and TLS servers get no server name.
+    TLS servers then get no server name; HTTP servers get the name back through Host.
     """
     host = f"[{address}]" if ":" in address else address
     userinfo = parts.netloc.rpartition("@")[0]
@@ -128,6 +157,17 @@ def _with_host(parts, address: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return parts._replace(netloc=netloc).geturl()
+
+
+def _host_header(parts, scheme: str) -> str | None:
+    """What an HTTP camera named by a host name expects in Host, though FFmpeg connects to the
+    checked address; None for RTSP and for numeric hosts."""
+    host = parts.hostname
+    if not scheme.startswith("http") or not _HOST_NAME.fullmatch(host or ""):
+        return None
+    if source_policy.literal_address(host) is not None:
+        return None
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def mask_credentials(url: str) -> str:
@@ -290,7 +330,7 @@ def _policy(check, *args):
 def _open_file_capture(path: str) -> cv2.VideoCapture:
     # FFmpeg explicitly: the default backend list would read a path containing %d as an image
     # sequence.
-    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    capture = _ffmpeg_capture(path, [])
     if not capture.isOpened():
         capture.release()
         if not Path(path).is_file():
@@ -330,10 +370,10 @@ def _open_stream(url: str, *, read_timeout: float) -> CaptureSource:
     except OSError as error:
         raise SourceError(f"could not open {shown}: {error.strerror or error}") from None
     timeout_ms = max(1, int(read_timeout * 1000))
-    capture = cv2.VideoCapture(
+    capture = _ffmpeg_capture(
         _with_host(parts, address),
-        cv2.CAP_FFMPEG,
         [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
+        host_header=_host_header(parts, scheme),
     )
     if not capture.isOpened():
         capture.release()

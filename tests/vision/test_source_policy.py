@@ -282,10 +282,16 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_connect_by_real_getaddri
 
 
 class MjpegCamera:
-    """An MJPEG-over-HTTP camera on a loopback address that records the requests it gets."""
+    """An MJPEG-over-HTTP camera on a loopback address that records the requests it gets (or a
+    server that redirects, or answers one fixed body)."""
 
     def __init__(
-        self, host: str = "127.0.0.1", *, port: int = 0, redirect_to: str | None = None
+        self,
+        host: str = "127.0.0.1",
+        *,
+        port: int = 0,
+        redirect_to: str | None = None,
+        body: tuple[str, bytes] | None = None,
     ) -> None:
         self.requests: list[dict[str, str]] = []
         camera = self
@@ -296,6 +302,14 @@ class MjpegCamera:
 
             def do_GET(self):
                 camera.requests.append({"path": self.path, "host": self.headers.get("Host", "")})
+                if body is not None:
+                    content_type, content = body
+                    self.send_response(200)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                    return
                 if redirect_to is not None:
                     self.send_response(302)
                     self.send_header("Location", redirect_to)
@@ -346,6 +360,8 @@ def test_an_allowed_network_connects_by_name_and_by_address(settings, cameras):
         try:
             assert source.read().shape == (120, 160, 3)
             assert source.description == url  # the status shows what the user typed
+            host = url.split("/")[2]
+            assert camera.requests[-1]["host"] == host
         finally:
             source.close()
 
@@ -378,9 +394,9 @@ def test_a_name_re_pointed_after_it_was_allowed_is_caught_at_the_next_connect(
         assert source.read() is not None
     finally:
         source.close()
-    # FFmpeg was handed the checked address, not the name (which no real resolver knows): the
-    # server saw it in the Host header.
-    assert allowed.requests[-1]["host"] == f"127.0.0.1:{allowed.port}"
+    # No real resolver knows camera.test: FFmpeg was handed the checked address, and the name
+    # only went into the Host header, as a camera behind a virtual host needs.
+    assert allowed.requests[-1]["host"] == f"camera.test:{allowed.port}"
 
     # The same port on 127.0.0.2 has nothing; re-point the name at the other camera's address.
     url = f"http://camera.test:{target.port}/video.mjpg"
@@ -418,7 +434,7 @@ def test_an_ipv4_mapped_answer_is_checked_and_connected_as_ipv4(settings, camera
         assert source.read() is not None
     finally:
         source.close()
-    assert camera.requests[-1]["host"] == f"127.0.0.1:{camera.port}"
+    assert camera.requests
 
 
 def test_an_unknown_name_says_so_without_connecting(table_resolver):
@@ -440,3 +456,58 @@ def test_http_redirects_are_not_followed_even_between_allowed_addresses(settings
         assert source.read() is not None
     finally:
         source.close()
+
+
+def test_a_playlist_cannot_send_ffmpeg_to_addresses_nobody_checked(settings, cameras):
+    # An HLS playlist at an allowed address lists its segments at any URL; FFmpeg would fetch
+    # them (here from 127.0.0.2), past the check. Network sources are read only by demuxers that
+    # read the one stream they are given.
+    allow(settings, "127.0.0.0/8")
+    segments = MjpegCamera("127.0.0.2")
+    playlist = (
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n"
+        f"http://127.0.0.2:{segments.port}/segment.ts\n#EXT-X-ENDLIST\n"
+    )
+    server = MjpegCamera("127.0.0.1", body=("application/vnd.apple.mpegurl", playlist.encode()))
+    cameras.extend([segments, server])
+    with pytest.raises(SourceError, match="no video stream could be read"):
+        open_source(f"http://127.0.0.1:{server.port}/live.m3u8", read_timeout=2)
+    assert server.requests and segments.requests == []
+
+
+def test_an_rtsp_source_reaches_ffmpegs_rtsp_client_at_the_checked_address(
+    settings, table_resolver
+):
+    # The policy's FFmpeg options must leave RTSP working: the RTSP demuxer speaks, over TCP, to
+    # the address that was checked (this server answers nothing, so the open then fails).
+    allow(settings, "127.0.0.1/32")
+    table_resolver["camera.test"] = ["127.0.0.1"]
+    received: list[bytes] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            server.settimeout(5)
+            while True:
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    return
+                with connection:
+                    connection.settimeout(2)
+                    try:
+                        received.append(connection.recv(4096))
+                    except OSError:
+                        pass
+                    if received[-1].startswith(b"OPTIONS"):
+                        return
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with pytest.raises(SourceError, match="no video stream could be read"):
+            open_source(f"rtsp://user:pw@camera.test:{port}/stream", read_timeout=1)
+        thread.join(5)
+    request = next(data for data in received if data)
+    assert request.startswith(f"OPTIONS rtsp://127.0.0.1:{port}/stream RTSP/1.0".encode())

@@ -229,7 +229,7 @@ def test_named_demo_sources_differ():
     [
         "rtsp://camera.local:554/stream1",
         "rtsps://user:secret@camera.local/live",
-        "https://example.org/cam.m3u8",
+        "https://example.org/cam.mjpg",
         "http://8.8.8.8:8080/video.mjpg",
         "demo:",
         "demo:lobby-2",

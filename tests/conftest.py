@@ -69,10 +69,13 @@ def _no_background_event_recording(settings):
 
 
 @pytest.fixture(autouse=True)
-def _camera_files_in_pytest_tmp(settings, tmp_path_factory):
+def _source_policy_for_tests(settings, tmp_path_factory):
     # The source policy's file roots for tests: the folders pytest makes for them (tmp_path),
     # where tests write their videos and models. Devices and private networks stay refused;
     # a test serving a camera on 127.0.0.1 asks for `loopback_cameras_allowed`.
+    # (Named to sort after _fresh_cache: pytest sets autouse fixtures up in name order, and
+    # `settings` must be restored before _fresh_cache clears a cache a test may have pointed at
+    # a Redis that is gone.)
     settings.CAMERA_FILE_ROOTS = [tmp_path_factory.getbasetemp()]
 
 

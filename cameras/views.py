@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.http.request import RawPostDataException
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
@@ -26,6 +23,8 @@ from cameras.publishing import latest_frame_get
 from cameras.selectors import camera_get_for_user, camera_health_many, cameras_for_user
 from organizations.authentication import api_user_required
 from project.api_errors import json_error
+from project.json_input import JsonBodyError, request_json
+from project.text_input import UnstorableText, text_storable_check
 
 INGEST_FIELDS = ("streamName", "streamType", "frame", "timestamp", "camera_id")
 
@@ -104,23 +103,9 @@ def camera_snapshot(request: HttpRequest, camera_id: str) -> HttpResponse:
 
 def _parse_ingest_body(request: HttpRequest) -> dict:
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    limit = settings.CAMERA_INGEST_MAX_BYTES
-    too_big = IngestError(413, f"The request body is larger than {limit} bytes.", "too_large")
-    if length > limit:
-        raise too_big
-    try:
-        body = request.body
-    except (RequestDataTooBig, RawPostDataException):
-        raise too_big from None
-    if len(body) > limit:
-        raise too_big
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise IngestError(400, "The request body is not valid JSON.", "malformed") from None
+        data = request_json(request, max_bytes=settings.CAMERA_INGEST_MAX_BYTES)
+    except JsonBodyError as error:
+        raise IngestError(error.status, error.message, error.code) from None
     if not isinstance(data, dict):
         raise IngestError(400, "The request body must be a JSON object.", "malformed")
     missing = [field for field in INGEST_FIELDS if field not in data]
@@ -129,6 +114,10 @@ def _parse_ingest_body(request: HttpRequest) -> dict:
     for field in ("streamName", "streamType", "frame", "camera_id"):
         if not isinstance(data[field], str):
             raise IngestError(400, f"{field} must be a string.", "invalid_field")
+        try:
+            text_storable_check(data[field], field=field)
+        except UnstorableText as refused:
+            raise IngestError(400, refused.message, "invalid_characters") from None
     if data["streamType"] != "frame":
         raise IngestError(400, 'streamType must be "frame".', "invalid_stream_type")
     if not data["frame"]:

@@ -15,6 +15,7 @@ from chats.models import Chat, Message
 from organizations.models import Organization
 from project.counters import cache_counter_incr
 from project.metrics import REPLIES_EXPIRED
+from project.text_input import UnstorableText, text_storable_check
 
 TITLE_MAX_CHARS = 60
 TITLE_FIELD_MAX_CHARS = 120
@@ -56,9 +57,17 @@ def chat_title_from_prompt(prompt: str) -> str:
     return cut.rstrip() + "…"
 
 
+def _storable(text: str, *, field: str) -> None:
+    try:
+        text_storable_check(text, field=field)
+    except UnstorableText as refused:
+        raise ChatInputError(refused.message, "invalid_characters") from None
+
+
 def _clean_title(title: object) -> str:
     if not isinstance(title, str):
         raise ChatInputError("The title must be a string.")
+    _storable(title, field="The title")
     cleaned = " ".join(title.split())
     if not cleaned:
         raise ChatInputError("The title must not be empty.")
@@ -73,6 +82,7 @@ def prompt_clean(prompt: object) -> str:
         raise ChatInputError('The body needs a "prompt": {"prompt": "..."}.', "prompt_missing")
     if not isinstance(prompt, str):
         raise ChatInputError("The prompt must be a string.", "prompt_invalid")
+    _storable(prompt, field="The prompt")
     cleaned = prompt.strip()
     if not cleaned:
         raise ChatInputError("The prompt is empty.", "prompt_empty")

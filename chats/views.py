@@ -4,7 +4,6 @@ send a prompt (SSE), resume a reply (SSE), stop a reply."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -47,10 +46,14 @@ from organizations.authentication import api_user_required
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error
 from project.channel_layer import GroupReceiver
+from project.json_input import JsonBodyError, request_json
+from project.query_params import ParamError, int_param
 
 # How long a stop request waits for the run to store the partial text and end.
 STOP_WAIT_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.05
+# A resume offset counts characters of one reply: far more than any reply holds.
+RESUME_OFFSET_MAX = 10**12
 
 _message_list_api = ChatMessageListApi.as_view()
 
@@ -69,7 +72,7 @@ def _event_stream(events: AsyncIterator[bytes], *, message_id: int) -> Streaming
 
 
 def _accept_prompt(
-    user, chat_id: int, raw_body: bytes
+    user, chat_id: int, request: HttpRequest
 ) -> JsonResponse | tuple[Message, list[Turn], AssistantContext]:
     """Every check before a stream may start, then the stored `streaming` reply and what it is
     generated from; or the error answer."""
@@ -77,9 +80,9 @@ def _accept_prompt(
     if chat is None:
         return _not_found()
     try:
-        body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
-        return json_error(400, "The request body is not valid JSON.", "malformed")
+        body = request_json(request)
+    except JsonBodyError as error:
+        return json_error(error.status, error.message, error.code)
     if not isinstance(body, dict):
         return json_error(400, 'The body must be a JSON object: {"prompt": "..."}.', "malformed")
     try:
@@ -118,7 +121,7 @@ async def _subscribe(message_id: int) -> GroupReceiver:
 @api_user_required
 async def message_create_stream(request: HttpRequest, user, chat_id: int) -> HttpResponse:
     """POST a prompt; the answer is the reply as Server-Sent Events (see chats.streaming)."""
-    accepted = await sync_to_async(_accept_prompt)(user, chat_id, request.body)
+    accepted = await sync_to_async(_accept_prompt)(user, chat_id, request)
     if isinstance(accepted, JsonResponse):
         return accepted
     reply, turns, context = accepted
@@ -153,10 +156,10 @@ async def message_stream_resume(
     if request.method != "GET":
         return json_error(405, "Use GET.", "method_not_allowed")
     raw_offset = request.GET.get("offset") or request.headers.get("Last-Event-ID") or "0"
-    if not raw_offset.isdigit() or len(raw_offset) > 12:
-        return json_error(
-            400, "The offset must be a whole number of characters, 0 or more.", "invalid_offset"
-        )
+    try:
+        offset = int_param(raw_offset, name="offset", maximum=RESUME_OFFSET_MAX)
+    except ParamError as error:
+        return json_error(400, f"{error.message} It counts characters.", "invalid_offset")
     message = await sync_to_async(message_get_for_user)(
         user=user, chat_id=chat_id, message_id=message_id
     )
@@ -164,7 +167,7 @@ async def message_stream_resume(
         return _not_found()
     # Subscribe first, then read what is stored: a delta published in between is not lost.
     receiver = await _subscribe(message.pk)
-    events = reply_events(receiver=receiver, message_id=message.pk, offset=int(raw_offset))
+    events = reply_events(receiver=receiver, message_id=message.pk, offset=offset)
     return _event_stream(events, message_id=message.pk)
 
 
@@ -221,10 +224,13 @@ def chat_new(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         # A typed or bookmarked /chats/new lands on the list, whose form starts a chat.
         return redirect("chats")
-    raw_id = request.POST.get("organization", "")
+    try:
+        organization_id = int_param(request.POST.get("organization", ""), name="organization")
+    except ParamError:
+        organization_id = None
     organization = (
-        organization_get_for_user(user=request.user, organization_id=int(raw_id))
-        if raw_id.isdigit()
+        organization_get_for_user(user=request.user, organization_id=organization_id)
+        if organization_id is not None
         else None
     )
     if organization is None:

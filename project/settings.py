@@ -144,6 +144,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # NUL or a lone surrogate in the URL: 400 before a view uses it in a lookup.
+    "project.text_input.unstorable_text_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -293,10 +295,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, with size and depth limits checked before parsing (project/json_input.py).
+    "DEFAULT_PARSER_CLASSES": ["project.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "project.api_errors.json_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+# JSON request bodies (API, chat stream): the largest accepted (413 above it) and how deep its
+# arrays and objects may nest (400 above it), both checked before the body is parsed.
+API_JSON_MAX_BYTES = env_int("API_JSON_MAX_BYTES", 1024 * 1024, minimum=1024)
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32, minimum=2)
 
 # The assistant. `builtin` answers offline from the organization's own data; `openai` talks
 # to any OpenAI-compatible chat-completions server.
@@ -351,6 +359,9 @@ CHAT_STALE_SWEEP_SECONDS = env_float("CHAT_STALE_SWEEP_SECONDS", 10.0, minimum=0
 # and how many new frames a second one push: camera may receive (429 above it).
 CAMERA_INGEST_MAX_BYTES = env_int("CAMERA_INGEST_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
 CAMERA_INGEST_MAX_FRAMES_PER_SECOND = env_int("CAMERA_INGEST_MAX_FRAMES_PER_SECOND", 30, minimum=1)
+# How far ahead of the server's clock an ingested frame's timestamp may be (400 beyond it): the
+# sender's clock may run a little fast, but a frame dated later records events not yet happened.
+CAMERA_INGEST_MAX_FUTURE_SECONDS = env_float("CAMERA_INGEST_MAX_FUTURE_SECONDS", 5.0, minimum=0.0)
 # How long a published frame's timestamp is remembered, so a frame forwarded back by a seed
 # client is answered as a duplicate instead of being broadcast again.
 CAMERA_FRAME_RECORD_SECONDS = env_int("CAMERA_FRAME_RECORD_SECONDS", 120, minimum=5)

@@ -40,7 +40,8 @@ def unavailable_body() -> dict[str, str]:
     return {"error": UNAVAILABLE_MESSAGE, "code": "unavailable"}
 
 
-def _wants_json(request: HttpRequest) -> bool:
+def wants_json(request: HttpRequest) -> bool:
+    """True for the API and the seed's JSON and streaming chat paths: their errors are JSON."""
     if request.path.startswith("/api/"):
         return True
     match = getattr(request, "resolver_match", None)
@@ -92,7 +93,7 @@ def unavailable_noted(request: HttpRequest, error: Exception) -> None:
 def unavailable_response(request: HttpRequest, error: Exception) -> HttpResponse:
     """503 with `Retry-After` for a request that failed because Redis is away (logged here)."""
     unavailable_noted(request, error)
-    if _wants_json(request):
+    if wants_json(request):
         response: HttpResponse = JsonResponse(unavailable_body(), status=503)
     else:
         response = HttpResponse(

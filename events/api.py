@@ -28,6 +28,7 @@ from events.selectors import (
     session_list,
     sessions_for_user,
 )
+from project.query_params import BoundedDateTimeField, IdField
 
 DEFAULT_ACTIVITY_WINDOW = timedelta(hours=24)
 _LABEL = re.compile(r"^[\w .:-]{1,64}$")
@@ -103,9 +104,9 @@ class EventFilterSerializer(serializers.Serializer):
     # `class` is a Python keyword, so the field is renamed in __init__ (its errors say
     # `class`; its value stays under its source name, `label`).
     label = serializers.CharField(max_length=64, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-    session = serializers.IntegerField(min_value=1, required=False)
+    since = BoundedDateTimeField(required=False)
+    until = BoundedDateTimeField(required=False)
+    session = IdField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -185,8 +186,8 @@ class CameraSessionListApi(APIView):
 
 
 class ActivityParamsSerializer(serializers.Serializer):
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = BoundedDateTimeField(required=False)
+    until = BoundedDateTimeField(required=False)
     bucket = serializers.CharField(max_length=8, required=False, default="1h")
 
     def validate_bucket(self, value: str) -> timedelta:

@@ -19,6 +19,7 @@ from events.selectors import (
     event_list,
     events_for_user,
 )
+from project.query_params import ParamError, date_in_bounds
 
 PAGE_SIZE = 24
 
@@ -42,6 +43,14 @@ class EventFilterForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        for name in ("date_from", "date_to"):
+            if data.get(name):
+                try:
+                    date_in_bounds(data[name], name=self.fields[name].label)
+                except ParamError as exc:
+                    # Year 1 or 9999 would overflow when turned into a window; add_error
+                    # also takes the date out of cleaned_data.
+                    self.add_error(name, exc.message)
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             raise forms.ValidationError("The start date is after the end date.")
         return data

@@ -25,4 +25,7 @@ urlpatterns = [
     path("", include("events.urls")),
 ]
 
+handler400 = "project.views.bad_request"
+handler403 = "project.views.permission_denied"
 handler404 = "project.views.not_found"
+handler500 = "project.views.server_error"

@@ -1,10 +1,13 @@
-"""Site-wide pages: the dashboard, health (liveness, readiness, metrics) and the 404 answer."""
+"""Site-wide pages: the dashboard, health (liveness, readiness, metrics) and the error answers."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -13,6 +16,7 @@ from organizations.selectors import organizations_for_user
 from project.api_errors import json_error
 from project.health import readiness
 from project.metrics_access import metrics_access_refusal
+from project.unavailable import wants_json
 
 
 @login_required
@@ -49,8 +53,39 @@ async def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
+# The error handlers (project/urls.py): API clients, and the seed's JSON chat paths, get the one
+# JSON error shape they can parse; people get a page.
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if not wants_json(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        # Raised by request.body over DATA_UPLOAD_MAX_MEMORY_SIZE: too large, not malformed.
+        return json_error(
+            413,
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            "too_large",
+        )
+    return json_error(400, "The request could not be understood.", "bad_request")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if not wants_json(request):
+        return defaults.permission_denied(request, exception)
+    return json_error(403, "You do not have permission to do this.", "forbidden")
+
+
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    # API clients get JSON they can parse; people get a page.
-    if request.path.startswith("/api/"):
+    if wants_json(request):
         return json_error(404, "Not found.", "not_found")
     return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    # Django has logged the exception with its traceback; the client gets no detail of it.
+    if not wants_json(request):
+        return defaults.server_error(request)
+    return json_error(
+        500, "The server failed to answer this request; the error is logged.", "server_error"
+    )

@@ -1,6 +1,9 @@
-"""Model text to HTML that is safe to insert: Markdown rendered, then sanitized with nh3."""
+"""Model text to HTML that is safe to insert: Markdown rendered, then sanitized with nh3; and
+`markdown_literal` for names that answers put into Markdown."""
 
 from __future__ import annotations
+
+import re
 
 import markdown
 import nh3
@@ -23,3 +26,18 @@ def markdown_to_safe_html(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
+
+
+# Every character Python-Markdown (with the tables extension) takes a backslash escape for.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!>|])")
+_LINE_BREAKS = re.compile(r"\s+")
+
+
+def markdown_literal(text: str) -> str:
+    """`text` (a camera, member or chat name, a class label: anything a user chose) for a
+    Markdown answer, so it renders as exactly these characters: never a link, emphasis, heading
+    or HTML. `&` and `<` become entities (Markdown has no escape for them); line breaks and
+    runs of spaces become one space, so a name cannot start a block of its own."""
+    flat = _LINE_BREAKS.sub(" ", text).strip()
+    entities = flat.replace("&", "&amp;").replace("<", "&lt;")
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", entities)

@@ -4,6 +4,9 @@
 selectors the API uses (`events.selectors`), so a number in an answer is the `count` the API
 returns for the same camera, class and window; the answer shows that API query too, so anyone
 can check it. Sync and database-bound: call it off the event loop.
+
+Names people chose (cameras, the organization, class labels from a model's label file) go in
+through `markdown_literal`: they show as written, never as a link or HTML.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from urllib.parse import urlencode
 from django.utils import timezone
 
 from cameras.models import Camera
+from chats.markdown_rendering import markdown_literal
 from events.models import CameraSession
 from events.questions import CAPABILITIES, PERIOD_WORDS, Intent, Period, Question, parse_question
 from events.selectors import (
@@ -61,12 +65,17 @@ class Scope:
         return tuple(camera.public_id for camera in self.cameras if camera.name.lower() in wanted)
 
 
+def _labels_text(labels: tuple[str, ...], joiner: str) -> str:
+    return f" {joiner} ".join(markdown_literal(label) for label in labels)
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _events_word(count: int, label: str | None = None) -> str:
-    return f"**{count} {label + ' ' if label else ''}event{'' if count == 1 else 's'}**"
+    what = f"{markdown_literal(label)} " if label else ""
+    return f"**{count} {what}event{'' if count == 1 else 's'}**"
 
 
 def format_time(moment: datetime, scope: Scope, *, seconds: bool = False) -> str:
@@ -89,7 +98,7 @@ def _window(period: Period, scope: Scope) -> str:
 def _where(camera_names: tuple[str, ...]) -> str:
     if not camera_names:
         return "across all cameras"
-    return "on " + " and ".join(f"**{name}**" for name in camera_names)
+    return "on " + " and ".join(f"**{markdown_literal(name)}**" for name in camera_names)
 
 
 def _api_check(filters: EventFilter) -> str:
@@ -113,7 +122,8 @@ def _event_links(scope: Scope, filters: EventFilter, limit: int = LINKED_EVENTS)
     if not events:
         return ""
     links = ", ".join(
-        f"[{event.label} on {event.camera.name} at {format_time(event.started_at, scope, seconds=True)}]"
+        f"[{markdown_literal(event.label)} on {markdown_literal(event.camera.name)} at "
+        f"{format_time(event.started_at, scope, seconds=True)}]"
         f"(/events/{event.pk})"
         for event in events
     )
@@ -141,13 +151,14 @@ def _no_cameras(scope: Scope) -> str | None:
     if scope.cameras:
         return None
     return (
-        f"{scope.organization.name} has no cameras yet, so there is no session data. "
+        f"{markdown_literal(scope.organization.name)} has no cameras yet, so there is no "
+        "session data. "
         "Add one under [Cameras](/cameras/) (a `demo:` camera needs no hardware)."
     )
 
 
 def _counts_sentence(counts: dict[str, int]) -> str:
-    return ", ".join(f"{label} {count}" for label, count in counts.items())
+    return ", ".join(f"{markdown_literal(label)} {count}" for label, count in counts.items())
 
 
 def _answer_count(question: Question, scope: Scope) -> str:
@@ -211,12 +222,14 @@ def _answer_summary(question: Question, scope: Scope) -> str:
     total = sum(counts.values())
     lines = [
         f"{_events_word(total)} {where} {_window(question.period, scope)}:",
-        "\n".join(f"- {label}: {count}" for label, count in counts.items()),
+        "\n".join(f"- {markdown_literal(label)}: {count}" for label, count in counts.items()),
     ]
     if not question.cameras and len(scope.cameras) > 1:
         per_camera = event_counts_by_camera(events=scope.events, filters=filters)
         lines.append(
-            "By camera: " + ", ".join(f"{row.name} {row.total}" for row in per_camera) + "."
+            "By camera: "
+            + ", ".join(f"{markdown_literal(row.name)} {row.total}" for row in per_camera)
+            + "."
         )
     lines.append(_event_links(scope, filters))
     lines.append(_check_line(question, scope))
@@ -226,20 +239,24 @@ def _answer_summary(question: Question, scope: Scope) -> str:
 def _answer_busiest_camera(question: Question, scope: Scope) -> str:
     filters = _filters(question, scope)
     rows = event_counts_by_camera(events=scope.events, filters=filters)
-    what = " and ".join(question.labels) + " " if question.labels else ""
+    what = _labels_text(question.labels, "and") + " " if question.labels else ""
     if not rows:
         return f"No {what}events on any camera {_window(question.period, scope)}, so no camera was busiest."
     top = rows[0]
-    tied = [row.name for row in rows if row.total == top.total]
+    tied = [markdown_literal(row.name) for row in rows if row.total == top.total]
     lead = (
-        f"**{top.name}** was the busiest camera {_window(question.period, scope)} with "
+        f"**{tied[0]}** was the busiest camera {_window(question.period, scope)} with "
         f"{_events_word(top.total, ' and '.join(question.labels) or None)}."
         if len(tied) == 1
         else f"{' and '.join(f'**{name}**' for name in tied)} were equally busy "
         f"{_window(question.period, scope)} with {_events_word(top.total)} each."
     )
-    rest = ", ".join(f"{row.name} {row.total}" for row in rows[1:])
-    without = [c.name for c in scope.cameras if c.public_id not in {r.public_id for r in rows}]
+    rest = ", ".join(f"{markdown_literal(row.name)} {row.total}" for row in rows[1:])
+    without = [
+        markdown_literal(c.name)
+        for c in scope.cameras
+        if c.public_id not in {r.public_id for r in rows}
+    ]
     parts = [lead]
     if rest:
         parts.append(f"Then: {rest}.")
@@ -285,18 +302,20 @@ def _answer_last_seen(question: Question, scope: Scope) -> str:
         until=period.end if period else None,
     )
     event = event_latest(events=scope.events, filters=filters)
-    what = " or ".join(labels) if labels else "anything"
+    what = _labels_text(labels, "or") if labels else "anything"
     if event is None:
         within = f" {_window(period, scope)}" if period else " in the recorded data"
         return f"No {what} was seen {_where(question.cameras)}{within}."
     link = f"[event #{event.pk}](/events/{event.pk})"
     if event.is_open:
         return (
-            f"A **{event.label}** is in view on **{event.camera.name}** right now (since "
+            f"A **{markdown_literal(event.label)}** is in view on "
+            f"**{markdown_literal(event.camera.name)}** right now (since "
             f"{format_time(event.started_at, scope, seconds=True)}): {link}."
         )
     return (
-        f"A **{event.label}** was last seen on **{event.camera.name}** at "
+        f"A **{markdown_literal(event.label)}** was last seen on "
+        f"**{markdown_literal(event.camera.name)}** at "
         f"**{format_time(event.last_seen_at, scope, seconds=True)}** (in view for "
         f"{event.duration_seconds:.0f} s from {format_time(event.started_at, scope, seconds=True)}): {link}."
     )
@@ -326,7 +345,7 @@ def _answer_compare(question: Question, scope: Scope) -> str:
             f"period before ({format_time(previous.start, scope)}–{format_time(previous.end, scope)})."
         )
     rows = [
-        f"| {label} | {now_counts.get(label, 0)} | {before_counts.get(label, 0)} | "
+        f"| {markdown_literal(label)} | {now_counts.get(label, 0)} | {before_counts.get(label, 0)} | "
         f"{_change(now_counts.get(label, 0), before_counts.get(label, 0))} |"
         for label in labels
     ]
@@ -363,7 +382,8 @@ def _answer_session(question: Question, scope: Scope, *, only_labels: tuple[str,
     summary = _counts_sentence(counts) if counts else "no events"
     total = sum(counts.values())
     lines = [
-        f"**{camera.name}**'s last session started {format_time(session.started_at, scope, seconds=True)} "
+        f"**{markdown_literal(camera.name)}**'s last session started "
+        f"{format_time(session.started_at, scope, seconds=True)} "
         f"and {end}: {_plural(session.frames_processed, 'frame')} processed at "
         f"{session.measured_fps:.1f} fps, {_events_word(total, only_labels[0] if len(only_labels) == 1 else None)} ({summary}).",
     ]

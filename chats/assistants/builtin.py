@@ -3,6 +3,8 @@
 It recognises a few kinds of question by their words (members and roles, chats, the
 organization, and any facts other apps contribute, such as cameras) and answers each from the
 context. For anything else it says plainly what it can answer instead of inventing analysis.
+Everything taken from the context (names, titles, facts) is put into the Markdown reply through
+`markdown_literal`, so a member or organization named like a link shows as text.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 
 from chats.assistants.base import AssistantContext, Turn
+from chats.markdown_rendering import markdown_literal
 
 GREETING_WORDS = {"hello", "hi", "hey", "hallo", "morning", "evening"}
 MEMBER_WORDS = {"member", "who", "team", "people", "user", "role", "owner", "admin", "staff"}
@@ -32,13 +35,13 @@ def _words(text: str) -> set[str]:
 
 def _capabilities(context: AssistantContext) -> str:
     lines = [
-        f"I answer from {context.organization_name}'s own data. You can ask me:",
+        f"I answer from {markdown_literal(context.organization_name)}'s own data. You can ask me:",
         "",
         "- who the members are and their roles",
         "- how many chats you have",
         "- which organization this is",
     ]
-    lines.extend(f"- about {group.topic}" for group in context.facts)
+    lines.extend(f"- about {markdown_literal(group.topic)}" for group in context.facts)
     if context.data is not None:
         lines.extend(f"- {capability}" for capability in context.data.capabilities)
     if context.fact_group("cameras") is None and context.data is None:
@@ -49,12 +52,13 @@ def _capabilities(context: AssistantContext) -> str:
 def builtin_answer(prompt: str, context: AssistantContext) -> str:
     """The whole reply to `prompt`; the same prompt and context always give the same text."""
     words = _words(prompt)
-    name = context.organization_name
+    name = markdown_literal(context.organization_name)
     sections: list[str] = []
     if words & MEMBER_WORDS:
         count = len(context.members)
         members = "\n".join(
-            f"- **{member.username}** ({member.role})" for member in context.members
+            f"- **{markdown_literal(member.username)}** ({markdown_literal(member.role)})"
+            for member in context.members
         )
         sections.append(f"{name} has {count} member{'s' if count != 1 else ''}:\n\n{members}")
     if words & CHAT_WORDS:
@@ -66,8 +70,12 @@ def builtin_answer(prompt: str, context: AssistantContext) -> str:
     for group in context.facts:
         if words & set(group.keywords):
             asked_about_facts = True
-            facts = "\n".join(f"- {line}" for line in group.lines) or "- nothing recorded yet"
-            sections.append(f"{group.topic.capitalize()} in {name}:\n\n{facts}")
+            facts = (
+                "\n".join(f"- {markdown_literal(line)}" for line in group.lines)
+                or "- nothing recorded yet"
+            )
+            topic = markdown_literal(group.topic.capitalize())
+            sections.append(f"{topic} in {name}:\n\n{facts}")
     if (
         not asked_about_facts
         and words & CAMERA_WORDS
@@ -80,7 +88,7 @@ def builtin_answer(prompt: str, context: AssistantContext) -> str:
     if sections:
         return "\n\n".join(sections)
     if words & GREETING_WORDS:
-        return f"Hello {context.user_name}! {_capabilities(context)}"
+        return f"Hello {markdown_literal(context.user_name)}! {_capabilities(context)}"
     if words & HELP_WORDS:
         return _capabilities(context)
     return f"I can't answer that from {name}'s data. {_capabilities(context)}"

@@ -44,9 +44,9 @@ from project.counters import cache_counter_incr
 from project.metrics import INGEST_FRAMES
 from project.unavailable import REDIS_UNAVAILABLE_ERRORS
 
-# A timestamp is Unix milliseconds between 2000-01-01 and a day from now.
+# A timestamp is Unix milliseconds from 2000-01-01 to CAMERA_INGEST_MAX_FUTURE_SECONDS ahead of
+# the server's clock: a frame dated later would record events that have not happened yet.
 EARLIEST_TIMESTAMP_MS = 946_684_800_000
-FUTURE_SLACK_MS = 24 * 3600 * 1000
 # How long a duplicate waits for the detections of a claim made a moment ago by another process.
 CLAIM_WAIT_SECONDS = 2.0
 
@@ -93,13 +93,21 @@ def timestamp_check(value: object) -> int:
         raise IngestError(
             400, "timestamp must be a whole number of Unix milliseconds.", "invalid_timestamp"
         )
-    latest = int(time.time() * 1000) + FUTURE_SLACK_MS
-    if not EARLIEST_TIMESTAMP_MS <= value <= latest:
+    now_ms = int(time.time() * 1000)
+    ahead_seconds = settings.CAMERA_INGEST_MAX_FUTURE_SECONDS
+    if value < EARLIEST_TIMESTAMP_MS:
         raise IngestError(
             400,
-            "timestamp is not a plausible Unix time in milliseconds "
-            "(between the year 2000 and a day from now).",
+            "timestamp is not a plausible Unix time in milliseconds (it is before 2000).",
             "invalid_timestamp",
+        )
+    if value > now_ms + ahead_seconds * 1000:
+        raise IngestError(
+            400,
+            f"timestamp {value} is more than {ahead_seconds:g} s ahead of the server's time "
+            f"({now_ms}, {datetime.fromtimestamp(now_ms / 1000, UTC):%Y-%m-%dT%H:%M:%S.%fZ}); "
+            "check the sender's clock.",
+            "future_timestamp",
         )
     return value
 

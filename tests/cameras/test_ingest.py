@@ -163,7 +163,7 @@ def _bad_bodies(camera) -> list[tuple[object, str]]:
         (body(camera, timestamp=1.7e12 + 0.5), "invalid_timestamp"),
         (body(camera, timestamp=True), "invalid_timestamp"),
         (body(camera, timestamp=1700000000), "invalid_timestamp"),  # seconds, not ms
-        (body(camera, timestamp=now_ms() + 10 * 86_400_000), "invalid_timestamp"),
+        (body(camera, timestamp=now_ms() + 10 * 86_400_000), "future_timestamp"),
         (body(camera, frame=""), "invalid_base64"),
         (body(camera, frame="not base64 at all!"), "invalid_base64"),
         (body(camera, frame=base64.b64encode(b"GIF89a not a jpeg").decode()), "invalid_jpeg"),

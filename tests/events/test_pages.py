@@ -152,10 +152,27 @@ def test_the_admin_lists_events_with_previews(admin_client, front_door, media_ro
     )
     event.snapshot.save("s.jpg", ContentFile(jpeg), save=True)
     html = admin_client.get("/admin/events/detectionevent/").content.decode()
-    assert f'src="/api/v1/events/{event.pk}/snapshot"' in html
+    snapshot_url = f"/admin/events/detectionevent/{event.pk}/snapshot.jpg"
+    assert f'src="{snapshot_url}"' in html
+    # The superuser is no member of Alice's organization; the preview loads all the same.
+    preview = admin_client.get(snapshot_url)
+    assert preview.status_code == 200
+    assert preview["Content-Type"] == "image/jpeg"
+    assert b"".join(preview.streaming_content) == jpeg
     assert admin_client.get(f"/admin/events/detectionevent/{event.pk}/change/").status_code == 200
     assert admin_client.get("/admin/events/detectionevent/", {"q": "Front"}).status_code == 200
     assert admin_client.get("/admin/events/camerasession/").status_code == 200
+
+
+def test_admin_snapshot_previews_are_refused_to_people_outside_the_admin(
+    alice_client, front_door, media_root
+):
+    event = event_make(front_door, label="person", at=T)
+    event.snapshot.save("s.jpg", ContentFile(b"\xff\xd8 not shown"), save=True)
+    response = alice_client.get(f"/admin/events/detectionevent/{event.pk}/snapshot.jpg")
+    # Alice is a member but not staff: the admin sends her to its login page.
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
 
 
 def test_the_camera_page_draws_that_cameras_activity_chart(alice_client, front_door, back_yard):

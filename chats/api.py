@@ -18,6 +18,7 @@ from chats.services import (
     messages_expire_stale,
 )
 from organizations.selectors import organization_default_for_user, organization_get_for_user
+from project.query_params import IdField
 
 
 class ChatOutputSerializer(serializers.ModelSerializer):
@@ -57,7 +58,7 @@ def _object_body(request) -> dict:
 
 class ChatListApi(APIView):
     class InputSerializer(serializers.Serializer):
-        organization = serializers.IntegerField(required=False, min_value=1)
+        organization = IdField(required=False)
         title = serializers.CharField(required=False, allow_blank=True, max_length=120)
 
     def get(self, request):

@@ -1,9 +1,10 @@
 """Who may read `GET /metrics`: a request with the METRICS_TOKEN, or one from an address in
 METRICS_ALLOWED_NETWORKS (by default this machine only).
 
-An address only counts when no proxy stands between: a request carrying X-Forwarded-For,
-Forwarded or X-Real-IP came through one, and its REMOTE_ADDR is the proxy's (often 127.0.0.1),
-not the client's. Such a request needs the token.
+The address is the client's as `project.client_address` computed it (through the proxies in
+DJANGO_TRUSTED_PROXIES). A request carrying X-Forwarded-For, Forwarded or X-Real-IP from a peer
+that is not a trusted proxy came through a proxy we cannot see past: its REMOTE_ADDR is the
+proxy's (often 127.0.0.1), not the client's. Such a request needs the token.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from django.http import HttpRequest, JsonResponse
 
 from organizations.authentication import bearer_token_from_header
 from project.api_errors import json_error
-
-PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+from project.client_address import came_through_untrusted_proxy
 
 
 def _from_allowed_network(request: HttpRequest) -> bool:
-    if any(header in request.headers for header in PROXY_HEADERS):
+    if came_through_untrusted_proxy(request):
         return False
     try:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
@@ -50,7 +50,7 @@ def metrics_access_refusal(request: HttpRequest) -> JsonResponse | None:
         return response
     return json_error(
         403,
-        "Metrics are served only to METRICS_ALLOWED_NETWORKS (not through a proxy), or with "
-        "METRICS_TOKEN.",
+        "Metrics are served only to METRICS_ALLOWED_NETWORKS (through no proxy, or through "
+        "DJANGO_TRUSTED_PROXIES), or with METRICS_TOKEN.",
         "forbidden",
     )

@@ -143,6 +143,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: REMOTE_ADDR becomes the client's address (through DJANGO_TRUSTED_PROXIES only).
+    "project.client_address.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # NUL or a lone surrogate in the URL: 400 before a view uses it in a lookup.
     "project.text_input.unstorable_text_middleware",
@@ -299,6 +301,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["project.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "project.api_errors.json_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Throttles key on REMOTE_ADDR, which ClientAddressMiddleware already set to the client's
+    # address; DRF must not read X-Forwarded-For again on its own.
+    "NUM_PROXIES": 0,
 }
 
 # JSON request bodies (API, chat stream): the largest accepted (413 above it) and how deep its
@@ -417,3 +422,18 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
 # Each /readyz check (database, channel layer, cache, heartbeats) must answer within this.
 READYZ_CHECK_TIMEOUT_SECONDS = env_float("READYZ_CHECK_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+
+# --- client address and log-in limits (README "Configuration" and "Deployment") ---
+# Proxies whose forwarding header names the client (comma-separated addresses or networks,
+# e.g. 127.0.0.1 behind nginx on this machine). Empty: the direct peer is the client, and every
+# X-Forwarded-For / X-Real-IP / Forwarded a client sends is ignored.
+TRUSTED_PROXIES = env_networks("DJANGO_TRUSTED_PROXIES", [])
+# The one header those proxies set; the others are ignored, since a proxy passes on whatever
+# else a client sent.
+TRUSTED_PROXY_HEADER = env_str("DJANGO_TRUSTED_PROXY_HEADER", "X-Forwarded-For")
+if TRUSTED_PROXY_HEADER not in {"X-Forwarded-For", "X-Real-IP", "Forwarded"}:
+    raise ImproperlyConfigured(
+        "DJANGO_TRUSTED_PROXY_HEADER must be X-Forwarded-For, X-Real-IP or Forwarded; "
+        f"got {TRUSTED_PROXY_HEADER!r}"
+    )
+# Password guessing (project/login_limits.py): failed log-ins within the window lock the

@@ -6,7 +6,6 @@ from django.contrib.auth import authenticate
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from organizations.models import Organization
@@ -16,17 +15,15 @@ from organizations.selectors import (
     organizations_for_user,
 )
 from organizations.services import api_token_create, organization_create
-
-
-class LoginThrottle(AnonRateThrottle):
-    scope = "login"
-    rate = "10/min"
+from project.login_limits import lockout_api_response, login_lockout_of
 
 
 class TokenCreateApi(APIView):
+    # Guessing is limited per account and per client address in project.login_limits (failed
+    # attempts only). A request-rate throttle here as well would answer a locked-out person's
+    # retry with a second kind of 429 and could outlast the lockout it reports.
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -37,6 +34,8 @@ class TokenCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         user = authenticate(request, **serializer.validated_data)
         if user is None:
+            if lockout := login_lockout_of(request):
+                return lockout_api_response(lockout)
             return Response(
                 {"error": "Wrong username or password.", "code": "invalid_credentials"},
                 status=status.HTTP_401_UNAUTHORIZED,

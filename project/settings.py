@@ -437,3 +437,9 @@ if TRUSTED_PROXY_HEADER not in {"X-Forwarded-For", "X-Real-IP", "Forwarded"}:
         f"got {TRUSTED_PROXY_HEADER!r}"
     )
 # Password guessing (project/login_limits.py): failed log-ins within the window lock the
+# username, or the client address, for LOGIN_LOCKOUT_SECONDS.
+AUTHENTICATION_BACKENDS = ["project.login_limits.RateLimitedModelBackend"]
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 10, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)

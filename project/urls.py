@@ -7,6 +7,10 @@ from chats.urls import api_urlpatterns as chats_api
 from events.urls import api_urlpatterns as events_api
 from organizations.urls import api_urlpatterns as organizations_api
 from project import views
+from project.login_views import AdminLoginForm, LoginView
+
+# The admin's log-in explains a lockout too (project.login_limits).
+admin.site.login_form = AdminLoginForm
 
 api_v1 = organizations_api + chats_api + cameras_api + events_api
 
@@ -15,7 +19,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

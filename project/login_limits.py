@@ -146,6 +146,14 @@ def login_success_record(*, username: str) -> None:
             cache.delete(f"{stem}:failures")
 
 
+def login_lockout_clear(*, username: str | None = None, address: str | None = None) -> None:
+    """Lift the lock and forget the failures of `username` and/or `address` (for an operator:
+    `manage.py shell -c "from project.login_limits import login_lockout_clear;
+    login_lockout_clear(username='alice')"`)."""
+    for _, stem, _ in _subjects(username=username, address=address):
+        cache.delete_many([f"{stem}:failures", f"{stem}:locked-until"])
+
+
 def login_lockout_of(request) -> Lockout | None:
     """The lockout that refused the last `authenticate(request, …)`, if one did."""
     return getattr(request, "login_lockout", None)

@@ -187,6 +187,16 @@ def test_the_admin_log_in_is_limited_and_says_so(alice):
     assert "_auth_user_id" not in client.session
 
 
+def test_an_operator_can_lift_a_lock_early(alice):
+    from project.login_limits import login_lockout_clear
+
+    for _ in range(ACCOUNT_LIMIT):
+        token("alice", "guess")
+    assert token("alice", "alice-password").status_code == 429
+    login_lockout_clear(username="Alice")
+    assert token("alice", "alice-password").status_code == 201
+
+
 def test_unknown_usernames_lock_like_real_ones():
     # A lockout must not tell which accounts exist.
     codes = [token("nobody-here", "guess").status_code for _ in range(ACCOUNT_LIMIT)]

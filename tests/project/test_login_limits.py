@@ -40,10 +40,18 @@ def page_login(client: Client, username: str, password: str, **extra):
     return client.post("/login/", {"username": username, "password": password}, **extra)
 
 
-def token(username: str, password: str, **extra):
-    return APIClient().post(
-        TOKEN_URL, {"username": username, "password": password}, format="json", **extra
-    )
+@pytest.fixture
+def token():
+    # One client for the test: a new one per request would load the middleware (and scan the
+    # static files) each time, slower than the cool-off.
+    api = APIClient()
+
+    def token(username: str, password: str, **extra):
+        return api.post(
+            TOKEN_URL, {"username": username, "password": password}, format="json", **extra
+        )
+
+    return token
 
 
 def wait_out_the_cool_off() -> None:
@@ -77,7 +85,7 @@ def test_login_page_locks_the_account_says_how_long_and_lets_the_owner_in_after(
     assert client.session["_auth_user_id"] == str(alice.pk)
 
 
-def test_token_api_locks_with_json_429_and_retry_after_then_works_after_the_cool_off(alice):
+def test_token_api_locks_with_json_429_and_retry_after_then_works_after_the_cool_off(alice, token):
     started = time.monotonic()
     codes = [token("alice", f"guess-{n}").status_code for n in range(40)]
     assert time.monotonic() - started < COOL_OFF, "too slow to see the lock before it ends"
@@ -99,7 +107,7 @@ def test_token_api_locks_with_json_429_and_retry_after_then_works_after_the_cool
     assert token("alice", "alice-password").status_code == 201
 
 
-def test_the_account_limit_follows_the_person_across_addresses_and_spellings(alice):
+def test_the_account_limit_follows_the_person_across_addresses_and_spellings(alice, token):
     # Guessing from many addresses still counts against the one account.
     for n in range(ACCOUNT_LIMIT - 1):
         assert token("alice", "guess", REMOTE_ADDR=f"198.51.100.{n + 1}").status_code == 401
@@ -108,7 +116,7 @@ def test_the_account_limit_follows_the_person_across_addresses_and_spellings(ali
     assert response.json()["code"] == "locked_out"
 
 
-def test_a_locked_account_does_not_lock_other_accounts_from_another_address(alice, bob):
+def test_a_locked_account_does_not_lock_other_accounts_from_another_address(alice, bob, token):
     attacker = {"REMOTE_ADDR": "198.51.100.1"}
     for _ in range(ACCOUNT_LIMIT):
         token("alice", "guess", **attacker)
@@ -118,7 +126,7 @@ def test_a_locked_account_does_not_lock_other_accounts_from_another_address(alic
     assert page_login(client, "bob", "bob-password").status_code == 302
 
 
-def test_a_success_clears_the_accounts_failures_but_not_the_addresses(alice):
+def test_a_success_clears_the_accounts_failures_but_not_the_addresses(alice, token):
     for _ in range(ACCOUNT_LIMIT - 1):
         assert token("alice", "guess").status_code == 401
     assert token("alice", "alice-password").status_code == 201
@@ -131,7 +139,7 @@ def test_a_success_clears_the_accounts_failures_but_not_the_addresses(alice):
     assert codes == [401] * (remaining - 1) + [429]
 
 
-def test_the_address_limit_holds_across_many_usernames(alice):
+def test_the_address_limit_holds_across_many_usernames(alice, token):
     attacker = {"REMOTE_ADDR": "203.0.113.9"}
     responses = [token(f"user-{n}", "guess", **attacker) for n in range(30)]
     codes = [r.status_code for r in responses]
@@ -146,7 +154,7 @@ def test_the_address_limit_holds_across_many_usernames(alice):
     assert "from your network address" in response.content.decode()
 
 
-def test_rotating_x_forwarded_for_from_an_untrusted_peer_is_still_limited(alice):
+def test_rotating_x_forwarded_for_from_an_untrusted_peer_is_still_limited(alice, token):
     codes = [
         token(
             f"user-{n}",
@@ -161,7 +169,7 @@ def test_rotating_x_forwarded_for_from_an_untrusted_peer_is_still_limited(alice)
     assert codes == [401] * (ADDRESS_LIMIT - 1) + [429] * (40 - ADDRESS_LIMIT + 1)
 
 
-def test_behind_a_trusted_proxy_each_real_client_is_limited_on_its_own(alice, settings):
+def test_behind_a_trusted_proxy_each_real_client_is_limited_on_its_own(alice, settings, token):
     settings.TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.1/32")]
     proxy = {"REMOTE_ADDR": "10.0.0.1"}
     # The first client rotates what it writes into X-Forwarded-For itself; the proxy appends
@@ -187,7 +195,7 @@ def test_the_admin_log_in_is_limited_and_says_so(alice):
     assert "_auth_user_id" not in client.session
 
 
-def test_an_operator_can_lift_a_lock_early(alice):
+def test_an_operator_can_lift_a_lock_early(alice, token):
     from project.login_limits import login_lockout_clear
 
     for _ in range(ACCOUNT_LIMIT):
@@ -197,7 +205,7 @@ def test_an_operator_can_lift_a_lock_early(alice):
     assert token("alice", "alice-password").status_code == 201
 
 
-def test_unknown_usernames_lock_like_real_ones():
+def test_unknown_usernames_lock_like_real_ones(token):
     # A lockout must not tell which accounts exist.
     codes = [token("nobody-here", "guess").status_code for _ in range(ACCOUNT_LIMIT)]
     assert codes == [401] * (ACCOUNT_LIMIT - 1) + [429]

@@ -63,22 +63,31 @@ def is_trusted_proxy(address: IPAddress | None) -> bool:
     return address is not None and any(address in net for net in settings.TRUSTED_PROXIES)
 
 
+def _peer_is_trusted(peer: str, address: IPAddress | None) -> bool:
+    if address is None:
+        # No address at all: daphne on a Unix socket, reachable only on this machine.
+        return not peer and settings.TRUSTED_PROXY_UNIX_SOCKET
+    return is_trusted_proxy(address)
+
+
 def client_address(peer: str, meta: dict) -> str:
     """The client's address for a request whose direct peer is `peer` and headers are `meta`:
     the rightmost hop that is not a trusted proxy. A hop that is not an address (garbage,
     `unknown`, an obfuscated name) ends the walk at the trusted proxy that sent it."""
     current = parse_address(peer)
-    if current is None:
-        return peer
+    if not _peer_is_trusted(peer, current):
+        return peer if current is None else str(current)
     header = settings.TRUSTED_PROXY_HEADER
     value = meta.get(PROXY_HEADER_META_KEYS[header], "")
-    hops = _hops(header, value) if value and is_trusted_proxy(current) else []
-    while hops and is_trusted_proxy(current):
+    hops = _hops(header, value) if value else []
+    while hops:
         previous = parse_address(hops.pop())
         if previous is None:
             break
         current = previous
-    return str(current)
+        if not is_trusted_proxy(current):
+            break
+    return peer if current is None else str(current)
 
 
 def came_through_untrusted_proxy(request: HttpRequest) -> bool:
@@ -86,7 +95,7 @@ def came_through_untrusted_proxy(request: HttpRequest) -> bool:
     REMOTE_ADDR may then be a proxy's (say nginx on 127.0.0.1 before DJANGO_TRUSTED_PROXIES is
     set), not the client's, and must not be taken for a local caller."""
     peer = getattr(request, "peer_address", request.META.get("REMOTE_ADDR", ""))
-    if is_trusted_proxy(parse_address(peer)):
+    if _peer_is_trusted(peer, parse_address(peer)):
         return False
     return any(key in request.META for key in PROXY_HEADER_META_KEYS.values())
 

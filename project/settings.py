@@ -425,9 +425,22 @@ READYZ_CHECK_TIMEOUT_SECONDS = env_float("READYZ_CHECK_TIMEOUT_SECONDS", 2.0, mi
 
 # --- client address and log-in limits (README "Configuration" and "Deployment") ---
 # Proxies whose forwarding header names the client (comma-separated addresses or networks,
-# e.g. 127.0.0.1 behind nginx on this machine). Empty: the direct peer is the client, and every
+# e.g. 127.0.0.1 behind nginx on this machine; `unix` for a proxy reaching daphne through a Unix
+# socket, where the peer has no address). Empty: the direct peer is the client, and every
 # X-Forwarded-For / X-Real-IP / Forwarded a client sends is ignored.
-TRUSTED_PROXIES = env_networks("DJANGO_TRUSTED_PROXIES", [])
+_trusted_proxies = env_list("DJANGO_TRUSTED_PROXIES", [])
+TRUSTED_PROXY_UNIX_SOCKET = "unix" in _trusted_proxies
+TRUSTED_PROXIES = []
+for _proxy in _trusted_proxies:
+    if _proxy == "unix":
+        continue
+    try:
+        TRUSTED_PROXIES.append(ipaddress.ip_network(_proxy, strict=False))
+    except ValueError:
+        raise ImproperlyConfigured(
+            "DJANGO_TRUSTED_PROXIES must be comma-separated addresses or networks like "
+            f"127.0.0.1 or 10.0.0.0/8 (or unix); got {_proxy!r}"
+        ) from None
 # The one header those proxies set; the others are ignored, since a proxy passes on whatever
 # else a client sent.
 TRUSTED_PROXY_HEADER = env_str("DJANGO_TRUSTED_PROXY_HEADER", "X-Forwarded-For")

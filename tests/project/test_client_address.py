@@ -21,6 +21,7 @@ from tests.conftest import ROOT
 def trust(settings):
     def trust(*networks: str, header: str = "X-Forwarded-For") -> None:
         settings.TRUSTED_PROXIES = [ipaddress.ip_network(n) for n in networks]
+        settings.TRUSTED_PROXY_UNIX_SOCKET = False
         settings.TRUSTED_PROXY_HEADER = header
 
     return trust
@@ -68,6 +69,16 @@ def test_ports_brackets_and_ipv4_mapped_addresses(trust):
     assert client_address("::ffff:127.0.0.1", {"HTTP_X_FORWARDED_FOR": "2001:db8::1"}) == (
         "2001:db8::1"
     )
+
+
+def test_a_unix_socket_peer_is_trusted_only_when_unix_is_listed(trust, settings):
+    # daphne -u: the peer has no address; only processes on this machine can connect.
+    meta = {"HTTP_X_FORWARDED_FOR": "9.9.9.9, 203.0.113.5"}
+    trust("127.0.0.1")
+    assert client_address("", meta) == ""
+    settings.TRUSTED_PROXY_UNIX_SOCKET = True
+    assert client_address("", meta) == "203.0.113.5"
+    assert client_address("", {}) == ""
 
 
 def test_only_the_configured_header_is_read(trust):

@@ -45,7 +45,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
 
 from project.api_errors import json_error
-from project.client_address import came_through_untrusted_proxy
+from project.client_address import came_through_untrusted_proxy, parse_address
 from project.counters import cache_counter_incr
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ def _subjects(*, username: str | None, address: str | None) -> list[tuple[str, s
             (ACCOUNT, _normalized_username(username), settings.LOGIN_FAILURES_PER_ACCOUNT)
         )
     if address:
+        # One spelling per address ("2001:DB8::1" as "2001:db8::1"), also for an operator's.
+        address = str(parse_address(address) or address)
         subjects.append((ADDRESS, address, settings.LOGIN_FAILURES_PER_ADDRESS))
     return [
         (reason, "login:" + hashlib.sha256(f"{reason}:{value}".encode()).hexdigest()[:40], limit)
@@ -141,9 +143,8 @@ def login_failure_record(
 
 def login_success_record(*, username: str) -> None:
     """The right password: forget this account's failures (its address's stay counted)."""
-    for reason, stem, _ in _subjects(username=username, address=None):
-        if reason == ACCOUNT:
-            cache.delete(f"{stem}:failures")
+    for _, stem, _ in _subjects(username=username, address=None):
+        cache.delete(f"{stem}:failures")
 
 
 def login_lockout_clear(*, username: str | None = None, address: str | None = None) -> None:

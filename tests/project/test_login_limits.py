@@ -204,6 +204,13 @@ def test_an_operator_can_lift_a_lock_early(alice, token):
     login_lockout_clear(username="Alice")
     assert token("alice", "alice-password").status_code == 201
 
+    attacker = {"REMOTE_ADDR": "2001:db8::7"}
+    for n in range(ADDRESS_LIMIT):
+        token(f"user-{n}", "guess", **attacker)
+    assert token("alice", "alice-password", **attacker).status_code == 429
+    login_lockout_clear(address="2001:DB8:0::7")
+    assert token("alice", "alice-password", **attacker).status_code == 201
+
 
 def test_unknown_usernames_lock_like_real_ones(token):
     # A lockout must not tell which accounts exist.

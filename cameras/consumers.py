@@ -3,11 +3,14 @@ for clients that ask with `?format=binary` or the `sightline.binary` subprotocol
 messages (4-byte big-endian header length, JSON header, JPEG bytes) that skip base64.
 
 The consumer is not a channel-layer group member: frames reach it through the process's
-`CameraHub` (see `cameras.fanout`), which is what keeps per-viewer cost flat.
+`CameraHub` (see `cameras.fanout`), which is what keeps per-viewer cost flat. For the same reason
+revoked access reaches it through the process's one revocation listener (see
+`organizations.revocation`): it is then closed with code 4403 within about a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -17,6 +20,13 @@ from cameras.fanout import CameraHub, Outgoing, Viewer, hub_join, hub_leave
 from cameras.publishing import PublishedFrame, alatest_frame_get
 from cameras.selectors import camera_get_for_user
 from cameras.transport import disable_nagle, framed_writer, pending_send_bytes
+from organizations.revocation import (
+    WEBSOCKET_CLOSE_CODE,
+    OpenAccess,
+    access_close,
+    access_open,
+    credential_for_websocket,
+)
 
 BINARY_SUBPROTOCOL = "sightline.binary"
 
@@ -35,17 +45,29 @@ class StreamConsumer(AsyncWebsocketConsumer):
     camera_id: str | None = None
     viewer: Viewer | None = None
     hub: CameraHub | None = None
+    access: OpenAccess | None = None
+    accepted = False
+    closing: asyncio.Future | None = None
 
     async def connect(self) -> None:
+        credential = credential_for_websocket(self.scope)
+        if credential is not None:
+            # Registered before the access check: a revocation committed after the check is
+            # broadcast after it too, and finds this socket.
+            self.access = OpenAccess(credential, end=self._access_revoked)
+            await access_open(self.access)
         requested = self.scope["url_route"]["kwargs"]["camera_id"]
         camera = await database_sync_to_async(camera_get_for_user)(
             user=self.scope.get("user"), public_id=requested
         )
-        if camera is None:
+        if camera is None or self.access is None or self.access.ended:
             # Before accept: the handshake is refused (HTTP 403), nothing of the camera is sent.
+            await self._release_access()
             await self.close()
             return
+        self.access.organization_id = camera.organization_id
         binary, subprotocol = _wants_binary(self.scope)
+        self.accepted = True
         await self.accept(subprotocol=subprotocol)
         disable_nagle(self.base_send)
         self.camera_id = camera.public_id
@@ -55,6 +77,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             binary=binary,
             write_framed=framed_writer(self.base_send),
         )
+        if self.access.ended:
+            return  # revoked while accepting: closing, and never joins the hub
         latest = await alatest_frame_get(self.camera_id)
         if latest is not None:
             await self.viewer.offer(Outgoing(latest))
@@ -74,7 +98,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
         # client that sends but does not read cannot make us buffer replies).
         return
 
+    def _access_revoked(self) -> None:
+        # On the event loop, from the revocation listener: not one more frame, then close.
+        if self.viewer is not None:
+            self.viewer.close()
+        if self.accepted:
+            self.closing = asyncio.ensure_future(self.close(code=WEBSOCKET_CLOSE_CODE))
+        # Not accepted yet: `connect` sees `access.ended` and refuses the handshake.
+
+    async def _release_access(self) -> None:
+        if self.access is not None:
+            access, self.access = self.access, None
+            await access_close(access)
+
     async def disconnect(self, code) -> None:
         if self.viewer is not None and self.camera_id is not None:
             await hub_leave(self.camera_id, self.viewer)
             self.viewer = None
+        await self._release_access()

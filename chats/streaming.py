@@ -7,6 +7,12 @@ carries the reply's final stored status, never `streaming`; when the stream itse
 (its database reads fail) it is `failed` with `"resumable": true`: the stored reply may still
 be completed, and reading it again from the offset held shows how it ended.
 Offsets count characters (Unicode code points) of the reply's text.
+
+A stream whose access is revoked (the listener removed from the organization, its token
+revoked, its account deactivated, its role lowered; see `organizations.revocation`) ends at once
+with `{"type": "error", "code": "access_revoked"}` and a `done` shaped like a failed stream's
+(`"resumable": true`: whoever still has access reads the rest by resuming). Only this listener's
+stream ends: the reply goes on being generated and stored.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from chats.markdown_rendering import markdown_to_safe_html
 from chats.models import Message
 from chats.runs import FLUSH_INTERVAL
 from chats.services import STALE_AFTER_SECONDS, messages_expire_stale
+from organizations.revocation import Credential, OpenAccess, access_close, access_open
 from project.channel_layer import GroupReceiver
 from project.metrics import SSE_STREAMS
 
@@ -42,6 +49,11 @@ DELETED_ERROR = "This reply no longer exists: its chat was deleted."
 STREAM_FAILED_ERROR = (
     "The live stream of this reply failed on the server; reload the chat to see the rest."
 )
+ACCESS_REVOKED = {
+    "message": "Your access to this chat changed, so its live stream was closed; the reply is "
+    "still generated and saved.",
+    "code": "access_revoked",
+}
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
@@ -86,6 +98,23 @@ def _read(message_id: int, *, expire_stale: bool = False) -> StoredReply | None:
     return StoredReply(row["content"], row["status"], row["error"], html)
 
 
+def _stream_ended_early(message_id: int, error: dict[str, str]) -> list[bytes]:
+    # `done` is final for the seed's clients, so it never says `streaming`: this stream
+    # ended, not necessarily the reply. `resumable` tells our page to read it again.
+    return [
+        sse_event({"type": "error", **error}),
+        sse_event(
+            {
+                "type": "done",
+                "message_id": message_id,
+                "status": Message.Status.FAILED,
+                "html": "",
+                "resumable": True,
+            }
+        ),
+    ]
+
+
 def _ending(message_id: int, stored: StoredReply | None) -> list[bytes]:
     if stored is None:
         return [
@@ -109,8 +138,13 @@ async def reply_events(
     message_id: int,
     offset: int = 0,
     stored: StoredReply | None = None,
+    credential: Credential | None = None,
+    organization_id: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE bytes of reply `message_id` from character `offset` on; closes `receiver`.
+
+    With a `credential` (who opened the stream) and the chat's `organization_id`, the stream
+    ends early when that access is revoked.
 
     Call with `receiver` already joined to the group `message_<id>`, before reading the message
     (or before the run starts), so no delta published after the read can be missed. `stored`
@@ -123,6 +157,12 @@ async def reply_events(
     loop = asyncio.get_running_loop()
     read = database_sync_to_async(_read)
     sent = offset
+    access = None
+    if credential is not None:
+        access = OpenAccess(credential, end=receiver.interrupt, organization_id=organization_id)
+        # The chat's access was checked just before (by the view); a revocation committed in
+        # between is found by the periodic re-check.
+        await access_open(access)
     SSE_STREAMS.inc()
     try:
         if stored is None:
@@ -140,6 +180,10 @@ async def reply_events(
         last_write = loop.time()
         while True:
             event = await receiver.receive(within=min(SILENCE_CHECK, keep_alive))
+            if access is not None and access.ended:
+                for item in _stream_ended_early(message_id, ACCESS_REVOKED):
+                    yield item
+                return
             if event is None:
                 # Silence: did the reply end (its `chat.end` can be dropped by a full
                 # channel, or lost while the layer was away), did we miss text, is its run
@@ -184,18 +228,12 @@ async def reply_events(
         # final for the seed's clients, so it never says `streaming`: this stream failed.
         # The stored reply may still go on; `resumable` tells our page to read it again.
         logger.exception("The stream of reply %s failed", message_id)
-        yield sse_event({"type": "error", "message": STREAM_FAILED_ERROR})
-        yield sse_event(
-            {
-                "type": "done",
-                "message_id": message_id,
-                "status": Message.Status.FAILED,
-                "html": "",
-                "resumable": True,
-            }
-        )
+        for item in _stream_ended_early(message_id, {"message": STREAM_FAILED_ERROR}):
+            yield item
     finally:
         SSE_STREAMS.dec()
+        if access is not None:
+            await access_close(access)
         await receiver.close()
 
 

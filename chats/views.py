@@ -43,6 +43,7 @@ from chats.services import (
 )
 from chats.streaming import StoredReply, reply_events
 from organizations.authentication import api_user_required
+from organizations.revocation import credential_for_request
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error
 from project.channel_layer import GroupReceiver
@@ -132,6 +133,8 @@ async def message_create_stream(request: HttpRequest, user, chat_id: int) -> Htt
         receiver=receiver,
         message_id=reply.pk,
         stored=StoredReply("", Message.Status.STREAMING, ""),
+        credential=credential_for_request(request, user),
+        organization_id=reply.chat.organization_id,
     )
     return _event_stream(events, message_id=reply.pk)
 
@@ -167,7 +170,13 @@ async def message_stream_resume(
         return _not_found()
     # Subscribe first, then read what is stored: a delta published in between is not lost.
     receiver = await _subscribe(message.pk)
-    events = reply_events(receiver=receiver, message_id=message.pk, offset=offset)
+    events = reply_events(
+        receiver=receiver,
+        message_id=message.pk,
+        offset=offset,
+        credential=credential_for_request(request, user),
+        organization_id=message.chat.organization_id,
+    )
     return _event_stream(events, message_id=message.pk)
 
 

@@ -15,6 +15,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import authentication, exceptions
 
+from organizations.models import ApiToken
 from organizations.selectors import api_token_lookup
 from organizations.services import api_token_touch
 from project.api_errors import json_error
@@ -36,12 +37,17 @@ def bearer_token_from_header(header: str | bytes | None) -> str | None:
     return value.strip() or None
 
 
-def user_for_token(raw_token: str) -> AbstractBaseUser:
+def token_for_raw(raw_token: str) -> ApiToken:
+    """The live token (with its user) of a raw value; raises InvalidToken."""
     token = api_token_lookup(raw_token=raw_token)
     if token is None:
         raise InvalidToken("The API token is invalid or has been revoked.")
     api_token_touch(token=token)
-    return token.user
+    return token
+
+
+def user_for_token(raw_token: str) -> AbstractBaseUser:
+    return token_for_raw(raw_token).user
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -73,9 +79,12 @@ def _user_for_request(request: HttpRequest) -> AbstractBaseUser:
     raw = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION"))
     if raw is not None:
         try:
-            return user_for_token(raw)
+            token = token_for_raw(raw)
         except InvalidToken as exc:
             raise AuthFailure(401, str(exc), "invalid_token") from None
+        # A stream opened with a token ends when that token is revoked (organizations.revocation).
+        request.api_token_id = token.pk
+        return token.user
     user = request.user
     if not user.is_authenticated:
         raise AuthFailure(

@@ -16,7 +16,8 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import validate_host
 
-from organizations.authentication import InvalidToken, bearer_token_from_header, user_for_token
+from organizations.authentication import InvalidToken, bearer_token_from_header, token_for_raw
+from organizations.models import ApiToken
 
 
 def _header(scope, name: bytes) -> bytes | None:
@@ -37,9 +38,9 @@ def origin_allowed(origin: bytes | None) -> bool:
 
 
 @database_sync_to_async
-def _user_for_token(raw: str):
+def _token_for_raw(raw: str) -> ApiToken | None:
     try:
-        return user_for_token(raw)
+        return token_for_raw(raw)
     except InvalidToken:
         return None
 
@@ -50,7 +51,10 @@ async def _refuse(scope, receive, send) -> None:
 
 
 class WebSocketAuthMiddleware:
-    """Sets scope["user"] from a bearer token or from the session (after an Origin check)."""
+    """Sets scope["user"] from a bearer token or from the session (after an Origin check).
+
+    scope["auth"] says which; a token socket also gets scope["token_id"], so revoking that
+    token closes it (see organizations.revocation)."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -61,10 +65,12 @@ class WebSocketAuthMiddleware:
             return await self.inner(scope, receive, send)
         raw = bearer_token_from_header(_header(scope, b"authorization"))
         if raw is not None:
-            user = await _user_for_token(raw)
-            if user is None:
+            token = await _token_for_raw(raw)
+            if token is None:
                 return await _refuse(scope, receive, send)
-            return await self.inner({**scope, "user": user, "auth": "token"}, receive, send)
+            return await self.inner(
+                {**scope, "user": token.user, "auth": "token", "token_id": token.pk}, receive, send
+            )
         if not origin_allowed(_header(scope, b"origin")):
             return await _refuse(scope, receive, send)
         return await self.session_stack({**scope, "auth": "session"}, receive, send)

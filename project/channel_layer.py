@@ -128,6 +128,9 @@ class GroupReceiver:
         self._joined_at = 0.0
         self._failing = False
         self._backoff = BACKOFF_FIRST_SECONDS
+        # Set by `interrupt`: the waiting (or next) `receive` returns None at once.
+        self._interrupted = False
+        self._wakeup: asyncio.Future | None = None
 
     async def join(self) -> None:
         """Take a channel and join the groups. An unreachable layer does not raise: the
@@ -146,15 +149,24 @@ class GroupReceiver:
         loop = asyncio.get_running_loop()
         deadline = None if within is None else loop.time() + within
         while True:
+            if self._interrupted:
+                self._interrupted = False
+                return None
             if self._pending is None:
                 self._pending = asyncio.ensure_future(self._next_message())
+            if self._wakeup is None or self._wakeup.done():
+                self._wakeup = loop.create_future()
             wait = REJOIN_CHECK_SECONDS
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - loop.time()))
-            done, _ = await asyncio.wait([self._pending], timeout=wait)
-            if done:
+            done, _ = await asyncio.wait(
+                [self._pending, self._wakeup], timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            if self._pending in done:
                 pending, self._pending = self._pending, None
                 return pending.result()
+            if self._interrupted:
+                continue
             if not self._failing and self._rejoin_due():
                 try:
                     await self._join_groups()
@@ -162,6 +174,14 @@ class GroupReceiver:
                     pass  # the pending receive meets the same outage and handles it
             if deadline is not None and loop.time() >= deadline:
                 return None
+
+    def interrupt(self) -> None:
+        """Make the `receive` waiting now (or the next one) return None at once, from this
+        process (a stream whose access was revoked stops waiting for the layer). The layer's
+        pending receive is kept, so no message is lost to it."""
+        self._interrupted = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     async def close(self) -> None:
         """Stop receiving and leave the groups, within CLOSE_WAIT_SECONDS (best effort: a

@@ -329,6 +329,9 @@ ASSISTANT_BUILTIN_DELAY_MS = env_int("ASSISTANT_BUILTIN_DELAY_MS", 15, minimum=0
 CHAT_PROMPT_MAX_CHARS = env_int("CHAT_PROMPT_MAX_CHARS", 8000, minimum=1)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
+# Open WebSockets and SSE streams close at once when their access is revoked (a broadcast);
+# should that be missed, a re-check of the database this often ends them (README "Revoked access").
+ACCESS_RECHECK_SECONDS = env_float("ACCESS_RECHECK_SECONDS", 30.0, minimum=0.1)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {

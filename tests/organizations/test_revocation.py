@@ -1,0 +1,160 @@
+"""Which revocations end which sockets, through the real ASGI application in this process (the
+in-memory layer): narrowed to the organization, the token or the session that lost access.
+Timings against real daphne processes are in test_revocation_live.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from cameras.services import camera_create
+from organizations.models import Membership
+from organizations.revocation import WEBSOCKET_CLOSE_CODE, open_access_count
+from organizations.services import api_token_create, membership_add
+from project.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _open(camera, headers) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, camera.stream_path, headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    return communicator
+
+
+async def _token(user):
+    token, raw = await sync_to_async(api_token_create)(user=user)
+    return token, [(b"authorization", f"Bearer {raw}".encode())]
+
+
+async def _session(username: str):
+    client = Client()
+    await sync_to_async(client.login)(username=username, password=f"{username}-password")
+    headers = [
+        (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+        (b"origin", b"http://localhost"),
+    ]
+    return client, headers
+
+
+async def _closed_for_revocation(communicator: WebsocketCommunicator) -> None:
+    output = await communicator.receive_output(timeout=2)
+    assert output == {"type": "websocket.close", "code": WEBSOCKET_CLOSE_CODE}
+
+
+async def _still_open(communicator: WebsocketCommunicator) -> None:
+    assert await communicator.receive_nothing(timeout=0.5)
+
+
+@pytest.fixture
+def cameras(organization, charlie_organization, bob):
+    # Bob also belongs to Charlie's organization: losing one must not end the other.
+    membership_add(organization=charlie_organization, user=bob, role="member")
+    return (
+        camera_create(organization=organization, name="Alice's", source="push:"),
+        camera_create(organization=charlie_organization, name="Charlie's", source="push:"),
+    )
+
+
+async def test_a_removed_member_loses_that_organization_only(bob, organization, cameras):
+    alice_camera, charlie_camera = cameras
+    _, headers = await _token(bob)
+    in_alice = await _open(alice_camera, headers)
+    in_charlie = await _open(charlie_camera, headers)
+    membership = await Membership.objects.aget(user=bob, organization=organization)
+    await sync_to_async(membership.delete)()
+    await _closed_for_revocation(in_alice)
+    await _still_open(in_charlie)
+    await in_charlie.disconnect()
+
+
+async def test_a_revoked_token_closes_its_sockets_not_the_session_or_other_tokens(bob, cameras):
+    camera, _ = cameras
+    revoked, revoked_headers = await _token(bob)
+    _, other_headers = await _token(bob)
+    _, session_headers = await _session("bob")
+    by_revoked = await _open(camera, revoked_headers)
+    by_other = await _open(camera, other_headers)
+    by_session = await _open(camera, session_headers)
+    await sync_to_async(revoked.delete)()
+    await _closed_for_revocation(by_revoked)
+    await _still_open(by_other)
+    await _still_open(by_session)
+    for communicator in (by_other, by_session):
+        await communicator.disconnect()
+
+
+async def test_logging_out_closes_that_session_s_sockets_only(bob, cameras):
+    camera, _ = cameras
+    client, headers = await _session("bob")
+    _, other_session_headers = await _session("bob")
+    _, token_headers = await _token(bob)
+    logged_out = await _open(camera, headers)
+    other_session = await _open(camera, other_session_headers)
+    by_token = await _open(camera, token_headers)
+    response = await sync_to_async(client.post)("/logout/")
+    assert response.status_code == 302
+    await _closed_for_revocation(logged_out)
+    await _still_open(other_session)
+    await _still_open(by_token)
+    for communicator in (other_session, by_token):
+        await communicator.disconnect()
+
+
+async def test_a_lowered_role_closes_and_a_raised_one_does_not(bob, organization, cameras):
+    camera, _ = cameras
+    _, headers = await _token(bob)
+    socket = await _open(camera, headers)
+    membership = await Membership.objects.aget(user=bob, organization=organization)
+    membership.role = "admin"
+    await sync_to_async(membership.save)()
+    await _still_open(socket)
+    membership.role = "member"
+    await sync_to_async(membership.save)()
+    await _closed_for_revocation(socket)
+
+
+async def test_a_deactivated_user_loses_every_socket(bob, alice, cameras):
+    alice_camera, charlie_camera = cameras
+    _, headers = await _token(bob)
+    _, session_headers = await _session("bob")
+    _, alice_headers = await _token(alice)
+    sockets = [
+        await _open(alice_camera, headers),
+        await _open(charlie_camera, headers),
+        await _open(alice_camera, session_headers),
+    ]
+    unrelated = await _open(alice_camera, alice_headers)
+    bob.is_active = False
+    await sync_to_async(bob.save)()
+    for socket in sockets:
+        await _closed_for_revocation(socket)
+    await _still_open(unrelated)
+    await unrelated.disconnect()
+
+
+async def test_a_socket_that_closes_leaves_the_registry(bob, cameras):
+    camera, _ = cameras
+    _, headers = await _token(bob)
+    socket = await _open(camera, headers)
+    assert open_access_count() == 1
+    await socket.disconnect()
+    for _ in range(100):
+        if open_access_count() == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the closed socket stayed registered")
+
+
+async def test_a_refused_handshake_leaves_nothing_registered(charlie, cameras):
+    alice_camera, _ = cameras
+    _, headers = await _token(charlie)
+    communicator = WebsocketCommunicator(application, alice_camera.stream_path, headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert not connected
+    assert open_access_count() == 0

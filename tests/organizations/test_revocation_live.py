@@ -292,7 +292,10 @@ def test_revoked_access_ends_within_2_s_on_the_in_memory_layer(
     kind, live_daphne, fake_openai, scene, bob, organization
 ):
     server = live_daphne(
-        CAMERAS_IN_PROCESS="1", ASSISTANT_BACKEND="openai", OPENAI_BASE_URL=fake_openai.base_url
+        REDIS_URL="",  # the in-memory layer, whatever this run's environment says
+        CAMERAS_IN_PROCESS="1",
+        ASSISTANT_BACKEND="openai",
+        OPENAI_BASE_URL=fake_openai.base_url,
     )
     viewers = Viewers([server], scene)
     try:
@@ -388,7 +391,7 @@ def test_the_periodic_recheck_ends_access_whose_broadcast_was_missed(
 ):
     # The daphne's in-memory layer cannot hear a revocation made in this process: only its
     # re-check (every second here) can find it.
-    server = live_daphne(CAMERAS_IN_PROCESS="1", ACCESS_RECHECK_SECONDS="1")
+    server = live_daphne(REDIS_URL="", CAMERAS_IN_PROCESS="1", ACCESS_RECHECK_SECONDS="1")
     socket = SocketWatcher(
         f"ws://127.0.0.1:{server.port}{scene['camera'].stream_path}",
         {"Authorization": f"Bearer {scene['bob_raw']}"},

@@ -45,6 +45,8 @@ async def _session(username: str):
 async def _closed_for_revocation(communicator: WebsocketCommunicator) -> None:
     output = await communicator.receive_output(timeout=2)
     assert output == {"type": "websocket.close", "code": WEBSOCKET_CLOSE_CODE}
+    # What daphne then tells the consumer: it leaves the hub and the registry.
+    await communicator.disconnect()
 
 
 async def _still_open(communicator: WebsocketCommunicator) -> None:
@@ -157,4 +159,16 @@ async def test_a_refused_handshake_leaves_nothing_registered(charlie, cameras):
     communicator = WebsocketCommunicator(application, alice_camera.stream_path, headers=headers)
     connected, _ = await communicator.connect(timeout=5)
     assert not connected
+    assert open_access_count() == 0
+
+
+async def test_every_closed_socket_leaves_the_registry(bob, organization, cameras):
+    camera, _ = cameras
+    _, headers = await _token(bob)
+    sockets = [await _open(camera, headers) for _ in range(3)]
+    assert open_access_count() == 3
+    membership = await Membership.objects.aget(user=bob, organization=organization)
+    await sync_to_async(membership.delete)()
+    for socket in sockets:
+        await _closed_for_revocation(socket)
     assert open_access_count() == 0

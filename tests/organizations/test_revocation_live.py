@@ -387,17 +387,28 @@ def test_a_raised_role_closes_nothing(own_redis, settings, live_daphne, scene, b
 
 @pytest.mark.parametrize("kind", ["member removed", "token revoked", "user deactivated"])
 def test_the_periodic_recheck_ends_access_whose_broadcast_was_missed(
-    kind, live_daphne, scene, bob, organization
+    kind, live_daphne, fake_openai, scene, bob, organization
 ):
     # The daphne's in-memory layer cannot hear a revocation made in this process: only its
     # re-check (every second here) can find it.
-    server = live_daphne(REDIS_URL="", CAMERAS_IN_PROCESS="1", ACCESS_RECHECK_SECONDS="1")
+    server = live_daphne(
+        REDIS_URL="",
+        CAMERAS_IN_PROCESS="1",
+        ACCESS_RECHECK_SECONDS="1",
+        ASSISTANT_BACKEND="openai",
+        OPENAI_BASE_URL=fake_openai.base_url,
+    )
     socket = SocketWatcher(
         f"ws://127.0.0.1:{server.port}{scene['camera'].stream_path}",
         {"Authorization": f"Bearer {scene['bob_raw']}"},
     )
     try:
         socket.wait_frames(3)
+        stream = SseWatcher(
+            f"{server.url}/chats/{scene['chat'].pk}/messages",
+            {"Authorization": f"Bearer {scene['bob_raw']}"},
+        )
+        stream.wait_chunks()
         # A bulk update or a queryset delete in this process: no broadcast reaches the daphne.
         if kind == "member removed":
             Membership.objects.filter(user=bob, organization=organization).delete()
@@ -407,9 +418,14 @@ def test_the_periodic_recheck_ends_access_whose_broadcast_was_missed(
             type(bob).objects.filter(pk=bob.pk).update(is_active=False)
         revoked_at = time.monotonic()
         socket.wait_closed(10)
+        stream.wait_ended(10)
         assert socket.closed_at is not None, "the re-check did not close the socket"
+        assert stream.ended_at is not None, "the re-check did not end the stream"
         assert socket.code == REVOKED_CODE
+        assert stream.events[-2]["code"] == "access_revoked"
         # Re-check period (1 s) plus its query: well under 3 s.
         assert socket.closed_at - revoked_at < 3.0
+        assert stream.ended_at - revoked_at < 3.0
     finally:
         socket.close()
+    _reply_stored_complete(stream.message_id)

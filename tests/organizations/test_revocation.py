@@ -12,10 +12,14 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from cameras.services import camera_create
+from chats.models import Message
+from chats.services import chat_create
+from chats.streaming import ACCESS_REVOKED
 from organizations.models import Membership
 from organizations.revocation import WEBSOCKET_CLOSE_CODE, open_access_count
 from organizations.services import api_token_create, membership_add
 from project.asgi import application
+from tests.chats.asgi_http import request, runs_finished
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,3 +176,35 @@ async def test_every_closed_socket_leaves_the_registry(bob, organization, camera
     for socket in sockets:
         await _closed_for_revocation(socket)
     assert open_access_count() == 0
+
+
+async def test_a_revoked_token_ends_its_sse_stream_while_a_session_stream_reads_to_the_end(
+    bob, organization, settings
+):
+    settings.ASSISTANT_BACKEND, settings.ASSISTANT_BUILTIN_DELAY_MS = "builtin", 40
+    chat = await sync_to_async(chat_create)(user=bob, organization=organization)
+    token, raw = await sync_to_async(api_token_create)(user=bob)
+    by_token = await request("POST", f"/chats/{chat.pk}/messages", token=raw, body={"prompt": "hi"})
+    message_id = int(by_token.headers["x-message-id"])
+    _, session_headers = await _session("bob")
+    by_session = await request(
+        "GET",
+        f"/chats/{chat.pk}/messages/{message_id}/stream",
+        headers={"cookie": session_headers[0][1].decode()},
+    )
+    assert by_session.status == 200
+    await by_token.read_until(b'"chunk"')
+    await sync_to_async(token.delete)()
+    await by_token.read_all(limit=2)
+    assert by_token.events()[-2] == {
+        "type": "error",
+        "message": ACCESS_REVOKED["message"],
+        "code": "access_revoked",
+    }
+    assert by_token.events()[-1]["resumable"] is True
+    # The session's stream, and the reply, go on to the end.
+    await by_session.read_all()
+    await runs_finished()
+    assert by_session.events()[-1]["status"] == "complete"
+    reply = await Message.objects.aget(pk=message_id)
+    assert reply.status == "complete" and by_session.text() == reply.content

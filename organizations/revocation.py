@@ -342,10 +342,3 @@ def open_access_count() -> int:
     """Open sockets and streams registered on this event loop (for tests and diagnostics)."""
     registry = _registries.get(asyncio.get_running_loop())
     return len(registry) if registry is not None else 0
-
-
-async def access_recheck_now() -> None:
-    """Run this loop's periodic re-check at once (tests)."""
-    registry = _registries.get(asyncio.get_running_loop())
-    if registry is not None:
-        await registry.recheck()

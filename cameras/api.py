@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as ApiValidationError
@@ -50,6 +51,7 @@ class CameraOutputSerializer(serializers.ModelSerializer):
             "health",
         ]
 
+    @extend_schema_field(CameraHealthSerializer)
     def get_health(self, camera: Camera) -> dict:
         known = self.context.get("health") or {}
         health = (
@@ -84,6 +86,11 @@ class CameraListApi(APIView):
     class CreateSerializer(CameraInputSerializer):
         organization = serializers.IntegerField(required=False)
 
+    @extend_schema(
+        summary="List your cameras, with their live health",
+        operation_id="cameras_list",
+        responses=inline_serializer("CameraList", {"results": CameraOutputSerializer(many=True)}),
+    )
     def get(self, request):
         cameras = list(cameras_for_user(user=request.user).order_by("name", "id"))
         health = camera_health_many(cameras=cameras)
@@ -91,6 +98,12 @@ class CameraListApi(APIView):
             {"results": CameraOutputSerializer(cameras, many=True, context={"health": health}).data}
         )
 
+    @extend_schema(
+        summary="Add a camera",
+        description="`organization` may be left out by a member of exactly one organization.",
+        request=CreateSerializer,
+        responses={201: CameraOutputSerializer},
+    )
     def post(self, request):
         serializer = self.CreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -128,9 +141,13 @@ class CameraDetailApi(APIView):
             raise NotFound()
         return camera
 
+    @extend_schema(summary="Get a camera", responses=CameraOutputSerializer)
     def get(self, request, camera_id: str):
         return Response(CameraOutputSerializer(self._camera(request, camera_id)).data)
 
+    @extend_schema(
+        summary="Change a camera", request=CameraInputSerializer, responses=CameraOutputSerializer
+    )
     def patch(self, request, camera_id: str):
         camera = self._camera(request, camera_id)
         serializer = self.UpdateSerializer(data=request.data)
@@ -141,6 +158,7 @@ class CameraDetailApi(APIView):
             raise _api_validation_error(exc) from None
         return Response(CameraOutputSerializer(camera).data)
 
+    @extend_schema(summary="Delete a camera", responses={204: None})
     def delete(self, request, camera_id: str):
         camera_delete(camera=self._camera(request, camera_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,6 +18,7 @@ from chats.services import (
     messages_expire_stale,
 )
 from organizations.selectors import organization_default_for_user, organization_get_for_user
+from project.pagination import Pagination
 from project.query_params import IdField
 
 
@@ -33,12 +34,7 @@ class MessageOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "chat", "role", "content", "status", "error", "created_at", "updated_at"]
 
 
-class ChatPagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 200
-
-
-class MessagePagination(LimitOffsetPagination):
+class MessagePagination(Pagination):
     default_limit = 200
     max_limit = 1000
 
@@ -57,15 +53,24 @@ def _object_body(request) -> dict:
 
 
 class ChatListApi(APIView):
+    pagination_class = Pagination
+
     class InputSerializer(serializers.Serializer):
         organization = IdField(required=False)
         title = serializers.CharField(required=False, allow_blank=True, max_length=120)
 
+    @extend_schema(summary="List your chats", responses=ChatOutputSerializer(many=True))
     def get(self, request):
-        paginator = ChatPagination()
+        paginator = self.pagination_class()
         chats = paginator.paginate_queryset(chats_for_user(user=request.user), request, view=self)
         return paginator.get_paginated_response(ChatOutputSerializer(chats, many=True).data)
 
+    @extend_schema(
+        summary="Start a chat",
+        description="`organization` may be left out by a member of exactly one organization.",
+        request=InputSerializer,
+        responses={201: ChatOutputSerializer},
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=_object_body(request))
         serializer.is_valid(raise_exception=True)
@@ -106,9 +111,18 @@ class ChatListApi(APIView):
 
 
 class ChatDetailApi(APIView):
+    @extend_schema(summary="Get a chat", responses=ChatOutputSerializer)
     def get(self, request, chat_id: int):
         return Response(ChatOutputSerializer(_chat_or_404(request, chat_id)).data)
 
+    @extend_schema(
+        summary="Rename a chat",
+        request=inline_serializer(
+            "ChatRename",
+            {"title": serializers.CharField(max_length=120, help_text="Not blank.")},
+        ),
+        responses=ChatOutputSerializer,
+    )
     def patch(self, request, chat_id: int):
         chat = _chat_or_404(request, chat_id)
         body = _object_body(request)
@@ -120,6 +134,7 @@ class ChatDetailApi(APIView):
             raise ValidationError({"title": [exc.message]}) from None
         return Response(ChatOutputSerializer(chat).data)
 
+    @extend_schema(summary="Delete a chat and its messages", responses={204: None})
     def delete(self, request, chat_id: int):
         chat_delete(chat=_chat_or_404(request, chat_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -8,10 +8,11 @@ from datetime import timedelta
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as ApiValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -28,16 +29,11 @@ from events.selectors import (
     session_list,
     sessions_for_user,
 )
+from project.pagination import Pagination
 from project.query_params import BoundedDateTimeField, IdField
 
 DEFAULT_ACTIVITY_WINDOW = timedelta(hours=24)
 _LABEL = re.compile(r"^[\w .:-]{1,64}$")
-
-
-class Pagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 class EventOutputSerializer(serializers.ModelSerializer):
@@ -137,16 +133,24 @@ class EventFilterSerializer(serializers.Serializer):
 
 
 class EventListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema(
+        summary="List detection events, newest first",
+        parameters=[EventFilterSerializer],
+        responses=EventOutputSerializer(many=True),
+    )
     def get(self, request):
         params = EventFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         events = event_list(events=events_for_user(user=request.user), filters=params.to_filter())
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(events, request, view=self)
         return paginator.get_paginated_response(EventOutputSerializer(page, many=True).data)
 
 
 class EventDetailApi(APIView):
+    @extend_schema(summary="Get a detection event", responses=EventOutputSerializer)
     def get(self, request, event_id: int):
         event = event_get_for_user(user=request.user, event_id=event_id)
         if event is None:
@@ -157,6 +161,10 @@ class EventDetailApi(APIView):
 class EventSnapshotApi(APIView):
     """The event's JPEG, served only through this scoped view (snapshots are not public media)."""
 
+    @extend_schema(
+        summary="Get an event's snapshot (JPEG)",
+        responses={(200, "image/jpeg"): OpenApiResponse(response=OpenApiTypes.BINARY)},
+    )
     def get(self, request, event_id: int):
         event = event_get_for_user(user=request.user, event_id=event_id)
         if event is None or not event.snapshot or not default_storage.exists(event.snapshot.name):
@@ -177,10 +185,16 @@ def _camera_or_404(request, camera_id: str):
 
 
 class CameraSessionListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema(
+        summary="List a camera's capture sessions, newest first",
+        responses=SessionOutputSerializer(many=True),
+    )
     def get(self, request, camera_id: str):
         camera = _camera_or_404(request, camera_id)
         sessions = session_list(sessions=sessions_for_user(user=request.user), camera=camera)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(sessions, request, view=self)
         return paginator.get_paginated_response(SessionOutputSerializer(page, many=True).data)
 
@@ -208,6 +222,27 @@ class ActivityParamsSerializer(serializers.Serializer):
 class CameraActivityApi(APIView):
     """Events started per class per bucket (default: the last 24 hours in 1 h buckets)."""
 
+    @extend_schema(
+        summary="Count a camera's events per class per time bucket",
+        parameters=[ActivityParamsSerializer],
+        responses=inline_serializer(
+            "Activity",
+            {
+                "camera_id": serializers.CharField(),
+                "since": serializers.DateTimeField(),
+                "until": serializers.DateTimeField(),
+                "bucket_seconds": serializers.IntegerField(),
+                "buckets": serializers.ListField(
+                    child=serializers.DateTimeField(), help_text="The start of each bucket."
+                ),
+                "series": serializers.DictField(
+                    child=serializers.ListField(child=serializers.IntegerField()),
+                    help_text="Per class, the events started in each bucket.",
+                ),
+                "totals": serializers.DictField(child=serializers.IntegerField()),
+            },
+        ),
+    )
     def get(self, request, camera_id: str):
         camera = _camera_or_404(request, camera_id)
         params = ActivityParamsSerializer(data=request.query_params)

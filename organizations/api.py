@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -29,6 +30,14 @@ class TokenCreateApi(APIView):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
+    @extend_schema(
+        summary="Create an API token from a username and password",
+        request=InputSerializer,
+        responses={
+            201: inline_serializer("Token", {"token": serializers.CharField()}),
+            401: OpenApiResponse(description="Wrong username or password."),
+        },
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -61,6 +70,13 @@ class OrganizationListApi(APIView):
         server_host_url = serializers.CharField(max_length=255, required=False, allow_blank=True)
         ws_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
 
+    @extend_schema(
+        summary="List your organizations",
+        operation_id="organizations_list",
+        responses=inline_serializer(
+            "OrganizationList", {"results": OrganizationOutputSerializer(many=True)}
+        ),
+    )
     def get(self, request):
         organizations = organizations_for_user(user=request.user)
         data = OrganizationOutputSerializer(
@@ -68,6 +84,11 @@ class OrganizationListApi(APIView):
         ).data
         return Response({"results": data})
 
+    @extend_schema(
+        summary="Create an organization (you own it)",
+        request=InputSerializer,
+        responses={201: OrganizationOutputSerializer},
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -77,6 +98,7 @@ class OrganizationListApi(APIView):
 
 
 class OrganizationDetailApi(APIView):
+    @extend_schema(summary="Get an organization", responses=OrganizationOutputSerializer)
     def get(self, request, organization_id: int):
         organization = organization_get_for_user(user=request.user, organization_id=organization_id)
         if organization is None:

@@ -136,6 +136,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "organizations",
     "chats",
     "cameras",
@@ -296,7 +298,6 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, with size and depth limits checked before parsing (project/json_input.py).
     "DEFAULT_PARSER_CLASSES": ["project.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "project.api_errors.json_exception_handler",
@@ -304,6 +305,35 @@ REST_FRAMEWORK = {
     # Throttles key on REMOTE_ADDR, which ClientAddressMiddleware already set to the client's
     # address; DRF must not read X-Forwarded-For again on its own.
     "NUM_PROXIES": 0,
+    # The API's contract (project/openapi.py): JSON first, so curl and clients get JSON; a
+    # browser (Accept: text/html) gets DRF's browsable API, usable with the session.
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "project.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "project.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/v1/schema, Swagger UI at /api/v1/docs and ReDoc at
+# /api/v1/redoc, served from the sidecar package's static files (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Sightline API",
+    "DESCRIPTION": (
+        "Cameras, detection events and an assistant that answers from them. Authenticate with "
+        "`Authorization: Bearer <token>` (POST /api/v1/auth/token, or the Tokens page), or with "
+        "the session of a logged-in browser plus its CSRF token. Every error is "
+        '`{"error", "code", "fields"?}`; every list is `{"count", "next", "previous", '
+        '"results"}` paged with `limit` and `offset`.'
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["project.openapi.add_plain_views"],
 }
 
 # JSON request bodies (API, chat stream): the largest accepted (413 above it) and how deep its

@@ -1,6 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from cameras.urls import api_urlpatterns as cameras_api
 from chats.urls import api_urlpatterns as chats_api
@@ -12,7 +17,14 @@ from project.login_views import AdminLoginForm, LoginView
 # The admin's log-in explains a lockout too (project.login_limits).
 admin.site.login_form = AdminLoginForm
 
-api_v1 = organizations_api + chats_api + cameras_api + events_api
+# The API's contract (project/openapi.py) and its documentation pages, from local files.
+api_documentation = [
+    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]
+
+api_v1 = organizations_api + chats_api + cameras_api + events_api + api_documentation
 
 urlpatterns = [
     path("", views.dashboard, name="home"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.utils.urls import remove_query_param
 
 # Far beyond any list here, far below what SQLite's and PostgreSQL's 64-bit OFFSET can hold.
 MAX_OFFSET = 1_000_000_000
@@ -62,6 +63,17 @@ class Pagination(LimitOffsetPagination):
         ):
             raise NotFound("Invalid page.")
         return page
+
+    def _without_legacy_parameters(self, url: str | None) -> str | None:
+        for name in (self.legacy_limit_query_param, self.legacy_page_query_param):
+            url = url and remove_query_param(url, name)
+        return url
+
+    def get_next_link(self) -> str | None:
+        return self._without_legacy_parameters(super().get_next_link())
+
+    def get_previous_link(self) -> str | None:
+        return self._without_legacy_parameters(super().get_previous_link())
 
     def get_schema_operation_parameters(self, view) -> list[dict]:
         parameters = super().get_schema_operation_parameters(view)

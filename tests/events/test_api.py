@@ -108,13 +108,47 @@ def test_bad_filters_get_a_400_that_names_the_field(alice_api, events, params, f
     assert field in body["error"]
 
 
-def test_it_paginates(alice_api, events):
+def test_it_paginates_with_limit_and_offset(alice_api, events):
+    body = alice_api.get("/api/v1/events", {"limit": 2}).json()
+    assert body["count"] == 5 and len(body["results"]) == 2
+    assert body["next"].endswith("/api/v1/events?limit=2&offset=2")
+    last = alice_api.get(body["next"].replace("offset=2", "offset=4")).json()
+    assert len(last["results"]) == 1 and last["next"] is None
+    assert last["previous"].endswith("/api/v1/events?limit=2&offset=2")
+
+
+def test_it_still_understands_the_page_numbers_it_was_paged_with(alice_api, events):
     body = alice_api.get("/api/v1/events", {"page_size": 2}).json()
     assert body["count"] == 5 and len(body["results"]) == 2
-    assert body["next"].endswith("page=2&page_size=2")
+    # The links are in the one style of every list.
+    assert body["next"].endswith("/api/v1/events?limit=2&offset=2")
     last = alice_api.get("/api/v1/events", {"page_size": 2, "page": 3}).json()
     assert len(last["results"]) == 1 and last["next"] is None
+    assert [e["id"] for e in last["results"]] == [
+        e["id"]
+        for e in alice_api.get("/api/v1/events", {"limit": 2, "offset": 4}).json()["results"]
+    ]
     assert alice_api.get("/api/v1/events", {"page": 9}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "0"},
+        {"limit": "201"},
+        {"limit": "x"},
+        {"offset": "-1"},
+        {"offset": "²"},
+        {"offset": str(10**25)},
+        {"page": "0"},
+        {"page_size": "1e3"},
+    ],
+)
+def test_a_bad_page_is_a_400_in_the_error_shape(alice_api, events, params):
+    response = alice_api.get("/api/v1/events", params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid" and set(body["fields"]) == set(params)
 
 
 def test_the_list_costs_the_same_queries_for_2_or_50_events(

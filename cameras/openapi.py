@@ -61,6 +61,7 @@ class FrameIngestDocumentation(PlainViewDocumentation):
         request=FrameSerializer,
         responses={
             200: IngestResultSerializer,
+            404: OpenApiResponse(description="No camera with this `camera_id` among yours."),
             409: OpenApiResponse(
                 description="Not a push: camera, the camera is disabled, or the timestamp is "
                 "too old for a new frame."

@@ -1,22 +1,23 @@
 from django.urls import path
 
+import project.converters  # noqa: F401  (registers <id:…>)
 from chats import api, views
 
 urlpatterns = [
     path("chats/", views.chat_list, name="chats"),
     path("chats/new", views.chat_new, name="chat-new"),
-    path("chats/<int:chat_id>/", views.chat_detail, name="chat"),
-    path("chats/<int:chat_id>/rename", views.chat_rename_page, name="chat-rename"),
-    path("chats/<int:chat_id>/delete", views.chat_delete_page, name="chat-delete"),
+    path("chats/<id:chat_id>/", views.chat_detail, name="chat"),
+    path("chats/<id:chat_id>/rename", views.chat_rename_page, name="chat-rename"),
+    path("chats/<id:chat_id>/delete", views.chat_delete_page, name="chat-delete"),
     # The seed's streaming path: POST a prompt, get Server-Sent Events (GET lists, as JSON).
-    path("chats/<int:chat_id>/messages", views.chat_messages_endpoint, name="chat-messages"),
+    path("chats/<id:chat_id>/messages", views.chat_messages_endpoint, name="chat-messages"),
     path(
-        "chats/<int:chat_id>/messages/<int:message_id>/stream",
+        "chats/<id:chat_id>/messages/<id:message_id>/stream",
         views.message_stream_resume,
         name="chat-message-stream",
     ),
     path(
-        "chats/<int:chat_id>/messages/<int:message_id>/stop",
+        "chats/<id:chat_id>/messages/<id:message_id>/stop",
         views.message_stop_view,
         name="chat-message-stop",
     ),
@@ -24,15 +25,15 @@ urlpatterns = [
 
 api_urlpatterns = [
     path("chats", api.ChatListApi.as_view(), name="api-chats"),
-    path("chats/<int:chat_id>", api.ChatDetailApi.as_view(), name="api-chat"),
-    path("chats/<int:chat_id>/messages", views.chat_messages_endpoint, name="api-chat-messages"),
+    path("chats/<id:chat_id>", api.ChatDetailApi.as_view(), name="api-chat"),
+    path("chats/<id:chat_id>/messages", views.chat_messages_endpoint, name="api-chat-messages"),
     path(
-        "chats/<int:chat_id>/messages/<int:message_id>/stream",
+        "chats/<id:chat_id>/messages/<id:message_id>/stream",
         views.message_stream_resume,
         name="api-chat-message-stream",
     ),
     path(
-        "chats/<int:chat_id>/messages/<int:message_id>/stop",
+        "chats/<id:chat_id>/messages/<id:message_id>/stop",
         views.message_stop_view,
         name="api-chat-message-stop",
     ),

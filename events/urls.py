@@ -1,17 +1,18 @@
 from django.urls import path
 
+import project.converters  # noqa: F401  (registers <id:…>)
 from events import api, views
 
 urlpatterns = [
     path("events/", views.event_list_page, name="events"),
-    path("events/<int:event_id>", views.event_detail_page, name="event"),
+    path("events/<id:event_id>", views.event_detail_page, name="event"),
 ]
 
 api_urlpatterns = [
     path("events", api.EventListApi.as_view(), name="api-events"),
-    path("events/<int:event_id>", api.EventDetailApi.as_view(), name="api-event"),
+    path("events/<id:event_id>", api.EventDetailApi.as_view(), name="api-event"),
     path(
-        "events/<int:event_id>/snapshot", api.EventSnapshotApi.as_view(), name="api-event-snapshot"
+        "events/<id:event_id>/snapshot", api.EventSnapshotApi.as_view(), name="api-event-snapshot"
     ),
     path(
         "cameras/<str:camera_id>/sessions",

@@ -8,13 +8,13 @@ know), and `offset` is bounded so that no database is asked for an offset it can
 
 `page` and `page_size` are still understood, for the callers of the event lists written when
 those were page-numbered: `page_size` stands for `limit`, `page` for
-`offset = (page - 1) * limit`, and a page past the end is a 404 as it was. The `next` and
-`previous` links are always in limit/offset form.
+`offset = (page - 1) * limit`. A page past the end is empty, as an offset past the end is (it
+was a 404). The `next` and `previous` links are always in limit/offset form.
 """
 
 from __future__ import annotations
 
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.utils.urls import remove_query_param
 
@@ -53,17 +53,6 @@ class Pagination(LimitOffsetPagination):
         )
         return 0 if page is None else (page - 1) * self.limit
 
-    def paginate_queryset(self, queryset, request, view=None):
-        page = super().paginate_queryset(queryset, request, view)
-        legacy_page = request.query_params.get(self.legacy_page_query_param)
-        if (
-            legacy_page not in (None, "1")
-            and self.offset_query_param not in request.query_params
-            and self.offset >= self.count
-        ):
-            raise NotFound("Invalid page.")
-        return page
-
     def _without_legacy_parameters(self, url: str | None) -> str | None:
         for name in (self.legacy_limit_query_param, self.legacy_page_query_param):
             url = url and remove_query_param(url, name)
@@ -100,7 +89,7 @@ class Pagination(LimitOffsetPagination):
                 "in": "query",
                 "deprecated": True,
                 "description": "Page number in pages of `limit` items: offset = (page - 1) × "
-                "limit. A page past the end is a 404.",
+                "limit.",
                 "schema": {
                     "type": "integer",
                     "minimum": 1,

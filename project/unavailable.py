@@ -10,6 +10,7 @@ a short plain-text page elsewhere. DRF views get the same JSON from `project.api
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -40,9 +41,13 @@ def unavailable_body() -> dict[str, str]:
     return {"error": UNAVAILABLE_MESSAGE, "code": "unavailable"}
 
 
+# The seed's chat paths under /chats/<id>/messages, also when they do not resolve (a bad id).
+SEED_JSON_PATH = re.compile(r"^/chats/[^/]+/messages(/|$)")
+
+
 def wants_json(request: HttpRequest) -> bool:
     """True for the API and the seed's JSON and streaming chat paths: their errors are JSON."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") or SEED_JSON_PATH.match(request.path):
         return True
     match = getattr(request, "resolver_match", None)
     return match is not None and match.url_name in JSON_URL_NAMES

@@ -22,7 +22,7 @@ from cameras.models import Camera
 from cameras.publishing import latest_frame_get
 from cameras.selectors import camera_get_for_user, camera_health_many, cameras_for_user
 from organizations.authentication import api_user_required
-from project.api_errors import json_error
+from project.api_errors import json_error, method_not_allowed
 from project.json_input import JsonBodyError, request_json
 from project.text_input import UnstorableText, text_storable_check
 
@@ -137,7 +137,7 @@ def _ingest(request: HttpRequest, user) -> IngestResult:
 @api_user_required
 async def frame_ingest_view(request: HttpRequest, user) -> JsonResponse:
     if request.method != "POST":
-        return json_error(405, "Use POST.", "method_not_allowed")
+        return method_not_allowed("POST", "Use POST.")
     try:
         # Parsing, decoding and detection are CPU work: off the event loop.
         result = await sync_to_async(_ingest)(request, user)

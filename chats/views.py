@@ -45,7 +45,7 @@ from chats.streaming import StoredReply, reply_events
 from organizations.authentication import api_user_required
 from organizations.revocation import credential_for_request
 from organizations.selectors import organization_get_for_user, organizations_for_user
-from project.api_errors import json_error
+from project.api_errors import json_error, method_not_allowed
 from project.channel_layer import GroupReceiver
 from project.json_input import JsonBodyError, request_json
 from project.query_params import ParamError, int_param
@@ -146,9 +146,7 @@ async def chat_messages_endpoint(request: HttpRequest, chat_id: int) -> HttpResp
         return await message_create_stream(request, chat_id)
     if request.method == "GET":
         return await sync_to_async(_message_list_api)(request, chat_id=chat_id)
-    return json_error(
-        405, "Use GET to list messages or POST to send a prompt.", "method_not_allowed"
-    )
+    return method_not_allowed("GET, POST", "Use GET to list messages or POST to send a prompt.")
 
 
 @api_user_required
@@ -157,7 +155,7 @@ async def message_stream_resume(
 ) -> HttpResponse:
     """GET a reply as SSE from `?offset=N` or `Last-Event-ID: N` (characters already held)."""
     if request.method != "GET":
-        return json_error(405, "Use GET.", "method_not_allowed")
+        return method_not_allowed("GET", "Use GET.")
     raw_offset = request.GET.get("offset") or request.headers.get("Last-Event-ID") or "0"
     try:
         offset = int_param(raw_offset, name="offset", maximum=RESUME_OFFSET_MAX)
@@ -186,7 +184,7 @@ async def message_stop_view(
 ) -> HttpResponse:
     """POST: stop generating a reply; answers the reply as stored (status `stopped`)."""
     if request.method != "POST":
-        return json_error(405, "Use POST.", "method_not_allowed")
+        return method_not_allowed("POST", "Use POST.")
     message = await sync_to_async(message_get_for_user)(
         user=user, chat_id=chat_id, message_id=message_id
     )

@@ -21,6 +21,13 @@ def json_error(status_code: int, message: str, code: str, **extra: Any) -> JsonR
     return JsonResponse({"error": message, "code": code, **extra}, status=status_code)
 
 
+def method_not_allowed(allowed: str, message: str) -> JsonResponse:
+    """405 for the plain views, with the `Allow` header HTTP requires (DRF's views set it)."""
+    response = json_error(405, message, "method_not_allowed")
+    response["Allow"] = allowed
+    return response
+
+
 def _flatten(detail: Any) -> str:
     if isinstance(detail, list):
         return " ".join(_flatten(item) for item in detail)

@@ -239,6 +239,7 @@ def test_unknown_camera_is_404(alice_api, organization):
 def test_get_is_405_json(alice_api, push_camera):
     response = alice_api.get(URL)
     assert response.status_code == 405
+    assert response["Allow"] == "POST"
     assert response.json()["code"] == "method_not_allowed"
 
 

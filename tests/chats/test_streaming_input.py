@@ -115,10 +115,11 @@ async def test_the_rate_limit_answers_429_with_retry_after(chat, alice_api, sett
     assert await Message.objects.filter(chat=chat).acount() == 2
 
 
-async def test_other_methods_are_405(chat, alice_api):
+async def test_other_methods_are_405_saying_which_are_allowed(chat, alice_api):
     response = await request("PUT", f"/chats/{chat.pk}/messages", token=alice_api.raw_token)
     await response.read_all()
     assert response.status == 405
+    assert response.headers["allow"] == "GET, POST"
 
 
 @pytest.mark.parametrize("offset", ["-1", "abc", "1.5", "9" * 20])

@@ -33,13 +33,24 @@ from organizations.services import api_token_create
 
 SEED = 20261201
 EXAMPLES_PER_OPERATION = 10
-# The checks that make "no 500s and no response that breaks the schema".
+# "No 500s and no response that breaks the schema", and that authentication is enforced
+# (ignored_auth), deleted objects are gone (use_after_free), created ones can be read
+# (ensure_resource_availability), an undeclared method is a 405 with `Allow`.
+# Not run: positive_data_acceptance and negative_data_rejection, which demand that the schema
+# states every rule the services apply (a camera source's grammar, a title that is not only
+# spaces); the schema gives types and bounds, and the rest is answered 400 with `fields`.
 CHECKS = [
     "not_a_server_error",
     "status_code_conformance",
     "content_type_conformance",
     "response_headers_conformance",
     "response_schema_conformance",
+    "missing_required_header",
+    "ignored_auth",
+    "use_after_free",
+    "ensure_resource_availability",
+    "unsupported_method",
+    "allow_header_conformance",
 ]
 # ~90 s on two idle cores (SQLite); the bound is for a CI machine under load.
 TIME_LIMIT_SECONDS = 480

@@ -66,7 +66,6 @@ class FrameIngestDocumentation(PlainViewDocumentation):
                 description="Not a push: camera, the camera is disabled, or the timestamp is "
                 "too old for a new frame."
             ),
-            413: OpenApiResponse(description="The body is larger than CAMERA_INGEST_MAX_BYTES."),
             429: OpenApiResponse(
                 description="More than CAMERA_INGEST_MAX_FRAMES_PER_SECOND new frames a second."
             ),

@@ -53,7 +53,7 @@ ERROR_DESCRIPTIONS = {
     "403": "Authenticated, but not allowed (role, or a session request without CSRF token).",
     "404": "No such object among yours.",
     "409": "Conflicts with the object's current state.",
-    "413": "The request body is too large.",
+    "413": "The request body is larger than API_JSON_MAX_BYTES (ingest: CAMERA_INGEST_MAX_BYTES).",
     "415": "The request body is not JSON.",
     "429": "Too many requests: wait the `Retry-After` seconds.",
     "503": "A service the request needs (Redis) is unavailable: retry after `Retry-After`.",
@@ -155,9 +155,11 @@ class AutoSchema(SpectacularAutoSchema):
             statuses.append("404")
         if "requestBody" in operation or any(p["in"] == "query" for p in parameters):
             statuses.append("400")
-        if "requestBody" in operation and not isinstance(self.view, PlainViewDocumentation):
-            # DRF's parsers refuse other media types; plain views read the body as JSON.
-            statuses.append("415")
+        if "requestBody" in operation:
+            statuses.append("413")  # API_JSON_MAX_BYTES (project/json_input.py)
+            if not isinstance(self.view, PlainViewDocumentation):
+                # DRF's parsers refuse other media types; plain views read the body as JSON.
+                statuses.append("415")
         if self.view.get_throttles():
             statuses.append("429")
         return statuses

@@ -36,6 +36,10 @@ class TokenCreateApi(APIView):
         responses={
             201: inline_serializer("Token", {"token": serializers.CharField()}),
             401: OpenApiResponse(description="Wrong username or password."),
+            429: OpenApiResponse(
+                description="Too many failed attempts for this username or from this address "
+                "(project.login_limits): wait `Retry-After` seconds."
+            ),
         },
     )
     def post(self, request):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as ApiValidationError
@@ -11,9 +11,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cameras.models import Camera
-from cameras.selectors import camera_get_for_user, camera_health_many, cameras_for_user
+from cameras.selectors import (
+    camera_get_for_user,
+    camera_health_many,
+    camera_source_for_role,
+    cameras_for_user,
+)
 from cameras.services import EDITABLE_FIELDS, camera_create, camera_delete, camera_update
+from organizations.permissions import Action, permission_require, roles_by_organization
 from organizations.selectors import organization_default_for_user, organization_get_for_user
+from project.pagination import Pagination
 
 
 class CameraHealthSerializer(serializers.Serializer):
@@ -29,10 +36,14 @@ class CameraHealthSerializer(serializers.Serializer):
 
 class CameraOutputSerializer(serializers.ModelSerializer):
     """A camera with its live health; pass `context={"health": camera_health_many(...)}` when
-    serializing many, so that all their heartbeats are read at once."""
+    serializing many, so that all their heartbeats are read at once.
+
+    `context["roles"]` (organization id → the reader's role) decides whether `source` shows its
+    credentials (admins, owners) or `***` in their place (everyone else). Without it, masked."""
 
     id = serializers.CharField(source="public_id")
     organization = serializers.IntegerField(source="organization_id")
+    source = serializers.SerializerMethodField()
     stream_path = serializers.CharField()
     health = serializers.SerializerMethodField()
 
@@ -50,6 +61,10 @@ class CameraOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "health",
         ]
+
+    def get_source(self, camera: Camera) -> str:
+        role = (self.context.get("roles") or {}).get(camera.organization_id)
+        return camera_source_for_role(camera, role)
 
     @extend_schema_field(CameraHealthSerializer)
     def get_health(self, camera: Camera) -> dict:
@@ -82,20 +97,38 @@ def _api_validation_error(exc: DjangoValidationError) -> ApiValidationError:
     return ApiValidationError({"non_field_errors": exc.messages})
 
 
+class CameraPagination(Pagination):
+    default_limit = 100
+    max_limit = 500
+
+
+def _single_camera_context(camera: Camera) -> dict:
+    # camera_get_for_user loaded the reader's role with the camera.
+    return {"roles": {camera.organization_id: getattr(camera, "member_role", None)}}
+
+
 class CameraListApi(APIView):
+    pagination_class = CameraPagination
+
     class CreateSerializer(CameraInputSerializer):
         organization = serializers.IntegerField(required=False)
 
     @extend_schema(
         summary="List your cameras, with their live health",
         operation_id="cameras_list",
-        responses=inline_serializer("CameraList", {"results": CameraOutputSerializer(many=True)}),
+        responses=CameraOutputSerializer(many=True),
     )
     def get(self, request):
-        cameras = list(cameras_for_user(user=request.user).order_by("name", "id"))
-        health = camera_health_many(cameras=cameras)
-        return Response(
-            {"results": CameraOutputSerializer(cameras, many=True, context={"health": health}).data}
+        paginator = self.pagination_class()
+        cameras = paginator.paginate_queryset(
+            cameras_for_user(user=request.user).order_by("name", "id"), request, view=self
+        )
+        context = {
+            "health": camera_health_many(cameras=cameras),
+            "roles": roles_by_organization(user=request.user),
+        }
+        return paginator.get_paginated_response(
+            CameraOutputSerializer(cameras, many=True, context=context).data
         )
 
     @extend_schema(
@@ -123,11 +156,17 @@ class CameraListApi(APIView):
                 raise ApiValidationError(
                     {"organization": ["No organization with this id among yours."]}
                 )
+        role = permission_require(
+            user=request.user, organization=organization, action=Action.MANAGE_CAMERAS
+        )
         try:
             camera = camera_create(organization=organization, **fields)
         except DjangoValidationError as exc:
             raise _api_validation_error(exc) from None
-        return Response(CameraOutputSerializer(camera).data, status=status.HTTP_201_CREATED)
+        context = {"roles": {organization.pk: role}}
+        return Response(
+            CameraOutputSerializer(camera, context=context).data, status=status.HTTP_201_CREATED
+        )
 
 
 class CameraDetailApi(APIView):
@@ -141,24 +180,35 @@ class CameraDetailApi(APIView):
             raise NotFound()
         return camera
 
+    def _camera_to_manage(self, request, camera_id: str) -> Camera:
+        camera = self._camera(request, camera_id)
+        permission_require(
+            user=request.user,
+            organization=camera.organization,
+            action=Action.MANAGE_CAMERAS,
+            role=camera.member_role,
+        )
+        return camera
+
     @extend_schema(summary="Get a camera", responses=CameraOutputSerializer)
     def get(self, request, camera_id: str):
-        return Response(CameraOutputSerializer(self._camera(request, camera_id)).data)
+        camera = self._camera(request, camera_id)
+        return Response(CameraOutputSerializer(camera, context=_single_camera_context(camera)).data)
 
     @extend_schema(
         summary="Change a camera", request=CameraInputSerializer, responses=CameraOutputSerializer
     )
     def patch(self, request, camera_id: str):
-        camera = self._camera(request, camera_id)
+        camera = self._camera_to_manage(request, camera_id)
         serializer = self.UpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             camera = camera_update(camera=camera, **serializer.validated_data)
         except DjangoValidationError as exc:
             raise _api_validation_error(exc) from None
-        return Response(CameraOutputSerializer(camera).data)
+        return Response(CameraOutputSerializer(camera, context=_single_camera_context(camera)).data)
 
     @extend_schema(summary="Delete a camera", responses={204: None})
     def delete(self, request, camera_id: str):
-        camera_delete(camera=self._camera(request, camera_id))
+        camera_delete(camera=self._camera_to_manage(request, camera_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -40,6 +40,7 @@ from cameras.services import camera_status_update
 from cameras.vision.detectors import build_detectors, run_detectors
 from cameras.vision.frames import InvalidFrame, decode_jpeg, encode_jpeg, resize_to_width
 from events.recording import record_frame
+from organizations.permissions import Action, ActionForbidden, role_allows
 from project.counters import cache_counter_incr
 from project.metrics import INGEST_FRAMES
 from project.unavailable import REDIS_UNAVAILABLE_ERRORS
@@ -175,9 +176,15 @@ def _rate_check(camera: Camera) -> None:
         )
 
 
-def frame_ingest(*, camera: Camera, frame_b64: str, timestamp: int) -> IngestResult:
+def frame_ingest(
+    *, camera: Camera, frame_b64: str, timestamp: int, role: str | None
+) -> IngestResult:
     """Accept one frame for `camera` (already resolved for the caller). Runs in a worker thread
-    (it decodes and detects); raises IngestError with the HTTP status and a reason."""
+    (it decodes and detects); raises IngestError with the HTTP status and a reason.
+
+    `role`: the caller's role in the camera's organization. A new frame needs one that may
+    publish (members and up); forwarded copies of published frames are answered to every role,
+    as the seed's player forwards every frame it shows, viewers' included."""
     jpeg = base64_decode(frame_b64)
     record = frame_record_get(camera.public_id, timestamp)
     if record is not None:
@@ -190,6 +197,11 @@ def frame_ingest(*, camera: Camera, frame_b64: str, timestamp: int) -> IngestRes
             "duplicates.",
             "not_a_push_camera",
         )
+    if not role_allows(role, Action.PUBLISH):
+        refusal = ActionForbidden(
+            action=Action.PUBLISH, role=role, organization=camera.organization
+        )
+        raise IngestError(403, refusal.message, refusal.default_code)
     window_ms = settings.CAMERA_FRAME_RECORD_SECONDS * 1000
     if timestamp < int(time.time() * 1000) - window_ms:
         # Published frames are remembered this long: an older one cannot be told from a

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -20,8 +21,20 @@ from cameras.ingest import (
 )
 from cameras.models import Camera
 from cameras.publishing import latest_frame_get
-from cameras.selectors import camera_get_for_user, camera_health_many, cameras_for_user
+from cameras.selectors import (
+    camera_get_for_user,
+    camera_health_many,
+    camera_source_for_role,
+    cameras_for_user,
+)
 from organizations.authentication import api_user_required
+from organizations.permissions import (
+    Action,
+    ActionForbidden,
+    permission_require,
+    role_allows,
+    roles_by_organization,
+)
 from project.api_errors import json_error, method_not_allowed
 from project.json_input import JsonBodyError, request_json
 from project.text_input import UnstorableText, text_storable_check
@@ -62,7 +75,15 @@ def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
 def camera_list(request: HttpRequest) -> HttpResponse:
     cameras = list(cameras_for_user(user=request.user).select_related("organization"))
     health = camera_health_many(cameras=cameras)
-    tiles = [(camera, health[camera.public_id]) for camera in cameras]
+    roles = roles_by_organization(user=request.user)
+    tiles = [
+        (
+            camera,
+            health[camera.public_id],
+            role_allows(roles.get(camera.organization_id), Action.PUBLISH),
+        )
+        for camera in cameras
+    ]
     return render(request, "cameras/list.html", {"tiles": tiles})
 
 
@@ -74,6 +95,8 @@ def camera_detail(request: HttpRequest, camera_id: str) -> HttpResponse:
         "cameras/detail.html",
         {
             "camera": camera,
+            "source": camera_source_for_role(camera, camera.member_role),
+            "can_publish": role_allows(camera.member_role, Action.PUBLISH),
             "health": camera_health_many(cameras=[camera])[camera.public_id],
             "stream": _stream_settings(request, camera),
         },
@@ -83,10 +106,23 @@ def camera_detail(request: HttpRequest, camera_id: str) -> HttpResponse:
 @login_required
 def camera_publish(request: HttpRequest, camera_id: str) -> HttpResponse:
     camera = _camera_or_404(request, camera_id)
+    try:
+        permission_require(
+            user=request.user,
+            organization=camera.organization,
+            action=Action.PUBLISH,
+            role=camera.member_role,
+        )
+    except ActionForbidden as refusal:
+        raise PermissionDenied(refusal.message) from None
     return render(
         request,
         "cameras/publish.html",
-        {"camera": camera, "stream": _stream_settings(request, camera)},
+        {
+            "camera": camera,
+            "source": camera_source_for_role(camera, camera.member_role),
+            "stream": _stream_settings(request, camera),
+        },
     )
 
 
@@ -131,7 +167,12 @@ def _ingest(request: HttpRequest, user) -> IngestResult:
     camera = camera_get_for_user(user=user, public_id=data["camera_id"])
     if camera is None:
         raise IngestError(404, "No such camera among yours.", "not_found")
-    return frame_ingest(camera=camera, frame_b64=data["frame"], timestamp=data["timestamp"])
+    return frame_ingest(
+        camera=camera,
+        frame_b64=data["frame"],
+        timestamp=data["timestamp"],
+        role=camera.member_role,
+    )
 
 
 @api_user_required

@@ -1,22 +1,37 @@
-"""JSON API for tokens and organizations."""
+"""JSON API for tokens, organizations and their members."""
 
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from organizations.models import Organization
+from organizations.models import Membership, Organization
+from organizations.permissions import Action, permission_require, roles_by_organization
 from organizations.selectors import (
     membership_role,
     organization_get_for_user,
+    organization_members_strongest_first,
     organizations_for_user,
 )
-from organizations.services import api_token_create, organization_create
+from organizations.services import (
+    MembershipConflict,
+    api_token_create,
+    member_add,
+    member_remove,
+    member_role_change,
+    organization_create,
+    organization_delete,
+    organization_update,
+)
 from project.login_limits import lockout_api_response, login_lockout_of
+from project.pagination import Pagination
 
 
 class TokenCreateApi(APIView):
@@ -65,10 +80,43 @@ class OrganizationOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "server_host_url", "ws_port", "role", "created_at"]
 
     def get_role(self, organization: Organization) -> str | None:
+        roles = self.context.get("roles")
+        if roles is not None:
+            return roles.get(organization.pk)
         return membership_role(user=self.context["request"].user, organization=organization)
 
 
+class MemberPagination(Pagination):
+    default_limit = 100
+    max_limit = 1000
+
+
+def _object_body(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ApiValidationError({"body": ["The body must be a JSON object."]})
+    return request.data
+
+
+def _api_validation_error(exc: DjangoValidationError) -> ApiValidationError:
+    if hasattr(exc, "error_dict"):
+        return ApiValidationError(exc.message_dict)
+    return ApiValidationError({"non_field_errors": exc.messages})
+
+
+def _conflict(exc: MembershipConflict) -> Response:
+    return Response({"error": exc.message, "code": exc.code}, status=status.HTTP_409_CONFLICT)
+
+
+def _organization_or_404(request, organization_id: int) -> Organization:
+    organization = organization_get_for_user(user=request.user, organization_id=organization_id)
+    if organization is None:
+        raise NotFound()
+    return organization
+
+
 class OrganizationListApi(APIView):
+    pagination_class = Pagination
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=120)
         server_host_url = serializers.CharField(max_length=255, required=False, allow_blank=True)
@@ -77,16 +125,17 @@ class OrganizationListApi(APIView):
     @extend_schema(
         summary="List your organizations",
         operation_id="organizations_list",
-        responses=inline_serializer(
-            "OrganizationList", {"results": OrganizationOutputSerializer(many=True)}
-        ),
+        responses=OrganizationOutputSerializer(many=True),
     )
     def get(self, request):
-        organizations = organizations_for_user(user=request.user)
-        data = OrganizationOutputSerializer(
-            organizations, many=True, context={"request": request}
-        ).data
-        return Response({"results": data})
+        paginator = self.pagination_class()
+        organizations = paginator.paginate_queryset(
+            organizations_for_user(user=request.user).order_by("name", "pk"), request, view=self
+        )
+        context = {"request": request, "roles": roles_by_organization(user=request.user)}
+        return paginator.get_paginated_response(
+            OrganizationOutputSerializer(organizations, many=True, context=context).data
+        )
 
     @extend_schema(
         summary="Create an organization (you own it)",
@@ -94,21 +143,176 @@ class OrganizationListApi(APIView):
         responses={201: OrganizationOutputSerializer},
     )
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.InputSerializer(data=_object_body(request))
         serializer.is_valid(raise_exception=True)
-        organization = organization_create(owner=request.user, **serializer.validated_data)
+        try:
+            organization = organization_create(owner=request.user, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise _api_validation_error(exc) from None
         data = OrganizationOutputSerializer(organization, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
 
 class OrganizationDetailApi(APIView):
+    class UpdateSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=120, required=False)
+        server_host_url = serializers.CharField(max_length=255, required=False, allow_blank=True)
+        ws_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+
     @extend_schema(summary="Get an organization", responses=OrganizationOutputSerializer)
     def get(self, request, organization_id: int):
-        organization = organization_get_for_user(user=request.user, organization_id=organization_id)
-        if organization is None:
-            return Response(
-                {"error": "Not found.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND
-            )
+        organization = _organization_or_404(request, organization_id)
         return Response(
             OrganizationOutputSerializer(organization, context={"request": request}).data
         )
+
+    @extend_schema(
+        summary="Change an organization's name or WebSocket host (admins and owners)",
+        request=UpdateSerializer,
+        responses={
+            200: OrganizationOutputSerializer,
+            403: OpenApiResponse(description="Your role does not allow this (`forbidden`)."),
+        },
+    )
+    def patch(self, request, organization_id: int):
+        organization = _organization_or_404(request, organization_id)
+        permission_require(
+            user=request.user, organization=organization, action=Action.EDIT_ORGANIZATION
+        )
+        serializer = self.UpdateSerializer(data=_object_body(request))
+        serializer.is_valid(raise_exception=True)
+        try:
+            organization = organization_update(
+                actor=request.user, organization=organization, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise _api_validation_error(exc) from None
+        return Response(
+            OrganizationOutputSerializer(organization, context={"request": request}).data
+        )
+
+    @extend_schema(
+        summary="Delete an organization with its cameras, events and chats (owners)",
+        responses={
+            204: None,
+            403: OpenApiResponse(description="Your role does not allow this (`forbidden`)."),
+        },
+    )
+    def delete(self, request, organization_id: int):
+        organization = _organization_or_404(request, organization_id)
+        organization_delete(actor=request.user, organization=organization)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberOutputSerializer(serializers.ModelSerializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["user_id", "username", "role", "joined_at"]
+
+
+class MemberListApi(APIView):
+    pagination_class = MemberPagination
+
+    class InputSerializer(serializers.Serializer):
+        user = serializers.CharField(max_length=254, help_text="A username or e-mail address.")
+        # A string checked by the service (ChoiceField would echo a huge value back).
+        role = serializers.CharField(max_length=20, help_text="viewer, member, admin or owner")
+
+    @extend_schema(
+        summary="List an organization's members",
+        operation_id="organization_members_list",
+        responses=MemberOutputSerializer(many=True),
+    )
+    def get(self, request, organization_id: int):
+        organization = _organization_or_404(request, organization_id)
+        paginator = self.pagination_class()
+        members = paginator.paginate_queryset(
+            organization_members_strongest_first(organization=organization), request, view=self
+        )
+        return paginator.get_paginated_response(MemberOutputSerializer(members, many=True).data)
+
+    @extend_schema(
+        summary="Add a user by username or e-mail (admins: members and viewers; owners: any)",
+        request=InputSerializer,
+        responses={
+            201: MemberOutputSerializer,
+            403: OpenApiResponse(description="Your role does not allow this (`forbidden`)."),
+            409: OpenApiResponse(description="Already a member (`already_member`)."),
+        },
+    )
+    def post(self, request, organization_id: int):
+        organization = _organization_or_404(request, organization_id)
+        permission_require(
+            user=request.user, organization=organization, action=Action.MANAGE_MEMBERS
+        )
+        serializer = self.InputSerializer(data=_object_body(request))
+        serializer.is_valid(raise_exception=True)
+        try:
+            membership = member_add(
+                actor=request.user,
+                organization=organization,
+                identifier=serializer.validated_data["user"],
+                role=serializer.validated_data["role"],
+            )
+        except DjangoValidationError as exc:
+            raise _api_validation_error(exc) from None
+        except MembershipConflict as exc:
+            return _conflict(exc)
+        return Response(MemberOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(APIView):
+    class UpdateSerializer(serializers.Serializer):
+        role = serializers.CharField(max_length=20, help_text="viewer, member, admin or owner")
+
+    @extend_schema(
+        summary="Change a member's role",
+        request=UpdateSerializer,
+        responses={
+            200: MemberOutputSerializer,
+            403: OpenApiResponse(description="Your role does not allow this (`forbidden`)."),
+            409: OpenApiResponse(description="The last owner stays an owner (`last_owner`)."),
+        },
+    )
+    def patch(self, request, organization_id: int, user_id: int):
+        organization = _organization_or_404(request, organization_id)
+        permission_require(
+            user=request.user, organization=organization, action=Action.MANAGE_MEMBERS
+        )
+        serializer = self.UpdateSerializer(data=_object_body(request))
+        serializer.is_valid(raise_exception=True)
+        try:
+            membership = member_role_change(
+                actor=request.user,
+                organization=organization,
+                user_id=user_id,
+                role=serializer.validated_data["role"],
+            )
+        except DjangoValidationError as exc:
+            raise _api_validation_error(exc) from None
+        except MembershipConflict as exc:
+            return _conflict(exc)
+        if membership is None:
+            raise NotFound()
+        return Response(MemberOutputSerializer(membership).data)
+
+    @extend_schema(
+        summary="Remove a member",
+        responses={
+            204: None,
+            403: OpenApiResponse(description="Your role does not allow this (`forbidden`)."),
+            409: OpenApiResponse(description="The last owner cannot be removed (`last_owner`)."),
+        },
+    )
+    def delete(self, request, organization_id: int, user_id: int):
+        organization = _organization_or_404(request, organization_id)
+        try:
+            removed = member_remove(actor=request.user, organization=organization, user_id=user_id)
+        except MembershipConflict as exc:
+            return _conflict(exc)
+        if not removed:
+            raise NotFound()
+        return Response(status=status.HTTP_204_NO_CONTENT)

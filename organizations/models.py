@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+# A host name (dot-separated labels), an IPv4 address or a bracketed IPv6 address.
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_PATTERN = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?|\[[0-9A-Fa-f:.]{{2,45}}\]")
+SERVER_HOST_SCHEMES = ("http", "https", "ws", "wss")
+
+
+def validate_server_host_url(value: str) -> None:
+    """A host with an optional scheme (http, https, ws, wss) and port: `cams.example.org`,
+    `wss://cams.example.org:8443`. No path, query, user or spaces: the browser builds the
+    WebSocket URL from it, so anything else would end up in a broken (or misleading) URL."""
+    if not value:
+        return
+    message = (
+        "Give a host with an optional scheme (http, https, ws, wss) and port, such as "
+        "cams.example.org or wss://cams.example.org:8443; no path, user or spaces."
+    )
+    rest = value
+    if "://" in rest:
+        scheme, _, rest = rest.partition("://")
+        if scheme.lower() not in SERVER_HOST_SCHEMES:
+            raise ValidationError(
+                f"Unknown scheme {scheme[:20]!r}: use http, https, ws or wss.", code="invalid"
+            )
+    host, port = rest, ""
+    if ":" in rest and not rest.endswith("]"):
+        host, _, port = rest.rpartition(":")
+        if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValidationError(
+                f"The port must be a number from 1 to 65535. {message}", code="invalid"
+            )
+    if not host or len(host) > 253 or not _HOST_PATTERN.fullmatch(host):
+        raise ValidationError(message, code="invalid")
 
 
 class Organization(models.Model):
@@ -17,6 +52,7 @@ class Organization(models.Model):
     server_host_url = models.CharField(
         max_length=255,
         blank=True,
+        validators=[validate_server_host_url],
         help_text="Host (optionally with scheme) the browser connects WebSockets to; blank = the page's own host.",
     )
     ws_port = models.PositiveIntegerField(
@@ -38,9 +74,11 @@ class Organization(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
+        # From the most to the least powerful; what each may do is in organizations.permissions.
         OWNER = "owner", "Owner"
         ADMIN = "admin", "Admin"
         MEMBER = "member", "Member"
+        VIEWER = "viewer", "Viewer"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="memberships"

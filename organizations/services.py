@@ -6,11 +6,19 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from organizations.models import ApiToken, Membership, Organization
+from organizations.permissions import (
+    Action,
+    ActionForbidden,
+    permission_require,
+    role_may_assign,
+)
+from organizations.selectors import membership_get, user_find_by_username_or_email
 
 TOKEN_PREFIX = "sl_"
 
@@ -27,18 +35,170 @@ def _unique_slug(name: str) -> str:
 def organization_create(
     *, name: str, owner: AbstractBaseUser, server_host_url: str = "", ws_port: int = 7103
 ) -> Organization:
-    organization = Organization.objects.create(
-        name=name, slug=_unique_slug(name), server_host_url=server_host_url, ws_port=ws_port
+    organization = Organization(
+        name=name, slug=_unique_slug(name), server_host_url=server_host_url.strip(), ws_port=ws_port
     )
+    organization.full_clean()
+    organization.save()
     Membership.objects.create(organization=organization, user=owner, role=Membership.Role.OWNER)
     return organization
 
 
 def membership_add(*, organization: Organization, user: AbstractBaseUser, role: str) -> Membership:
+    """Make `user` a member with `role` (set-up and fixtures; people go through `member_add`)."""
     membership, _ = Membership.objects.update_or_create(
         organization=organization, user=user, defaults={"role": role}
     )
     return membership
+
+
+class MembershipConflict(Exception):
+    """A membership change the rules refuse whoever asks (the last owner, a duplicate)."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+def _require_may_assign(*, actor_role: str, organization: Organization, role: str) -> None:
+    if not role_may_assign(actor_role, role):
+        action = (
+            Action.MANAGE_ADMINS
+            if role in (Membership.Role.ADMIN, Membership.Role.OWNER)
+            else Action.MANAGE_MEMBERS
+        )
+        raise ActionForbidden(action=action, role=actor_role, organization=organization)
+
+
+def _role_check(role: str) -> None:
+    if role not in Membership.Role.values:
+        raise ValidationError(
+            {"role": [f"Unknown role; use one of {', '.join(Membership.Role.values)}."]}
+        )
+
+
+def _owners_locked(organization: Organization) -> int:
+    """How many owners the organization has, their rows locked until the transaction ends,
+    so that two owners demoting each other at once cannot leave none."""
+    return len(
+        Membership.objects.select_for_update()
+        .filter(organization=organization, role=Membership.Role.OWNER)
+        .values_list("pk", flat=True)
+    )
+
+
+@transaction.atomic
+def member_add(
+    *, actor: AbstractBaseUser, organization: Organization, identifier: str, role: str
+) -> Membership:
+    """Add the user named by username or e-mail with `role`. Admins add members and viewers;
+    owners add anyone."""
+    actor_role = permission_require(
+        user=actor, organization=organization, action=Action.MANAGE_MEMBERS
+    )
+    _role_check(role)
+    _require_may_assign(actor_role=actor_role, organization=organization, role=role)
+    user = user_find_by_username_or_email(identifier=identifier)
+    if user is None:
+        raise ValidationError({"user": ["No active user has this username or e-mail address."]})
+    if Membership.objects.filter(organization=organization, user=user).exists():
+        raise MembershipConflict(
+            f"{user.get_username()} is already a member; change their role instead.",
+            "already_member",
+        )
+    return Membership.objects.create(organization=organization, user=user, role=role)
+
+
+def _membership_to_manage(
+    *, actor: AbstractBaseUser, organization: Organization, user_id: int
+) -> tuple[str, Membership | None]:
+    actor_role = permission_require(
+        user=actor, organization=organization, action=Action.MANAGE_MEMBERS
+    )
+    return actor_role, membership_get(organization=organization, user_id=user_id)
+
+
+@transaction.atomic
+def member_role_change(
+    *, actor: AbstractBaseUser, organization: Organization, user_id: int, role: str
+) -> Membership | None:
+    """Give a member another role (None: no such member). The actor must be allowed to manage
+    both the member's current role and the new one; the last owner stays an owner."""
+    actor_role, membership = _membership_to_manage(
+        actor=actor, organization=organization, user_id=user_id
+    )
+    if membership is None:
+        return None
+    _role_check(role)
+    _require_may_assign(actor_role=actor_role, organization=organization, role=membership.role)
+    _require_may_assign(actor_role=actor_role, organization=organization, role=role)
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
+        if _owners_locked(organization) <= 1:
+            raise MembershipConflict(
+                f"{membership.user.get_username()} is the last owner; make someone else an "
+                "owner first.",
+                "last_owner",
+            )
+    if membership.role != role:
+        membership.role = role
+        # save(), not update(): whoever listens for role changes (closing streams) must hear it.
+        membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, actor: AbstractBaseUser, organization: Organization, user_id: int) -> bool:
+    """Remove a member (False: no such member); the last owner cannot be removed."""
+    actor_role, membership = _membership_to_manage(
+        actor=actor, organization=organization, user_id=user_id
+    )
+    if membership is None:
+        return False
+    _require_may_assign(actor_role=actor_role, organization=organization, role=membership.role)
+    if membership.role == Membership.Role.OWNER and _owners_locked(organization) <= 1:
+        raise MembershipConflict(
+            f"{membership.user.get_username()} is the last owner and cannot be removed; make "
+            "someone else an owner first, or delete the organization.",
+            "last_owner",
+        )
+    # delete() on the instance: listeners (closing the member's streams) must hear it.
+    membership.delete()
+    return True
+
+
+ORGANIZATION_EDITABLE_FIELDS = ("name", "server_host_url", "ws_port")
+
+
+@transaction.atomic
+def organization_update(
+    *, actor: AbstractBaseUser, organization: Organization, **fields: object
+) -> Organization:
+    """Change the organization's name or WebSocket host settings (admins and owners)."""
+    permission_require(user=actor, organization=organization, action=Action.EDIT_ORGANIZATION)
+    unknown = set(fields) - set(ORGANIZATION_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown organization field(s): {', '.join(sorted(unknown))}.")
+    for name, value in fields.items():
+        setattr(organization, name, value.strip() if isinstance(value, str) else value)
+    organization.full_clean(exclude=["slug"])
+    organization.save(update_fields=list(fields))
+    return organization
+
+
+@transaction.atomic
+def organization_delete(*, actor: AbstractBaseUser, organization: Organization) -> None:
+    """Delete the organization with its cameras (their events and snapshot files), chats and
+    memberships (owners only)."""
+    permission_require(user=actor, organization=organization, action=Action.DELETE_ORGANIZATION)
+    # Imported here: cameras builds on organizations, not the other way round.
+    from cameras.services import camera_delete
+
+    for camera in organization.cameras.all():
+        camera_delete(camera=camera)
+    # One by one, so that whoever listens for removed memberships hears each of them.
+    for membership in organization.memberships.all():
+        membership.delete()
+    organization.delete()
 
 
 def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from cameras.models import Camera
+from organizations.services import membership_add
 
 pytestmark = pytest.mark.django_db
 
@@ -91,17 +92,32 @@ def test_list_shows_own_cameras_with_status_in_few_queries(
     alice_api, demo_camera, push_camera, charlie_camera, django_assert_max_num_queries
 ):
     Camera.objects.filter(pk=demo_camera.pk).update(status="online", measured_fps=29.5)
-    # Token lookup (+touch), then one query for the cameras whatever their number.
-    with django_assert_max_num_queries(4):
+    # Token lookup (+touch), then the count, the page of cameras and the reader's roles,
+    # whatever the number of cameras.
+    with django_assert_max_num_queries(5):
         results = alice_api.get("/api/v1/cameras").json()["results"]
     assert [camera["id"] for camera in results] == [demo_camera.public_id, push_camera.public_id]
     assert results[0]["status"] == "online"
     assert results[0]["measured_fps"] == 29.5
 
 
-def test_member_can_read_and_update_a_camera(bob_api, demo_camera):
+def test_member_can_read_but_not_update_a_camera(bob_api, demo_camera):
     url = f"/api/v1/cameras/{demo_camera.public_id}"
     assert bob_api.get(url).json()["name"] == "Lobby"
+    response = bob_api.patch(url, {"target_fps": 15, "detectors": []}, format="json")
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "Only admins and owners may add, change and delete cameras; your role in "
+        "Alice Co is member.",
+        "code": "forbidden",
+    }
+    demo_camera.refresh_from_db()
+    assert demo_camera.target_fps != 15 and demo_camera.detectors == ["motion"]
+
+
+def test_admin_can_update_a_camera(bob, bob_api, organization, demo_camera):
+    membership_add(organization=organization, user=bob, role="admin")
+    url = f"/api/v1/cameras/{demo_camera.public_id}"
     response = bob_api.patch(url, {"target_fps": 15, "detectors": []}, format="json")
     assert response.status_code == 200, response.json()
     demo_camera.refresh_from_db()

@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db import transaction
 
 from organizations.models import ApiToken, Membership
+from organizations.permissions import ROLE_RANK
 from project.channel_layer import GroupReceiver, group_send_or_drop
 from project.contained import ContainedFailures
 
@@ -54,9 +55,6 @@ RECEIVE_RETRY_SECONDS = 1.0
 # Roles from least to most rights. A role moved down closes the user's sockets and streams in
 # that organization (they reconnect with what the new role allows); a role moved up does not.
 # Unknown roles rank lowest, so a role this table does not know yet never keeps access open.
-ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
-
-
 def role_lowered(before: str, after: str) -> bool:
     return ROLE_RANK.get(after, -1) < ROLE_RANK.get(before, -1)
 

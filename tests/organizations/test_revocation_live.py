@@ -6,7 +6,7 @@ ORM call) was made; an unrelated user's socket keeps receiving; the reply of a c
 generated to the end and stored.
 
 - On the in-memory layer (one daphne, as `scripts/serve`), revocations go through the product's
-  own HTTP paths: the tokens page and the Django admin.
+  own HTTP paths: the tokens page, the Django admin and the members API.
 - On Redis with two daphne processes, revocations are made through the ORM in this process and
   close sockets on both daphnes.
 - When the broadcast is missed (here: the in-memory layer of a daphne cannot hear this process),
@@ -429,3 +429,29 @@ def test_the_periodic_recheck_ends_access_whose_broadcast_was_missed(
     finally:
         socket.close()
     _reply_stored_complete(stream.message_id)
+
+
+@pytest.mark.parametrize("change", ["remove", "lower to viewer"])
+def test_revoked_access_through_the_members_api_ends_within_2_s(
+    change, live_daphne, fake_openai, scene, bob, organization
+):
+    server = live_daphne(
+        REDIS_URL="",
+        CAMERAS_IN_PROCESS="1",
+        ASSISTANT_BACKEND="openai",
+        OPENAI_BASE_URL=fake_openai.base_url,
+    )
+    viewers = Viewers([server], scene)
+    member_url = f"{server.url}/api/v1/organizations/{organization.pk}/members/{bob.pk}"
+    owner = {"Authorization": f"Bearer {scene['alice_raw']}"}
+    try:
+        with httpx.Client(timeout=10, headers=owner) as alice_api:
+            revoked_at = time.monotonic()
+            if change == "remove":
+                assert alice_api.delete(member_url).status_code == 204
+            else:
+                assert alice_api.patch(member_url, json={"role": "viewer"}).status_code == 200
+        _assert_closed_in_time(viewers, revoked_at, session_closed=True)
+    finally:
+        viewers.close()
+    _reply_stored_complete(viewers.bob_stream.message_id)

@@ -5,29 +5,29 @@ from organizations import api, views
 
 urlpatterns = [
     path("organizations/", views.organizations_page, name="organizations"),
-    path("organizations/<int:organization_id>/", views.organization_page, name="organization"),
+    path("organizations/<id:organization_id>/", views.organization_page, name="organization"),
     path(
-        "organizations/<int:organization_id>/settings",
+        "organizations/<id:organization_id>/settings",
         views.organization_settings,
         name="organization-settings",
     ),
     path(
-        "organizations/<int:organization_id>/delete",
+        "organizations/<id:organization_id>/delete",
         views.organization_delete_view,
         name="organization-delete",
     ),
     path(
-        "organizations/<int:organization_id>/members/add",
+        "organizations/<id:organization_id>/members/add",
         views.member_add_view,
         name="organization-member-add",
     ),
     path(
-        "organizations/<int:organization_id>/members/<int:user_id>/role",
+        "organizations/<id:organization_id>/members/<id:user_id>/role",
         views.member_role_view,
         name="organization-member-role",
     ),
     path(
-        "organizations/<int:organization_id>/members/<int:user_id>/remove",
+        "organizations/<id:organization_id>/members/<id:user_id>/remove",
         views.member_remove_view,
         name="organization-member-remove",
     ),
@@ -45,12 +45,12 @@ api_urlpatterns = [
         name="api-organization",
     ),
     path(
-        "organizations/<int:organization_id>/members",
+        "organizations/<id:organization_id>/members",
         api.MemberListApi.as_view(),
         name="api-organization-members",
     ),
     path(
-        "organizations/<int:organization_id>/members/<int:user_id>",
+        "organizations/<id:organization_id>/members/<id:user_id>",
         api.MemberDetailApi.as_view(),
         name="api-organization-member",
     ),

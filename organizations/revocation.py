@@ -52,10 +52,11 @@ REVOKED_MESSAGE_TYPE = "access.revoked"
 WEBSOCKET_CLOSE_CODE = 4403
 RECEIVE_RETRY_SECONDS = 1.0
 
-# Roles from least to most rights. A role moved down closes the user's sockets and streams in
-# that organization (they reconnect with what the new role allows); a role moved up does not.
-# Unknown roles rank lowest, so a role this table does not know yet never keeps access open.
+
 def role_lowered(before: str, after: str) -> bool:
+    """A role moved down closes the user's sockets and streams in that organization (they
+    reconnect with what the new role allows); a role moved up does not. Unknown roles rank
+    lowest, so a role the ranking does not know yet never keeps access open."""
     return ROLE_RANK.get(after, -1) < ROLE_RANK.get(before, -1)
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import JSONRenderer
 
 from project.json_input import JsonBodyError, json_loads_bounded
 
@@ -19,7 +20,13 @@ class JsonBodyRefused(exceptions.APIException):
         self.status_code = error.status
 
 
-class BoundedJSONParser(JSONParser):
+class BoundedJSONParser(BaseParser):
+    # Not a JSONParser subclass on purpose: DRF hands those `request.body`, which Django refuses
+    # (and logs at ERROR) past DATA_UPLOAD_MAX_MEMORY_SIZE before our limit could answer; a plain
+    # parser gets the request stream and reads one byte more than the limit, whatever was sent.
+    media_type = "application/json"
+    renderer_class = JSONRenderer
+
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         limit = settings.API_JSON_MAX_BYTES
         # One byte over the limit is enough to know the body is too large.

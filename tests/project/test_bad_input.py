@@ -9,9 +9,11 @@ PostgreSQL too: NUL is refused by PostgreSQL only, so there it is the database t
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from django.urls import path
 
@@ -121,6 +123,17 @@ def test_a_five_megabyte_chat_body_is_a_json_413_not_an_html_400(alice_api, chat
     assert_json_error(send(alice_api, "post", "/api/v1/chats", huge), 413, "too_large")
     assert_json_error(send(alice_api, "patch", f"/api/v1/chats/{chat.pk}", huge), 413, "too_large")
     assert rows() == before
+
+
+def test_a_body_past_djangos_upload_limit_is_refused_by_ours_without_an_error_log(
+    alice_api, caplog
+):
+    # DRF hands JSONParser subclasses request.body, which Django refuses past
+    # DATA_UPLOAD_MAX_MEMORY_SIZE with an ERROR log and its own limit in the message.
+    huge = json.dumps({"title": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)})
+    answer = assert_json_error(send(alice_api, "post", "/api/v1/chats", huge), 413, "too_large")
+    assert f"{settings.API_JSON_MAX_BYTES} bytes" in answer["error"]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 @override_settings(API_JSON_MAX_BYTES=2048)

@@ -115,6 +115,18 @@ def test_the_depth_is_counted_without_recursion():
     assert json_nesting_depth(b"1") == 0
 
 
+@pytest.mark.timeout(20)
+def test_an_unterminated_string_of_escaped_quotes_is_counted_in_one_pass(client):
+    # With a backtracking pattern such a body held the GIL for minutes (32 KB) to hours (1 MB):
+    # a request anyone may send to the token endpoint froze every stream in the process.
+    evil = b"[" * 33 + b'"' + b'\\"' * (512 * 1024)
+    assert json_nesting_depth(evil) == 33
+    response = client.post(
+        "/api/v1/auth/token", data=evil[: 512 * 1024], content_type="application/json"
+    )
+    assert_json_error(response, 400, "too_deep")
+
+
 def test_a_five_megabyte_chat_body_is_a_json_413_not_an_html_400(alice_api, chat):
     huge = json.dumps({"prompt": "x" * (5 * 1024 * 1024)})
     before = rows()

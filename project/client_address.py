@@ -104,6 +104,10 @@ def _apply(request: HttpRequest) -> None:
     peer = request.META.get("REMOTE_ADDR", "")
     request.peer_address = peer
     request.META["REMOTE_ADDR"] = client_address(peer, request.META)
+    if not _peer_is_trusted(peer, parse_address(peer)):
+        # With DJANGO_SECURE_PROXY_SSL_HEADER on, Django believes this header: only a trusted
+        # proxy may say a request came over HTTPS (secure cookies, CSRF, the SSL redirect).
+        request.META.pop("HTTP_X_FORWARDED_PROTO", None)
 
 
 class ClientAddressMiddleware:

@@ -113,6 +113,25 @@ def test_the_middleware_sets_remote_addr_and_drf_throttles_use_it(trust):
     assert seen == {"remote": "192.0.2.7", "peer": "192.0.2.7", "throttle": "192.0.2.7"}
 
 
+def test_only_a_trusted_proxy_may_say_the_request_came_over_https(trust, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    trust("10.0.0.1")
+    seen = {}
+
+    def view(request):
+        seen["secure"] = request.is_secure()
+
+    factory = RequestFactory()
+    ClientAddressMiddleware(view)(
+        factory.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+    )
+    assert seen == {"secure": True}
+    ClientAddressMiddleware(view)(
+        factory.get("/", REMOTE_ADDR="192.0.2.7", HTTP_X_FORWARDED_PROTO="https")
+    )
+    assert seen == {"secure": False}
+
+
 def test_metrics_follow_the_client_address_through_a_trusted_proxy(client, trust):
     trust("10.0.0.1")
     through_proxy = {"REMOTE_ADDR": "10.0.0.1"}

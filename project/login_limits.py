@@ -31,6 +31,7 @@ Why the project's own counters rather than django-axes (8.3.1 was read for this)
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -80,6 +81,16 @@ def _normalized_username(username: str) -> str:
     return unicodedata.normalize("NFKC", username).casefold()
 
 
+def _address_key(address: str) -> str:
+    """What one client's failures are counted under: its IPv4 address, or its IPv6 /64 (one
+    subscriber's whole network: rotating through it must not reset the count). One spelling per
+    address ("2001:DB8::1" as "2001:db8::1"), also for an operator's login_lockout_clear."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed or address)
+
+
 def _subjects(*, username: str | None, address: str | None) -> list[tuple[str, str, int]]:
     """(reason, cache key stem, failure limit) for each thing a failure counts against."""
     subjects = []
@@ -88,9 +99,7 @@ def _subjects(*, username: str | None, address: str | None) -> list[tuple[str, s
             (ACCOUNT, _normalized_username(username), settings.LOGIN_FAILURES_PER_ACCOUNT)
         )
     if address:
-        # One spelling per address ("2001:DB8::1" as "2001:db8::1"), also for an operator's.
-        address = str(parse_address(address) or address)
-        subjects.append((ADDRESS, address, settings.LOGIN_FAILURES_PER_ADDRESS))
+        subjects.append((ADDRESS, _address_key(address), settings.LOGIN_FAILURES_PER_ADDRESS))
     return [
         (reason, "login:" + hashlib.sha256(f"{reason}:{value}".encode()).hexdigest()[:40], limit)
         for reason, value, limit in subjects

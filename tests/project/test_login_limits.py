@@ -154,6 +154,16 @@ def test_the_address_limit_holds_across_many_usernames(alice, token):
     assert "from your network address" in response.content.decode()
 
 
+def test_an_ipv6_client_rotating_through_its_own_64_is_one_address(alice, token):
+    codes = [
+        token(f"user-{n}", "guess", REMOTE_ADDR=f"2001:db8:1:2::{n + 1:x}").status_code
+        for n in range(ADDRESS_LIMIT + 3)
+    ]
+    assert codes == [401] * (ADDRESS_LIMIT - 1) + [429] * 4
+    # The next /64 is someone else.
+    assert token("alice", "alice-password", REMOTE_ADDR="2001:db8:1:3::1").status_code == 201
+
+
 def test_rotating_x_forwarded_for_from_an_untrusted_peer_is_still_limited(alice, token):
     codes = [
         token(

@@ -60,7 +60,7 @@ class CameraAdmin(admin.ModelAdmin):
         "last_frame_at",
         "measured_fps",
     ]
-    list_filter = ["status", "enabled", "organization"]
+    list_filter = ["status", "enabled", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "public_id", "source", "organization__name"]
     list_select_related = ["organization"]
     readonly_fields = [

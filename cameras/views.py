@@ -56,7 +56,7 @@ def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
     scheme = "wss" if request.is_secure() else "ws"
     if "://" in host:
         given_scheme, _, host = host.partition("://")
-        scheme = "wss" if given_scheme in {"https", "wss"} else "ws"
+        scheme = "wss" if given_scheme.lower() in {"https", "wss"} else "ws"
     host = host.rstrip("/")
     if host and urlsplit(f"//{host}").port is None:
         host = f"{host}:{organization.ws_port}"

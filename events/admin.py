@@ -3,21 +3,47 @@
 Previews load through the admin's own snapshot view, which asks what the admin asks for the row
 (view permission on events), not organization membership: a superuser who is not a member of
 the organization sees the image as well as the row. The snapshot API stays scoped to members.
+
+Superusers run the installation and see every organization's events. Other staff see only the
+events and sessions of their own organizations, read-only (they are the recorder's, not
+anybody's to edit), and the filters name only organizations and cameras they can see.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.core.files.storage import default_storage
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+import project.converters  # noqa: F401  (registers <id:…> for the snapshot URL)
 from events.models import CameraSession, DetectionEvent
+from organizations.selectors import organizations_for_user
+
+
+class OwnOrganizationsOnly(admin.ModelAdmin):
+    """Every organization's rows for superusers; for other staff their organizations', to read."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(organization__in=organizations_for_user(user=request.user))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
 @admin.register(DetectionEvent)
-class DetectionEventAdmin(admin.ModelAdmin):
+class DetectionEventAdmin(OwnOrganizationsOnly):
     list_display = [
         "id",
         "thumbnail",
@@ -30,7 +56,12 @@ class DetectionEventAdmin(admin.ModelAdmin):
         "frames_seen",
     ]
     list_display_links = ["id", "thumbnail"]
-    list_filter = ["label", "organization", "camera", "started_at"]
+    list_filter = [
+        "label",
+        ("organization", admin.RelatedOnlyFieldListFilter),
+        ("camera", admin.RelatedOnlyFieldListFilter),
+        "started_at",
+    ]
     search_fields = ["label", "camera__name", "camera__public_id", "organization__name"]
     date_hierarchy = "started_at"
     list_select_related = ["camera", "organization"]
@@ -40,7 +71,7 @@ class DetectionEventAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         snapshot = path(
-            "<int:event_id>/snapshot.jpg",
+            "<id:event_id>/snapshot.jpg",
             self.admin_site.admin_view(self.snapshot_view),
             name="events_detectionevent_snapshot",
         )
@@ -84,7 +115,7 @@ class DetectionEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(CameraSession)
-class CameraSessionAdmin(admin.ModelAdmin):
+class CameraSessionAdmin(OwnOrganizationsOnly):
     list_display = [
         "id",
         "camera",
@@ -95,7 +126,11 @@ class CameraSessionAdmin(admin.ModelAdmin):
         "measured_fps",
         "counts",
     ]
-    list_filter = ["organization", "camera", "started_at"]
+    list_filter = [
+        ("organization", admin.RelatedOnlyFieldListFilter),
+        ("camera", admin.RelatedOnlyFieldListFilter),
+        "started_at",
+    ]
     search_fields = ["camera__name", "camera__public_id", "organization__name"]
     date_hierarchy = "started_at"
     list_select_related = ["camera", "organization"]

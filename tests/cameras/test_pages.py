@@ -65,6 +65,13 @@ def test_player_uses_the_organizations_websocket_host(alice_client, demo_camera,
     assert '"host": "cams.example.org:8443"' in html
     assert '"scheme": "ws"' in html
 
+    # The validator accepts a scheme in any case; an https page must still get wss, not ws.
+    organization.server_host_url = "WSS://cams.example.org"
+    organization.full_clean()
+    organization.save()
+    html = alice_client.get(f"/cameras/{demo_camera.public_id}/").content.decode()
+    assert '"scheme": "wss"' in html
+
 
 def test_publish_page_explains_when_the_camera_is_not_push(alice_client, demo_camera):
     html = alice_client.get(f"/cameras/{demo_camera.public_id}/publish").content.decode()

@@ -175,6 +175,46 @@ def test_admin_snapshot_previews_are_refused_to_people_outside_the_admin(
     assert "/admin/login/" in response["Location"]
 
 
+def test_staff_who_are_not_superusers_see_only_their_organizations_events_and_cannot_edit_them(
+    charlie, front_door, charlie_camera, media_root
+):
+    from django.contrib.auth.models import Permission
+
+    # Charlie is staff with the admin's view permissions, and a member of his own organization.
+    charlie.is_staff = True
+    charlie.save()
+    charlie.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_detectionevent", "change_detectionevent", "view_camerasession"]
+        )
+    )
+    alices = event_make(front_door, label="person", at=T)
+    alices.snapshot.save("a.jpg", ContentFile(b"\xff\xd8 alice's"), save=True)
+    his = event_make(charlie_camera, label="car", at=T)
+    client = Client()
+    client.force_login(charlie)
+    listing = client.get("/admin/events/detectionevent/").content.decode()
+    assert f"/admin/events/detectionevent/{his.pk}/" in listing
+    assert f"/admin/events/detectionevent/{alices.pk}/" not in listing
+    # The filters do not name Alice's organization or camera either.
+    assert "Alice Co" not in listing and front_door.name not in listing
+    assert client.get(f"/admin/events/detectionevent/{alices.pk}/snapshot.jpg").status_code == 404
+    assert client.get(f"/admin/events/detectionevent/{alices.pk}/change/").status_code == 302
+    sessions = client.get("/admin/events/camerasession/").content.decode()
+    assert front_door.name not in sessions
+    # His own event is there to read, not to change.
+    page = client.get(f"/admin/events/detectionevent/{his.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+
+
+def test_an_admin_snapshot_url_with_a_huge_id_is_no_server_error(admin_client):
+    # <int:> let it through to the database (OverflowError on SQLite); <id:> does not match, and
+    # the admin answers it like any other unknown object.
+    response = admin_client.get(f"/admin/events/detectionevent/{10**25}/snapshot.jpg", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain
+
+
 def test_the_camera_page_draws_that_cameras_activity_chart(alice_client, front_door, back_yard):
     now = datetime.now(UTC)
     event_make(front_door, label="person", at=now - timedelta(minutes=3))

@@ -8,19 +8,18 @@ worker and the events recorder leave in the cache, for all cameras of a page in 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from cameras.models import Camera
+from cameras.source_policy import source_masked
 from organizations.models import Membership
 from organizations.permissions import Action, role_allows
 from organizations.selectors import organizations_for_user
@@ -74,43 +73,6 @@ def camera_get_for_user(
         .filter(public_id=public_id)
         .first()
     )
-
-
-# Query-string parameters that carry credentials in camera URLs (vendors use all of these).
-_SECRET_PARAMETERS = re.compile(
-    r"(?i)^(pass(word)?|pwd|passwd|token|access_token|auth|authorization|key|api_?key|secret|"
-    r"sig(nature)?|credentials?)$"
-)
-MASK = "***"
-
-
-def source_masked(source: str) -> str:
-    """The source as people without the secrets may see it: a password in the URL becomes
-    `***` (`rtsp://admin:***@host/…`), as do query parameters such as `?password=` or `token=`.
-
-    Plain string work rather than urlsplit: a password holding `/`, `?` or `#` must not make
-    the parser misplace the userinfo and show it. When unsure, more is masked, never less."""
-    if "://" not in source:
-        return source  # demo:, push:, device:N and file paths carry no credentials
-    scheme, _, rest = source.partition("://")
-    userinfo, at, rest = rest.rpartition("@")
-    username, colon, _ = userinfo.partition(":")
-    if at and colon and not any(mark in username for mark in "/?#"):
-        # The last @ ends the userinfo: everything between the first : and it is the password.
-        userinfo = f"{username}:{MASK}"
-    elif at:
-        rest = f"{userinfo}@{rest}"  # no password there: an @ in the path or query
-        userinfo, at = "", ""
-    before_fragment, hash_sign, fragment = rest.partition("#")
-    address, question_mark, query = before_fragment.partition("?")
-    if query:
-        pieces = []
-        for piece in query.split("&"):
-            name, equals, _ = piece.partition("=")
-            secret = equals and _SECRET_PARAMETERS.match(unquote_plus(name))
-            pieces.append(f"{name}={MASK}" if secret else piece)
-        query = "&".join(pieces)
-    return f"{scheme}://{userinfo}{at}{address}{question_mark}{query}{hash_sign}{fragment}"
 
 
 def camera_source_for_role(camera: Camera, role: str | None) -> str:

@@ -13,18 +13,25 @@ The rules, all read from settings (README, "Camera sources"):
 - Network sources only to addresses that are globally routable, or inside `CAMERA_ALLOWED_NETWORKS`.
   A host name is resolved once per connect, every address it resolves to must pass, and the caller
   connects to the address that was checked (never to the name again), so a name cannot be pointed
-  at another address between the check and the connect.
+  at another address between the check and the connect. What the stream's server then tells its
+  reader (redirects, playlists) is the reader's to refuse: `cameras.vision.sources` says how far
+  FFmpeg is held to the checked address.
 
 A refusal says "not allowed by policy" and names the setting that would allow it, nothing else:
 not whether the file exists, not what answers at the address.
+
+`source_masked` is the one way a source is shown to people who may not see its credentials, and
+to everyone in error messages (`last_error`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Sequence
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 
@@ -188,3 +195,50 @@ def connect_address(host: str, port: int) -> str:
     if isinstance(first, ipaddress.IPv6Address) and first.ipv4_mapped is not None:
         return str(first.ipv4_mapped)
     return str(first)
+
+
+# --- showing a source --------------------------------------------------------------------------
+
+# Parameter names that carry credentials in camera URLs, in the query (`?password=`) or, for some
+# vendors, in the path (`rtsp://host/user=admin&password=…&channel=1`).
+_SECRET_PARAMETERS = re.compile(
+    r"(?i)^(pass(word)?|pwd|passwd|token|access_token|auth|authorization|key|api_?key|secret|"
+    r"sig(nature)?|credentials?)$"
+)
+_SECRET_IN_PATH = re.compile(
+    r"(?i)(?<![a-z0-9])(pass(?:word)?|pwd|passwd|token|access_token|auth|authorization|key|"
+    r"api_?key|secret|sig(?:nature)?|credentials?)=[^&/?#;]*"
+)
+MASK = "***"
+
+
+def source_masked(source: str) -> str:
+    """The source as people without the secrets may see it: a password in the URL becomes
+    `***` (`rtsp://admin:***@host/…`), as do credential parameters in the query (`?password=`,
+    `token=`) and in the path (`/user=admin&password=***&channel=1`).
+
+    Plain string work rather than urlsplit: a password holding `/`, `?` or `#` must not make
+    the parser misplace the userinfo and show it. When unsure, more is masked, never less (a
+    path parameter's value runs to the next `&`, `/`, `;`, `?` or `#`)."""
+    if "://" not in source:
+        return source  # demo:, push:, device:N and file paths carry no credentials
+    scheme, _, rest = source.partition("://")
+    userinfo, at, rest = rest.rpartition("@")
+    username, colon, _ = userinfo.partition(":")
+    if at and colon and not any(mark in username for mark in "/?#"):
+        # The last @ ends the userinfo: everything between the first : and it is the password.
+        userinfo = f"{username}:{MASK}"
+    elif at:
+        rest = f"{userinfo}@{rest}"  # no password there: an @ in the path or query
+        userinfo, at = "", ""
+    before_fragment, hash_sign, fragment = rest.partition("#")
+    address, question_mark, query = before_fragment.partition("?")
+    address = _SECRET_IN_PATH.sub(lambda found: f"{found.group(1)}={MASK}", address)
+    if query:
+        pieces = []
+        for piece in query.split("&"):
+            name, equals, _ = piece.partition("=")
+            secret = equals and _SECRET_PARAMETERS.match(unquote_plus(name))
+            pieces.append(f"{name}={MASK}" if secret else piece)
+        query = "&".join(pieces)
+    return f"{scheme}://{userinfo}{at}{address}{question_mark}{query}{hash_sign}{fragment}"

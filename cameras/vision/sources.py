@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from cameras import source_policy
-from cameras.source_policy import PolicyRefusal
+from cameras.source_policy import PolicyRefusal, source_masked
 from cameras.vision.demo import DemoScene, demo_seed
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -54,14 +54,24 @@ _MAX_CATCH_UP_SECONDS = 1.0
 # OpenCV passes this variable's options to FFmpeg at every open ("key;value|key;value").
 _FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 # The options a network stream is opened with besides the operator's. The source policy checks the
-# one address FFmpeg is given, so FFmpeg must connect nowhere else: no HTTP redirects, and only
+# one address FFmpeg is given, so FFmpeg should connect nowhere else: no HTTP redirects, and only
 # demuxers that read the one stream they are given (HLS, DASH, concat or SDP would open whatever
 # URLs the remote side lists, unchecked).
 _POLICY_KEYS = ("max_redirects", "format_whitelist", "protocol_whitelist", "headers")
 _NETWORK_FORMATS = (
     "mpjpeg,mjpeg,rtsp,mpegts,flv,live_flv,matroska,mov,avi,h264,hevc,mpegps,mpegvideo"
 )
+# `rtsp` and `rtsps` are left out on purpose. FFmpeg's RTSP demuxer opens its connection with
+# `tcp`/`tls` (and `rtp`/`udp` for UDP transport) and checks the `rtsp` name against this list
+# only when it follows a 3xx Location redirect, which `max_redirects` does not cover: without the
+# name, FFmpeg logs "Protocol 'rtsp' not on whitelist" and the redirect, to wherever it points,
+# is not followed (tests/vision/test_rtsp.py watches both with a fake RTSP server).
 _NETWORK_PROTOCOLS = "http,https,tls,tcp,udp,rtp"
+# Video files: the containers and image sequences of recorded or exported video, no playlists
+# (hls, concat) or descriptions (sdp) that name further files or URLs.
+_FILE_FORMATS = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,flv,mjpeg,h264,hevc"
+)
 _HOST_NAME = re.compile(r"[a-z0-9.-]{1,253}")
 
 
@@ -86,7 +96,7 @@ def _ffmpeg_capture(target: str, params: list[int], *, host_header: str | None =
     (`host_header` given or not), the policy's."""
     options = list(_OPERATOR_OPTIONS)
     if target.startswith("/"):
-        options.append("protocol_whitelist;file")
+        options += ["protocol_whitelist;file", f"format_whitelist;{_FILE_FORMATS}"]
     else:
         options += [
             "max_redirects;0",
@@ -126,6 +136,15 @@ def validate_source(source: str) -> str | None:
     except SourceError as error:
         return str(error)
     return None
+
+
+def source_kind(source: str) -> str:
+    """What kind of source a spec is ("file", "rtsp", "http", "device", "demo", "push", …),
+    never more of it: safe to show to anyone who may see the camera."""
+    if source.startswith("/") or source.startswith("file:"):
+        return "file"
+    scheme = source.split(":", 1)[0].lower()
+    return scheme if scheme in (*NETWORK_SCHEMES, "device", "demo", "push") else "unknown"
 
 
 def open_source(source: str, *, read_timeout: float = 5.0) -> FrameSource:
@@ -168,16 +187,6 @@ def _host_header(parts, scheme: str) -> str | None:
     if source_policy.literal_address(host) is not None:
         return None
     return f"{host}:{parts.port}" if parts.port else host
-
-
-def mask_credentials(url: str) -> str:
-    """The URL with any password replaced by `***`, for logs and status."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 class CaptureSource:
@@ -349,7 +358,7 @@ def _open_device(index: int) -> CaptureSource:
 
 
 def _open_stream(url: str, *, read_timeout: float) -> CaptureSource:
-    shown = mask_credentials(url)
+    shown = source_masked(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or DEFAULT_PORTS[scheme]
@@ -358,7 +367,10 @@ def _open_stream(url: str, *, read_timeout: float) -> CaptureSource:
     try:
         address = _policy(source_policy.connect_address, parts.hostname, port)
     except (socket.gaierror, UnicodeError):
-        raise SourceError(f"could not open {shown}: host {parts.hostname} not found") from None
+        # A password holding `#` or `/` makes urlsplit take a piece of it for the host: the host
+        # is named only if the masked URL shows it too.
+        host = f"host {parts.hostname}" if parts.hostname in shown else "its host"
+        raise SourceError(f"could not open {shown}: {host} not found") from None
     # A plain TCP connect first: FFmpeg only says "could not open", this says why.
     try:
         with socket.create_connection((address, port), timeout=read_timeout):
@@ -377,9 +389,10 @@ def _open_stream(url: str, *, read_timeout: float) -> CaptureSource:
     )
     if not capture.isOpened():
         capture.release()
-        raise SourceError(
-            f"could not open {shown}: the server answered but no video stream could be read"
-        )
+        reason = "the server answered but no video stream could be read"
+        if scheme.startswith("rtsp"):
+            reason += " (if it redirects: RTSP redirects are not followed, use the final address)"
+        raise SourceError(f"could not open {shown}: {reason}")
     # Keep at most one frame queued: viewers want the newest frame, not a backlog.
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     return CaptureSource(capture, shown)

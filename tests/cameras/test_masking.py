@@ -9,13 +9,16 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.utils import timezone
 
-from cameras.selectors import source_masked
-from cameras.services import camera_create
+from cameras.models import Camera
+from cameras.services import camera_create, camera_status_update
+from cameras.source_policy import source_masked
+from cameras.vision.sources import SourceError, open_source
 from chats.selectors import assistant_context_for_chat
 from chats.services import chat_create
 from events.models import DetectionEvent
 from organizations.services import membership_add
 from tests.conftest import _token_client
+from tests.vision.test_sources import closed_port
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +47,19 @@ SECRETS = ("S3cretPw", "Hunter2", "T0k&", "=T0k")
         ("device:0", "device:0"),
         ("/videos/lobby.mp4", "/videos/lobby.mp4"),
         ("rtsp://cam.local/live", "rtsp://cam.local/live"),
+        ("https://cam.example.com/mjpeg?token=S3CRET", "https://cam.example.com/mjpeg?token=***"),
+        ("rtsp://admin:p@ss#word@host/", "rtsp://admin:***@host/"),
+        # Vendors that put the credentials in the path (Dahua-style and XMEye-style).
+        (
+            "rtsp://h/user=admin&password=X&channel=1",
+            "rtsp://h/user=admin&password=***&channel=1",
+        ),
+        (
+            "rtsp://h:554/user=admin_password=tlJwpbo6_channel=1_stream=0.sdp?real_stream",
+            "rtsp://h:554/user=admin_password=***?real_stream",
+        ),
+        ("http://h/cgi/pwd=x/video;token=y", "http://h/cgi/pwd=***/video;token=***"),
+        ("http://h/video/keyframes=1", "http://h/video/keyframes=1"),
     ],
 )
 def test_source_masked(source, shown):
@@ -151,3 +167,56 @@ async def test_the_assistant_context_of_a_viewer_holds_no_credentials(
         assert "gate.example.org" not in answer
     answer = await context.data.answer("what did Gate see in the last hour?") or ""
     assert_no_secret(answer)
+
+
+# Sources whose secrets the URL parser misplaces or never masked, on a loopback port where nothing
+# listens: opening them fails, and the reason is what every surface shows as last_error.
+FAILING_SOURCES = [
+    ("http://127.0.0.1:{port}/mjpeg?token=S3CRET", ("S3CRET",)),
+    ("rtsp://admin:p@ss#word@127.0.0.1:{port}/", ("p@ss", "ss#word", "#word")),
+    ("rtsp://127.0.0.1:{port}/user=admin&password=S3CRET&channel=1", ("S3CRET",)),
+]
+
+
+@pytest.mark.parametrize(("template", "secrets"), FAILING_SOURCES)
+def test_a_failing_sources_last_error_holds_no_credentials_anywhere(
+    template, secrets, loopback_cameras_allowed, bob, organization, alice_api, django_user_model
+):
+    source = template.format(port=closed_port())
+    with pytest.raises(SourceError) as raised:
+        open_source(source, read_timeout=1.0)
+    reason = str(raised.value)
+    assert reason.startswith(f"could not open {source_masked(source)}: "), reason
+    camera = camera_create(organization=organization, name="Gate", source=source, enabled=False)
+    # What the capture worker does with the reason (cameras.capture, _source_failed).
+    camera_status_update(camera_pk=camera.pk, status=Camera.Status.OFFLINE, last_error=reason)
+
+    def assert_hidden(text: str) -> None:
+        for secret in secrets:
+            assert secret not in text
+
+    shown = reason.split(": ", 1)[0]
+    viewer_api = _token_client(_role_user("viewer", bob, organization))
+    for api in (viewer_api, alice_api):  # alice owns the organization
+        detail = api.get(f"/api/v1/cameras/{camera.public_id}").json()
+        assert detail["last_error"] == reason
+        assert_hidden(detail["last_error"])
+        assert_hidden(str(api.get("/api/v1/cameras").json()["results"][0]["last_error"]))
+    pages = Client()
+    pages.force_login(bob)
+    for path in (f"/cameras/{camera.public_id}/", "/cameras/"):
+        page = pages.get(path).content.decode()
+        assert_hidden(page)
+    django_user_model.objects.create_superuser("root", "root@example.org", "root-password")
+    admin = Client()
+    admin.login(username="root", password="root-password")
+    # The site admin sees the source itself (superusers hold every secret), but not in the
+    # reasons it reports, which are the same text every viewer gets.
+    grabbed = admin.post(
+        "/admin/cameras/camera/",
+        {"action": "grab_test_frame", "_selected_action": [camera.pk]},
+        follow=True,
+    )
+    [message] = [str(message) for message in grabbed.context["messages"]]
+    assert message.startswith(f"Gate: {shown}"), message
+    assert_hidden(message)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import cv2
 import numpy as np
 import pytest
 
@@ -120,6 +121,32 @@ def test_a_file_that_passed_is_checked_again_when_opened(root, settings):
     assert validate_source(source) is None
     settings.CAMERA_FILE_ROOTS = []  # the operator narrowed the roots after the camera was made
     assert refusal_of(source) == FILES_REFUSED
+
+
+def test_a_playlist_inside_the_roots_cannot_read_a_file_outside_them(root, tmp_path):
+    # The file passes the policy (it is inside), but FFmpeg's HLS demuxer would open the
+    # segments it lists, wherever they are: file sources read video containers only.
+    playlist = root / "list.m3u8"
+    playlist.write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\n{tmp_path / 'outside.avi'}\n"
+        "#EXT-X-ENDLIST\n"
+    )
+    assert validate_source(str(playlist)) is None
+    assert "not a video file OpenCV can read" in refusal_of(str(playlist))
+
+
+def test_the_usual_video_containers_open_as_files(root):
+    for name, fourcc in [("clip.mp4", "mp4v"), ("clip.mkv", "MJPG"), ("clip.avi", "XVID")]:
+        writer = cv2.VideoWriter(str(root / name), cv2.VideoWriter_fourcc(*fourcc), 10, (160, 120))
+        assert writer.isOpened(), name
+        for index in range(5):
+            writer.write(np.full((120, 160, 3), 40 * index, dtype=np.uint8))
+        writer.release()
+        source = open_source(str(root / name))
+        try:
+            assert source.read().shape == (120, 160, 3), name
+        finally:
+            source.close()
 
 
 # --- devices -----------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from cameras.vision.frames import encode_jpeg
 from cameras.vision.sources import (
     SourceError,
     VideoFileSource,
-    mask_credentials,
     open_source,
     validate_source,
 )
@@ -271,14 +270,6 @@ def test_invalid_sources_get_a_message(source, message):
     error = validate_source(source)
     assert error is not None
     assert message in error
-
-
-def test_credentials_are_masked_in_descriptions():
-    assert (
-        mask_credentials("rtsp://admin:hunter2@10.0.0.5/stream")
-        == "rtsp://admin:***@10.0.0.5/stream"
-    )
-    assert mask_credentials("rtsp://10.0.0.5/stream") == "rtsp://10.0.0.5/stream"
 
 
 def test_demo_scene_objects_move():

@@ -39,6 +39,7 @@ from cameras.selectors import CameraConfig
 from cameras.services import camera_status_update
 from cameras.vision.detectors import build_detectors, run_detectors
 from cameras.vision.frames import InvalidFrame, decode_jpeg, encode_jpeg, resize_to_width
+from cameras.vision.sources import source_kind
 from events.recording import record_frame
 from organizations.permissions import Action, ActionForbidden, role_allows
 from project.counters import cache_counter_incr
@@ -189,19 +190,20 @@ def frame_ingest(
     record = frame_record_get(camera.public_id, timestamp)
     if record is not None:
         return _duplicate(camera, timestamp, record)
-    if not camera.is_push:
-        raise IngestError(
-            409,
-            f"Camera {camera.public_id} reads its own source ({camera.source.split(':')[0]}); "
-            "only push: cameras accept new frames. Frames it published are answered as "
-            "duplicates.",
-            "not_a_push_camera",
-        )
+    # Before anything about the camera's source is said: a viewer learns nothing of it here.
     if not role_allows(role, Action.PUBLISH):
         refusal = ActionForbidden(
             action=Action.PUBLISH, role=role, organization=camera.organization
         )
         raise IngestError(403, refusal.message, refusal.default_code)
+    if not camera.is_push:
+        raise IngestError(
+            409,
+            f"Camera {camera.public_id} reads its own source ({source_kind(camera.source)}); "
+            "only push: cameras accept new frames. Frames it published are answered as "
+            "duplicates.",
+            "not_a_push_camera",
+        )
     window_ms = settings.CAMERA_FRAME_RECORD_SECONDS * 1000
     if timestamp < int(time.time() * 1000) - window_ms:
         # Published frames are remembered this long: an older one cannot be told from a

@@ -20,10 +20,13 @@ from cameras.publishing import (
     frame_remember,
     latest_frame_get,
 )
+from cameras.services import camera_create
 from cameras.vision.frames import decode_jpeg
-from organizations.services import api_token_create
+from organizations.services import api_token_create, membership_add
 from project.asgi import application
 from tests.cameras.conftest import jpeg_b64, jpeg_bytes, now_ms
+from tests.conftest import _token_client
+from tests.vision.test_sources import write_numbered_video
 
 URL = "/api/v1/actions/actions/send"
 
@@ -138,6 +141,36 @@ def test_a_new_frame_for_a_camera_reading_its_own_source_is_409(alice_api, demo_
     assert answer["code"] == "not_a_push_camera"
     assert "only push: cameras accept new frames" in answer["error"]
     assert_nothing_changed(demo_camera, timestamp)
+
+
+@pytest.mark.django_db
+def test_a_viewer_learns_nothing_of_a_file_cameras_source_and_members_only_its_kind(
+    alice_api, bob, organization, tmp_path
+):
+    video = tmp_path / "secret-site" / "yard.avi"
+    video.parent.mkdir()
+    write_numbered_video(video)
+    camera = camera_create(organization=organization, name="Yard", source=str(video), enabled=False)
+    membership_add(organization=organization, user=bob, role="viewer")
+    viewer = _token_client(bob)
+    timestamp = now_ms()
+    status, answer = post(viewer, body(camera, timestamp=timestamp))
+    assert (status, answer["code"]) == (403, "forbidden")
+    assert "secret-site" not in json.dumps(answer)
+    # A frame the camera published is still answered to a viewer (the seed's player forwards
+    # every frame it shows).
+    frame_remember(
+        PublishedFrame.build(
+            camera_id=camera.public_id, jpeg=jpeg_bytes(), timestamp=timestamp, detections=[]
+        )
+    )
+    status, answer = post(viewer, body(camera, timestamp=timestamp))
+    assert (status, answer["duplicate"]) == (200, True)
+    # A member may publish, so is told why this camera takes no new frames: its kind, no path.
+    status, answer = post(alice_api, body(camera, timestamp=now_ms() + 1))
+    assert (status, answer["code"]) == (409, "not_a_push_camera")
+    assert "(file)" in answer["error"]
+    assert "secret-site" not in json.dumps(answer) and "yard" not in json.dumps(answer)
 
 
 @pytest.mark.django_db

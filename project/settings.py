@@ -433,7 +433,9 @@ def env_paths(name: str, default: list[Path]) -> list[Path]:
     return paths
 
 
-CAMERA_FILE_ROOTS = env_paths("CAMERA_FILE_ROOTS", [MEDIA_ROOT])
+# Not MEDIA_ROOT itself: it holds every organization's event snapshots, which a camera source
+# must not read. The folder is not created; until an operator puts videos there, no file opens.
+CAMERA_FILE_ROOTS = env_paths("CAMERA_FILE_ROOTS", [MEDIA_ROOT / "videos"])
 CAMERA_ALLOW_DEVICES = env_bool("CAMERA_ALLOW_DEVICES", False)
 CAMERA_ALLOWED_NETWORKS = env_networks("CAMERA_ALLOWED_NETWORKS", [])
 

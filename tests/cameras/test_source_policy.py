@@ -250,15 +250,20 @@ def test_the_policy_settings_are_read_from_the_environment():
     assert result.returncode != 0 and "CAMERA_ALLOWED_NETWORKS" in result.stderr
 
 
-def test_the_defaults_allow_the_media_folder_and_nothing_local(tmp_path):
+def test_the_defaults_allow_the_videos_folder_and_nothing_local(tmp_path):
+    # MEDIA_ROOT holds every organization's event snapshots: by default only its videos/ folder
+    # is open to file sources, so no organization can open another's snapshots as a camera.
     media = tmp_path / "media"
-    media.mkdir()
-    write_numbered_video(media / "lobby.avi")
-    write_numbered_video(tmp_path / "outside.avi")
+    (media / "videos").mkdir(parents=True)
+    (media / "snapshots" / "cam1").mkdir(parents=True)
+    write_numbered_video(media / "videos" / "lobby.avi")
+    (media / "snapshots" / "cam1" / "event.avi").write_bytes(
+        (media / "videos" / "lobby.avi").read_bytes()
+    )
     code = (
         "from cameras.vision.sources import validate_source as v; "
-        f"print([v(s) for s in ['{media}/lobby.avi', '{tmp_path}/outside.avi', 'device:0', "
-        "'http://127.0.0.1:8000/', 'rtsp://camera.example/live']])"
+        f"print([v(s) for s in ['{media}/videos/lobby.avi', '{media}/snapshots/cam1/event.avi', "
+        "'device:0', 'http://127.0.0.1:8000/', 'rtsp://camera.example/live']])"
     )
     result = _python(code, MEDIA_ROOT=str(media))
     assert result.returncode == 0, result.stderr

@@ -20,6 +20,7 @@ from cameras.selectors import (
 from cameras.services import EDITABLE_FIELDS, camera_create, camera_delete, camera_update
 from organizations.permissions import Action, permission_require, roles_by_organization
 from organizations.selectors import organization_default_for_user, organization_get_for_user
+from project.api_errors import api_validation_error
 from project.pagination import Pagination
 
 
@@ -91,12 +92,6 @@ class CameraInputSerializer(serializers.Serializer):
     onnx_labels = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
-def _api_validation_error(exc: DjangoValidationError) -> ApiValidationError:
-    if hasattr(exc, "error_dict"):
-        return ApiValidationError(exc.message_dict)
-    return ApiValidationError({"non_field_errors": exc.messages})
-
-
 class CameraPagination(Pagination):
     default_limit = 100
     max_limit = 500
@@ -162,7 +157,7 @@ class CameraListApi(APIView):
         try:
             camera = camera_create(organization=organization, **fields)
         except DjangoValidationError as exc:
-            raise _api_validation_error(exc) from None
+            raise api_validation_error(exc) from None
         context = {"roles": {organization.pk: role}}
         return Response(
             CameraOutputSerializer(camera, context=context).data, status=status.HTTP_201_CREATED
@@ -205,7 +200,7 @@ class CameraDetailApi(APIView):
         try:
             camera = camera_update(camera=camera, **serializer.validated_data)
         except DjangoValidationError as exc:
-            raise _api_validation_error(exc) from None
+            raise api_validation_error(exc) from None
         return Response(CameraOutputSerializer(camera, context=_single_camera_context(camera)).data)
 
     @extend_schema(summary="Delete a camera", responses={204: None})

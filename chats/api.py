@@ -18,6 +18,7 @@ from chats.services import (
     messages_expire_stale,
 )
 from organizations.selectors import organization_default_for_user, organization_get_for_user
+from project.api_errors import object_body
 from project.pagination import Pagination
 from project.query_params import IdField
 
@@ -46,12 +47,6 @@ def _chat_or_404(request, chat_id: int) -> Chat:
     return chat
 
 
-def _object_body(request) -> dict:
-    if not isinstance(request.data, dict):
-        raise ValidationError({"body": ["The body must be a JSON object."]})
-    return request.data
-
-
 class ChatListApi(APIView):
     pagination_class = Pagination
 
@@ -72,7 +67,7 @@ class ChatListApi(APIView):
         responses={201: ChatOutputSerializer},
     )
     def post(self, request):
-        serializer = self.InputSerializer(data=_object_body(request))
+        serializer = self.InputSerializer(data=object_body(request))
         serializer.is_valid(raise_exception=True)
         organization_id = serializer.validated_data.get("organization")
         if organization_id is None:
@@ -125,7 +120,7 @@ class ChatDetailApi(APIView):
     )
     def patch(self, request, chat_id: int):
         chat = _chat_or_404(request, chat_id)
-        body = _object_body(request)
+        body = object_body(request)
         if "title" not in body:
             raise ValidationError({"title": ["This field is required."]})
         try:

@@ -7,15 +7,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from organizations.models import Membership, Organization
-from organizations.permissions import Action, permission_require, roles_by_organization
+from organizations.permissions import role_of, roles_by_organization
 from organizations.selectors import (
-    membership_role,
     organization_get_for_user,
     organization_members_strongest_first,
     organizations_for_user,
@@ -30,6 +28,7 @@ from organizations.services import (
     organization_delete,
     organization_update,
 )
+from project.api_errors import api_validation_error, object_body
 from project.login_limits import lockout_api_response, login_lockout_of
 from project.pagination import Pagination
 
@@ -83,24 +82,12 @@ class OrganizationOutputSerializer(serializers.ModelSerializer):
         roles = self.context.get("roles")
         if roles is not None:
             return roles.get(organization.pk)
-        return membership_role(user=self.context["request"].user, organization=organization)
+        return role_of(user=self.context["request"].user, organization=organization)
 
 
 class MemberPagination(Pagination):
     default_limit = 100
     max_limit = 1000
-
-
-def _object_body(request) -> dict:
-    if not isinstance(request.data, dict):
-        raise ApiValidationError({"body": ["The body must be a JSON object."]})
-    return request.data
-
-
-def _api_validation_error(exc: DjangoValidationError) -> ApiValidationError:
-    if hasattr(exc, "error_dict"):
-        return ApiValidationError(exc.message_dict)
-    return ApiValidationError({"non_field_errors": exc.messages})
 
 
 def _conflict(exc: MembershipConflict) -> Response:
@@ -143,12 +130,12 @@ class OrganizationListApi(APIView):
         responses={201: OrganizationOutputSerializer},
     )
     def post(self, request):
-        serializer = self.InputSerializer(data=_object_body(request))
+        serializer = self.InputSerializer(data=object_body(request))
         serializer.is_valid(raise_exception=True)
         try:
             organization = organization_create(owner=request.user, **serializer.validated_data)
         except DjangoValidationError as exc:
-            raise _api_validation_error(exc) from None
+            raise api_validation_error(exc) from None
         data = OrganizationOutputSerializer(organization, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -176,17 +163,14 @@ class OrganizationDetailApi(APIView):
     )
     def patch(self, request, organization_id: int):
         organization = _organization_or_404(request, organization_id)
-        permission_require(
-            user=request.user, organization=organization, action=Action.EDIT_ORGANIZATION
-        )
-        serializer = self.UpdateSerializer(data=_object_body(request))
+        serializer = self.UpdateSerializer(data=object_body(request))
         serializer.is_valid(raise_exception=True)
         try:
             organization = organization_update(
                 actor=request.user, organization=organization, **serializer.validated_data
             )
         except DjangoValidationError as exc:
-            raise _api_validation_error(exc) from None
+            raise api_validation_error(exc) from None
         return Response(
             OrganizationOutputSerializer(organization, context={"request": request}).data
         )
@@ -245,10 +229,7 @@ class MemberListApi(APIView):
     )
     def post(self, request, organization_id: int):
         organization = _organization_or_404(request, organization_id)
-        permission_require(
-            user=request.user, organization=organization, action=Action.MANAGE_MEMBERS
-        )
-        serializer = self.InputSerializer(data=_object_body(request))
+        serializer = self.InputSerializer(data=object_body(request))
         serializer.is_valid(raise_exception=True)
         try:
             membership = member_add(
@@ -258,7 +239,7 @@ class MemberListApi(APIView):
                 role=serializer.validated_data["role"],
             )
         except DjangoValidationError as exc:
-            raise _api_validation_error(exc) from None
+            raise api_validation_error(exc) from None
         except MembershipConflict as exc:
             return _conflict(exc)
         return Response(MemberOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
@@ -279,10 +260,7 @@ class MemberDetailApi(APIView):
     )
     def patch(self, request, organization_id: int, user_id: int):
         organization = _organization_or_404(request, organization_id)
-        permission_require(
-            user=request.user, organization=organization, action=Action.MANAGE_MEMBERS
-        )
-        serializer = self.UpdateSerializer(data=_object_body(request))
+        serializer = self.UpdateSerializer(data=object_body(request))
         serializer.is_valid(raise_exception=True)
         try:
             membership = member_role_change(
@@ -292,7 +270,7 @@ class MemberDetailApi(APIView):
                 role=serializer.validated_data["role"],
             )
         except DjangoValidationError as exc:
-            raise _api_validation_error(exc) from None
+            raise api_validation_error(exc) from None
         except MembershipConflict as exc:
             return _conflict(exc)
         if membership is None:

@@ -84,18 +84,23 @@ def role_allows(role: str | None, action: Action) -> bool:
     return ROLE_RANK[role] >= ROLE_RANK[MINIMUM_ROLE[action]]
 
 
-def role_may_assign(role: str | None, target_role: str) -> bool:
-    """Whether `role` may give someone `target_role` or change/remove someone who holds it:
+def action_to_assign(target_role: str) -> Action:
+    """What giving someone `target_role`, or changing or removing someone who holds it, is:
     admins manage members and viewers, owners manage everyone."""
-    needed = (
-        Action.MANAGE_ADMINS if target_role in (Role.ADMIN, Role.OWNER) else Action.MANAGE_MEMBERS
-    )
-    return role_allows(role, needed)
+    if target_role in (Role.ADMIN, Role.OWNER):
+        return Action.MANAGE_ADMINS
+    return Action.MANAGE_MEMBERS
+
+
+def role_may_assign(role: str | None, target_role: str) -> bool:
+    """Whether `role` may give someone `target_role` or change/remove someone who holds it."""
+    return role_allows(role, action_to_assign(target_role))
 
 
 def role_of(
     *, user: AbstractBaseUser | AnonymousUser | None, organization: Organization
 ) -> str | None:
+    """The user's role in `organization`, None when they are not a member."""
     if user is None or not user.is_authenticated:
         return None
     return (

@@ -34,14 +34,6 @@ def organization_default_for_user(*, user: AbstractBaseUser) -> Organization | N
     return organizations[0] if len(organizations) == 1 else None
 
 
-def membership_role(*, user: AbstractBaseUser, organization: Organization) -> str | None:
-    return (
-        Membership.objects.filter(user=user, organization=organization)
-        .values_list("role", flat=True)
-        .first()
-    )
-
-
 def organization_members(*, organization: Organization) -> QuerySet[Membership]:
     return organization.memberships.select_related("user").order_by("role", "user__username")
 

@@ -7,7 +7,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -15,10 +15,12 @@ from organizations.models import ApiToken, Membership, Organization
 from organizations.permissions import (
     Action,
     ActionForbidden,
+    action_to_assign,
     permission_require,
-    role_may_assign,
+    role_allows,
 )
 from organizations.selectors import membership_get, user_find_by_username_or_email
+from project.text_input import UnstorableText, text_storable_check
 
 TOKEN_PREFIX = "sl_"
 
@@ -35,6 +37,8 @@ def _unique_slug(name: str) -> str:
 def organization_create(
     *, name: str, owner: AbstractBaseUser, server_host_url: str = "", ws_port: int = 7103
 ) -> Organization:
+    name = _storable(name, field="name")
+    server_host_url = _storable(server_host_url, field="server_host_url")
     organization = Organization(
         name=name, slug=_unique_slug(name), server_host_url=server_host_url.strip(), ws_port=ws_port
     )
@@ -61,13 +65,18 @@ class MembershipConflict(Exception):
 
 
 def _require_may_assign(*, actor_role: str, organization: Organization, role: str) -> None:
-    if not role_may_assign(actor_role, role):
-        action = (
-            Action.MANAGE_ADMINS
-            if role in (Membership.Role.ADMIN, Membership.Role.OWNER)
-            else Action.MANAGE_MEMBERS
-        )
+    action = action_to_assign(role)
+    if not role_allows(actor_role, action):
         raise ActionForbidden(action=action, role=actor_role, organization=organization)
+
+
+def _storable(value: str, *, field: str) -> str:
+    """PostgreSQL cannot store NUL (nor compare with it: a lookup fails too): refused here, so
+    that pages, the API and the admin all answer it as bad input instead of a 500."""
+    try:
+        return text_storable_check(value, field=field)
+    except UnstorableText as refused:
+        raise ValidationError({field: [refused.message]}) from None
 
 
 def _role_check(role: str) -> None:
@@ -98,15 +107,22 @@ def member_add(
     )
     _role_check(role)
     _require_may_assign(actor_role=actor_role, organization=organization, role=role)
-    user = user_find_by_username_or_email(identifier=identifier)
+    user = user_find_by_username_or_email(identifier=_storable(identifier, field="user"))
     if user is None:
         raise ValidationError({"user": ["No active user has this username or e-mail address."]})
+    already_member = MembershipConflict(
+        f"{user.get_username()} is already a member; change their role instead.",
+        "already_member",
+    )
     if Membership.objects.filter(organization=organization, user=user).exists():
-        raise MembershipConflict(
-            f"{user.get_username()} is already a member; change their role instead.",
-            "already_member",
-        )
-    return Membership.objects.create(organization=organization, user=user, role=role)
+        raise already_member
+    try:
+        # A savepoint: two adds at once both pass the check above, and the unique constraint
+        # refuses the second one without spoiling the surrounding transaction.
+        with transaction.atomic():
+            return Membership.objects.create(organization=organization, user=user, role=role)
+    except IntegrityError:
+        raise already_member from None
 
 
 def _membership_to_manage(
@@ -179,7 +195,9 @@ def organization_update(
     if unknown:
         raise ValidationError(f"Unknown organization field(s): {', '.join(sorted(unknown))}.")
     for name, value in fields.items():
-        setattr(organization, name, value.strip() if isinstance(value, str) else value)
+        if isinstance(value, str):
+            value = _storable(value, field=name).strip()
+        setattr(organization, name, value)
     organization.full_clean(exclude=["slug"])
     organization.save(update_fields=list(fields))
     return organization

@@ -16,11 +16,11 @@ from organizations.permissions import (
     ActionForbidden,
     role_allows,
     role_may_assign,
+    role_of,
     roles_by_organization,
 )
 from organizations.selectors import (
     api_tokens_for_user,
-    membership_role,
     organization_get_for_user,
     organization_members_strongest_first,
     organizations_for_user,
@@ -81,7 +81,7 @@ def _organization_or_404(request: HttpRequest, organization_id: int) -> Organiza
 @login_required
 def organization_page(request: HttpRequest, organization_id: int) -> HttpResponse:
     organization = _organization_or_404(request, organization_id)
-    role = membership_role(user=request.user, organization=organization)
+    role = role_of(user=request.user, organization=organization)
     members = [
         (membership, role_may_assign(role, membership.role))
         for membership in organization_members_strongest_first(organization=organization)

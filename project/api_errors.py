@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -26,6 +27,20 @@ def method_not_allowed(allowed: str, message: str) -> JsonResponse:
     response = json_error(405, message, "method_not_allowed")
     response["Allow"] = allowed
     return response
+
+
+def object_body(request) -> dict:
+    """A DRF request's JSON body, which must be an object (a list or a number is a 400)."""
+    if not isinstance(request.data, dict):
+        raise exceptions.ValidationError({"body": ["The body must be a JSON object."]})
+    return request.data
+
+
+def api_validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
+    """A service's Django ValidationError as DRF's, so it answers 400 in the shape above."""
+    if hasattr(exc, "error_dict"):
+        return exceptions.ValidationError(exc.message_dict)
+    return exceptions.ValidationError({"non_field_errors": exc.messages})
 
 
 def _flatten(detail: Any) -> str:

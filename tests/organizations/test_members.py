@@ -385,3 +385,126 @@ def test_admin_add_token_generates_it_and_shows_it_once(client, django_user_mode
             raw
             not in client.get(f"/admin/organizations/apitoken/{token.pk}/change/").content.decode()
         )
+
+
+def test_nul_in_page_forms_is_refused_as_bad_input_on_postgresql(
+    postgresql, alice_page, organization
+):
+    url = f"/organizations/{organization.pk}"
+    response = alice_page.post(
+        f"{url}/members/add", {"user": "\x00", "role": "viewer"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "cannot be stored (U+0000)" in response.content.decode()
+    response = alice_page.post(
+        f"{url}/settings", {"name": "a\x00b", "server_host_url": "", "ws_port": "7103"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "cannot be stored (U+0000)" in response.content.decode()
+    organization.refresh_from_db()
+    assert organization.name == "Alice Co"
+    assert roles_of(organization) == {"alice": "owner", "bob": "member"}
+
+
+def test_nul_reaching_the_services_is_a_validation_error_on_postgresql(
+    postgresql, alice, organization
+):
+    from django.core.exceptions import ValidationError
+
+    from organizations.services import member_add, organization_create, organization_update
+
+    with pytest.raises(ValidationError) as refused:
+        organization_create(name="a\x00b", owner=alice)
+    assert "name" in refused.value.message_dict
+    with pytest.raises(ValidationError) as refused:
+        organization_update(actor=alice, organization=organization, server_host_url="h\x00")
+    assert "server_host_url" in refused.value.message_dict
+    with pytest.raises(ValidationError) as refused:
+        member_add(actor=alice, organization=organization, identifier="bo\x00b", role="viewer")
+    assert "user" in refused.value.message_dict
+    assert Organization.objects.count() == 1
+
+
+def test_nul_in_the_api_is_a_json_400_on_postgresql(postgresql, alice_api, organization):
+    for response in [
+        alice_api.post("/api/v1/organizations", {"name": "a\x00b"}, format="json"),
+        alice_api.patch(
+            f"/api/v1/organizations/{organization.pk}", {"name": "a\x00b"}, format="json"
+        ),
+        alice_api.post(
+            members_url(organization), {"user": "\x00", "role": "viewer"}, format="json"
+        ),
+    ]:
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_adds_of_the_same_user_at_once_are_one_member_and_one_conflict(
+    postgresql, alice, organization, charlie
+):
+    # The other add commits only after this one has passed its "not a member yet" check and
+    # waits on the unique constraint: the loser must be the already_member conflict, not a 500.
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from organizations.services import MembershipConflict, member_add
+
+    inserted, outcome = threading.Event(), {}
+
+    def the_other_add() -> None:
+        try:
+            with transaction.atomic():
+                Membership.objects.create(organization=organization, user=charlie, role="member")
+                inserted.set()
+                time.sleep(1.0)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=the_other_add)
+    other.start()
+    assert inserted.wait(5)
+    try:
+        member_add(actor=alice, organization=organization, identifier="charlie", role="viewer")
+    except MembershipConflict as conflict:
+        outcome["code"] = conflict.code
+    other.join()
+    assert outcome == {"code": "already_member"}
+    assert roles_of(organization)["charlie"] == "member"
+
+
+def test_api_changes_check_the_actor_s_role_once(alice_api, organization, bob, bob_api, charlie):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = f"/api/v1/organizations/{organization.pk}"
+    # (The organization's answer carries the caller's role: one more read, after the change.)
+    for expected_reads, request in [
+        (2, lambda: alice_api.patch(url, {"name": "Renamed"}, format="json")),
+        (1, lambda: alice_api.patch(f"{url}/members/{bob.pk}", {"role": "viewer"}, format="json")),
+        (
+            1,
+            lambda: alice_api.post(
+                f"{url}/members", {"user": "charlie", "role": "viewer"}, format="json"
+            ),
+        ),
+    ]:
+        with CaptureQueriesContext(connection) as queries:
+            response = request()
+        assert response.status_code in (200, 201)
+        role_reads = [
+            query["sql"]
+            for query in queries.captured_queries
+            if query["sql"].startswith('SELECT "organizations_membership"."role"')
+        ]
+        assert len(role_reads) == expected_reads, role_reads
+    # The same 403 as before, now from the service alone.
+    for response in [
+        bob_api.patch(url, {"name": "Mine"}, format="json"),
+        bob_api.post(f"{url}/members", {"user": "charlie", "role": "viewer"}, format="json"),
+        bob_api.patch(f"{url}/members/{bob.pk}", {"role": "owner"}, format="json"),
+    ]:
+        assert response.status_code == 403
+        assert response.json()["code"] == "forbidden"

@@ -50,16 +50,23 @@ class StreamConsumer(AsyncWebsocketConsumer):
     closing: asyncio.Future | None = None
 
     async def connect(self) -> None:
-        credential = credential_for_websocket(self.scope)
+        # In a thread: a session credential reads the session (already loaded, as a rule).
+        credential = await database_sync_to_async(credential_for_websocket)(self.scope)
         if credential is not None:
             # Registered before the access check: a revocation committed after the check is
             # broadcast after it too, and finds this socket.
             self.access = OpenAccess(credential, end=self._access_revoked)
             await access_open(self.access)
         requested = self.scope["url_route"]["kwargs"]["camera_id"]
-        camera = await database_sync_to_async(camera_get_for_user)(
-            user=self.scope.get("user"), public_id=requested
-        )
+        try:
+            camera = await database_sync_to_async(camera_get_for_user)(
+                user=self.scope.get("user"), public_id=requested
+            )
+        except BaseException:
+            # Channels dispatches no disconnect to a consumer whose connect raised: released
+            # here, or the entry (and the process's revocation listener) would stay forever.
+            await self._release_access()
+            raise
         if camera is None or self.access is None or self.access.ended:
             # Before accept: the handshake is refused (HTTP 403), nothing of the camera is sent.
             await self._release_access()

@@ -56,6 +56,33 @@ ACCESS_REVOKED = {
 }
 
 
+class StreamAccess:
+    """A stream's access, registered before the view checks it, as the WebSocket consumer does:
+    a revocation committed during or just after the check then finds it (otherwise only the
+    periodic re-check would, up to `ACCESS_RECHECK_SECONDS` later). Give it to `reply_events`,
+    which releases it when the stream ends; `close` it yourself when the check fails."""
+
+    def __init__(self, credential: Credential):
+        self.receiver: GroupReceiver | None = None
+        self.open_access = OpenAccess(credential, end=self._wake)
+
+    @property
+    def ended(self) -> bool:
+        return self.open_access.ended
+
+    def _wake(self) -> None:
+        # Revoked before the stream has a receiver: `reply_events` sees `ended` when it starts.
+        if self.receiver is not None:
+            self.receiver.interrupt()
+
+    async def open(self) -> StreamAccess:
+        await access_open(self.open_access)
+        return self
+
+    async def close(self) -> None:
+        await access_close(self.open_access)
+
+
 def sse_event(payload: dict[str, Any]) -> bytes:
     # Default separators, so the bytes read exactly like the seed's examples.
     return f"data: {json.dumps(payload)}\n\n".encode()
@@ -138,13 +165,14 @@ async def reply_events(
     message_id: int,
     offset: int = 0,
     stored: StoredReply | None = None,
-    credential: Credential | None = None,
+    access: StreamAccess | None = None,
     organization_id: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE bytes of reply `message_id` from character `offset` on; closes `receiver`.
 
-    With a `credential` (who opened the stream) and the chat's `organization_id`, the stream
-    ends early when that access is revoked.
+    With an `access` (registered before the caller checked it) and the chat's
+    `organization_id`, the stream ends early when that access is revoked; it is released when
+    the stream ends.
 
     Call with `receiver` already joined to the group `message_<id>`, before reading the message
     (or before the run starts), so no delta published after the read can be missed. `stored`
@@ -157,14 +185,15 @@ async def reply_events(
     loop = asyncio.get_running_loop()
     read = database_sync_to_async(_read)
     sent = offset
-    access = None
-    if credential is not None:
-        access = OpenAccess(credential, end=receiver.interrupt, organization_id=organization_id)
-        # The chat's access was checked just before (by the view); a revocation committed in
-        # between is found by the periodic re-check.
-        await access_open(access)
+    if access is not None:
+        access.open_access.organization_id = organization_id
+        access.receiver = receiver
     SSE_STREAMS.inc()
     try:
+        if access is not None and access.ended:
+            for item in _stream_ended_early(message_id, ACCESS_REVOKED):
+                yield item
+            return
         if stored is None:
             stored = await read(message_id, expire_stale=True)
         if stored is None or stored.finished:
@@ -233,7 +262,7 @@ async def reply_events(
     finally:
         SSE_STREAMS.dec()
         if access is not None:
-            await access_close(access)
+            await access.close()
         await receiver.close()
 
 

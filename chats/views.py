@@ -41,7 +41,7 @@ from chats.services import (
     messages_expire_stale,
     prompt_clean,
 )
-from chats.streaming import StoredReply, reply_events
+from chats.streaming import StoredReply, StreamAccess, reply_events
 from organizations.authentication import api_user_required
 from organizations.revocation import credential_for_request
 from organizations.selectors import organization_get_for_user, organizations_for_user
@@ -119,21 +119,34 @@ async def _subscribe(message_id: int) -> GroupReceiver:
     return receiver
 
 
+async def _stream_access_open(request: HttpRequest, user) -> StreamAccess:
+    # Registered before the view checks the chat's access (see StreamAccess). The credential is
+    # read in a thread: it may load the session.
+    credential = await sync_to_async(credential_for_request)(request, user)
+    return await StreamAccess(credential).open()
+
+
 @api_user_required
 async def message_create_stream(request: HttpRequest, user, chat_id: int) -> HttpResponse:
     """POST a prompt; the answer is the reply as Server-Sent Events (see chats.streaming)."""
-    accepted = await sync_to_async(_accept_prompt)(user, chat_id, request)
-    if isinstance(accepted, JsonResponse):
-        return accepted
-    reply, turns, context = accepted
-    # Join the reply's group before the run starts, so not one delta is missed.
-    receiver = await _subscribe(reply.pk)
+    access = await _stream_access_open(request, user)
+    try:
+        accepted = await sync_to_async(_accept_prompt)(user, chat_id, request)
+        if isinstance(accepted, JsonResponse):
+            await access.close()
+            return accepted
+        reply, turns, context = accepted
+        # Join the reply's group before the run starts, so not one delta is missed.
+        receiver = await _subscribe(reply.pk)
+    except BaseException:
+        await access.close()
+        raise
     run_start(message_id=reply.pk, turns=turns, context=context)
     events = reply_events(
         receiver=receiver,
         message_id=reply.pk,
         stored=StoredReply("", Message.Status.STREAMING, ""),
-        credential=credential_for_request(request, user),
+        access=access,
         organization_id=reply.chat.organization_id,
     )
     return _event_stream(events, message_id=reply.pk)
@@ -161,18 +174,24 @@ async def message_stream_resume(
         offset = int_param(raw_offset, name="offset", maximum=RESUME_OFFSET_MAX)
     except ParamError as error:
         return json_error(400, f"{error.message} It counts characters.", "invalid_offset")
-    message = await sync_to_async(message_get_for_user)(
-        user=user, chat_id=chat_id, message_id=message_id
-    )
-    if message is None:
-        return _not_found()
-    # Subscribe first, then read what is stored: a delta published in between is not lost.
-    receiver = await _subscribe(message.pk)
+    access = await _stream_access_open(request, user)
+    try:
+        message = await sync_to_async(message_get_for_user)(
+            user=user, chat_id=chat_id, message_id=message_id
+        )
+        if message is None:
+            await access.close()
+            return _not_found()
+        # Subscribe first, then read what is stored: a delta published in between is not lost.
+        receiver = await _subscribe(message.pk)
+    except BaseException:
+        await access.close()
+        raise
     events = reply_events(
         receiver=receiver,
         message_id=message.pk,
         offset=offset,
-        credential=credential_for_request(request, user),
+        access=access,
         organization_id=message.chat.organization_id,
     )
     return _event_stream(events, message_id=message.pk)

@@ -2,7 +2,8 @@
 second of losing the access they were opened with.
 
 What revokes (see `organizations.revocation_signals`): a membership deleted or its role lowered,
-an API token deleted, a user deactivated, a session logged out. Once the transaction commits,
+an API token deleted, a user deactivated, a session logged out, a password changed (every
+session of the user: Django's sessions hold a hash of the password they logged in with). Once the transaction commits,
 one message goes to the channel-layer group `access_revoked` saying whose access ended: the
 user, narrowed to one organization, one token or one session where that is what ended.
 
@@ -16,8 +17,10 @@ stops with the last, like a camera hub.
 Belt and braces: a broadcast can be missed (Redis away at that moment, a bulk `update()` that
 sends no signal, a change made from `manage.py shell` while the in-memory layer serves one
 process). Every `ACCESS_RECHECK_SECONDS` the listener checks all open accesses of its process
-against the database at once (two queries, off the event loop, however many sockets are open)
-and closes those that lost access. So a missed broadcast delays the end of access by at most that
+against the database at once (one query for memberships and passwords, one for tokens and one
+for sessions when such accesses are open; off the event loop, however many sockets are open) and
+closes those that lost access, including a session deleted or expired (logged out elsewhere,
+flushed) or whose password hash no longer matches. So a missed broadcast delays the end of access by at most that
 long; it never keeps it open.
 """
 
@@ -28,14 +31,18 @@ import hashlib
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
 from django.db import transaction
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from organizations.models import ApiToken, Membership
 from organizations.permissions import ROLE_RANK
@@ -70,31 +77,45 @@ def session_fingerprint(session_key: str | None) -> str | None:
 @dataclass(frozen=True)
 class Credential:
     """Who opened a socket or stream, and with what: a token (then only that token's
-    revocation ends it, besides the user's) or a session."""
+    revocation ends it, besides the user's) or a session. A session's key and the password
+    hash it logged in with stay in this process's memory, for the periodic re-check; a
+    broadcast names a session by its fingerprint only."""
 
     user_id: int
     token_id: int | None = None
     session: str | None = None
+    session_key: str | None = field(default=None, repr=False)
+    session_auth_hash: str | None = field(default=None, repr=False)
+
+
+def _session_credential(user_id: int, session) -> Credential:
+    key = getattr(session, "session_key", None)
+    return Credential(
+        user_id,
+        session=session_fingerprint(key),
+        session_key=key,
+        session_auth_hash=session.get(HASH_SESSION_KEY) if key else None,
+    )
 
 
 def credential_for_websocket(scope: dict[str, Any]) -> Credential | None:
-    """The credential of a WebSocket's scope (see `organizations.ws_auth`); None if anonymous."""
+    """The credential of a WebSocket's scope (see `organizations.ws_auth`); None if anonymous.
+    Call in a thread: it may load the session."""
     user = scope.get("user")
     if user is None or not user.is_authenticated:
         return None
     if scope.get("auth") == "token":
         return Credential(user.pk, token_id=scope.get("token_id"))
-    session = scope.get("session")
-    return Credential(user.pk, session=session_fingerprint(getattr(session, "session_key", None)))
+    return _session_credential(user.pk, scope.get("session"))
 
 
 def credential_for_request(request, user) -> Credential:
-    """The credential of a request authenticated by `organizations.authentication`."""
+    """The credential of a request authenticated by `organizations.authentication`. Call in a
+    thread: it may load the session."""
     token_id = getattr(request, "api_token_id", None)
     if token_id is not None:
         return Credential(user.pk, token_id=token_id)
-    session = getattr(request, "session", None)
-    return Credential(user.pk, session=session_fingerprint(getattr(session, "session_key", None)))
+    return _session_credential(user.pk, getattr(request, "session", None))
 
 
 class OpenAccess:
@@ -129,6 +150,8 @@ class OpenAccess:
             return False
         if message.get("token") is not None:
             return message["token"] == credential.token_id
+        if message.get("all_sessions"):
+            return credential.token_id is None
         if message.get("session") is not None:
             return message["session"] == credential.session
         organization = message.get("organization")
@@ -160,15 +183,18 @@ def revocation_announce(
     organization_id: int | None = None,
     token_id: int | None = None,
     session: str | None = None,
+    all_sessions: bool = False,
 ) -> None:
     """Tell every process, once the current transaction commits (a rolled-back change revokes
-    nothing), that this access ended."""
+    nothing), that this access ended: the user's, or only in one organization, of one token,
+    of one session, or of all their sessions (not their tokens)."""
     message = {
         "type": REVOKED_MESSAGE_TYPE,
         "user": user_id,
         "organization": organization_id,
         "token": token_id,
         "session": session,
+        "all_sessions": all_sessions,
         "reason": reason,
     }
     transaction.on_commit(lambda: _broadcast(message))
@@ -272,15 +298,22 @@ class _Registry:
         ]
         if not accesses:
             return
-        roles, tokens = await database_sync_to_async(_access_in_database)(
+        found = await database_sync_to_async(_access_in_database)(
             {access.credential.user_id for access in accesses},
             {access.credential.token_id for access in accesses} - {None},
+            {access.credential.session_key for access in accesses} - {None},
         )
         for access in accesses:
             credential = access.credential
-            role = roles.get((credential.user_id, access.organization_id))
-            if credential.token_id is not None and credential.token_id not in tokens:
+            role = found.roles.get((credential.user_id, access.organization_id))
+            if credential.token_id is not None and credential.token_id not in found.tokens:
                 access.revoke("token revoked (found by the periodic re-check)")
+            elif credential.session_key is not None and (
+                credential.session_key not in found.sessions
+            ):
+                access.revoke("session ended (found by the periodic re-check)")
+            elif not found.session_hash_current(credential):
+                access.revoke("password changed (found by the periodic re-check)")
             elif role is None:
                 access.revoke("no longer a member (found by the periodic re-check)")
             elif access.role is not None and role_lowered(access.role, role):
@@ -289,18 +322,58 @@ class _Registry:
                 access.role = role
 
 
+@dataclass
+class _AccessFound:
+    roles: dict[tuple[int, int], str]  # (user, organization) -> role, active users only
+    passwords: dict[int, str]  # user -> stored password hash
+    tokens: set[int]  # the tokens that still exist
+    sessions: set[str]  # the session keys that still exist and have not expired
+
+    def session_hash_current(self, credential: Credential) -> bool:
+        """Whether the session still holds the hash of the user's password, as Django's own
+        `get_user` decides it (the secret key's fallbacks included)."""
+        stored = credential.session_auth_hash
+        password = self.passwords.get(credential.user_id)
+        if stored is None or password is None:
+            return True  # no hash to compare (a token, or no membership: refused otherwise)
+        user = get_user_model()(pk=credential.user_id, password=password)
+        return constant_time_compare(stored, user.get_session_auth_hash()) or any(
+            constant_time_compare(stored, fallback)
+            for fallback in user.get_session_auth_fallback_hash()
+        )
+
+
+def _sessions_existing(session_keys: set[str]) -> set[str]:
+    if not session_keys:
+        return set()
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        from django.contrib.sessions.models import Session
+
+        return set(
+            Session.objects.filter(
+                session_key__in=list(session_keys), expire_date__gt=timezone.now()
+            ).values_list("session_key", flat=True)
+        )
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return {key for key in session_keys if store().exists(key)}
+
+
 def _access_in_database(
-    user_ids: Iterable[int], token_ids: Iterable[int]
-) -> tuple[dict[tuple[int, int], str], set[int]]:
-    """(user, organization) -> role for active users, and which of the tokens still exist."""
-    roles = {
-        (user_id, organization_id): role
-        for user_id, organization_id, role in Membership.objects.filter(
-            user_id__in=list(user_ids), user__is_active=True
-        ).values_list("user_id", "organization_id", "role")
-    }
-    tokens = set(ApiToken.objects.filter(pk__in=list(token_ids)).values_list("pk", flat=True))
-    return roles, tokens
+    user_ids: Iterable[int], token_ids: set[int], session_keys: set[str]
+) -> _AccessFound:
+    roles: dict[tuple[int, int], str] = {}
+    passwords: dict[int, str] = {}
+    for user_id, organization_id, role, password in Membership.objects.filter(
+        user_id__in=list(user_ids), user__is_active=True
+    ).values_list("user_id", "organization_id", "role", "user__password"):
+        roles[(user_id, organization_id)] = role
+        passwords[user_id] = password
+    tokens = (
+        set(ApiToken.objects.filter(pk__in=list(token_ids)).values_list("pk", flat=True))
+        if token_ids
+        else set()
+    )
+    return _AccessFound(roles, passwords, tokens, _sessions_existing(session_keys))
 
 
 # One registry per event loop: its receiver is bound to the loop it was created on.

@@ -60,13 +60,18 @@ def _token_deleted(sender, instance: ApiToken, **kwargs) -> None:
 
 
 def _user_saved(sender, instance, created: bool, raw: bool = False, update_fields=None, **kwargs):
+    if created or raw:
+        return
     # Saving an already inactive user announces again; harmless (nothing of theirs is open),
     # and cheaper than reading the old value on every save (each login saves the user).
-    if created or raw or instance.is_active:
-        return
-    if update_fields is not None and "is_active" not in update_fields:
-        return
-    revocation_announce(user_id=instance.pk, reason="user deactivated")
+    if not instance.is_active and (update_fields is None or "is_active" in update_fields):
+        revocation_announce(user_id=instance.pk, reason="user deactivated")
+    # `set_password` keeps the new password in `_password` until the save that stores it
+    # (this one) ends: a changed password, told without reading the old one. Sessions hold a
+    # hash of the password they logged in with, so all of them end; tokens do not. A password
+    # written some other way is found by the periodic re-check.
+    elif getattr(instance, "_password", None) is not None:
+        revocation_announce(user_id=instance.pk, all_sessions=True, reason="password changed")
 
 
 def _logged_out(sender, request, user, **kwargs) -> None:

@@ -208,3 +208,96 @@ async def test_a_revoked_token_ends_its_sse_stream_while_a_session_stream_reads_
     assert by_session.events()[-1]["status"] == "complete"
     reply = await Message.objects.aget(pk=message_id)
     assert reply.status == "complete" and by_session.text() == reply.content
+
+
+async def test_a_handshake_whose_camera_lookup_fails_leaves_nothing_registered(
+    bob, cameras, monkeypatch
+):
+    # The database going away during the handshake: Channels sends no disconnect to a consumer
+    # whose connect raised, so connect itself must release what it registered.
+    from django.db import OperationalError
+
+    def database_away(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("cameras.consumers.camera_get_for_user", database_away)
+    camera, _ = cameras
+    _, headers = await _token(bob)
+    communicator = WebsocketCommunicator(application, camera.stream_path, headers=headers)
+    with pytest.raises(OperationalError):
+        await communicator.connect(timeout=5)
+    assert open_access_count() == 0
+
+
+async def test_a_removal_committed_just_after_the_stream_s_access_check_still_ends_it(
+    bob, organization, monkeypatch
+):
+    # The stream registers before the view checks access, so a revocation committed right
+    # after the check (here: by the check itself, once it has answered) reaches it at once,
+    # not at the periodic re-check 30 s later.
+    import chats.views
+    from chats.selectors import message_get_for_user
+
+    chat = await sync_to_async(chat_create)(user=bob, organization=organization)
+    reply = await Message.objects.acreate(
+        chat=chat, role="assistant", content="Half a", status="streaming"
+    )
+    membership = await Membership.objects.aget(user=bob, organization=organization)
+
+    def check_then_remove(**kwargs):
+        found = message_get_for_user(**kwargs)
+        membership.delete()
+        return found
+
+    monkeypatch.setattr(chats.views, "message_get_for_user", check_then_remove)
+    _, raw = await sync_to_async(api_token_create)(user=bob)
+    stream = await request("GET", f"/chats/{chat.pk}/messages/{reply.pk}/stream", token=raw)
+    assert stream.status == 200
+    await stream.read_all(limit=2)
+    assert stream.events()[-2]["code"] == "access_revoked"
+    assert open_access_count() == 0
+
+
+async def test_a_password_change_closes_the_user_s_session_sockets_not_tokens(bob, alice, cameras):
+    camera, _ = cameras
+    _, session_headers = await _session("bob")
+    _, other_session_headers = await _session("bob")
+    _, token_headers = await _token(bob)
+    _, alice_headers = await _session("alice")
+    by_session = await _open(camera, session_headers)
+    by_other_session = await _open(camera, other_session_headers)
+    by_token = await _open(camera, token_headers)
+    alice_socket = await _open(camera, alice_headers)
+    bob.set_password("a-new-password")
+    await sync_to_async(bob.save)()
+    await _closed_for_revocation(by_session)
+    await _closed_for_revocation(by_other_session)
+    await _still_open(by_token)
+    await _still_open(alice_socket)
+    for communicator in (by_token, alice_socket):
+        await communicator.disconnect()
+
+
+async def test_the_recheck_closes_sockets_of_deleted_sessions_and_changed_passwords(
+    bob, alice, cameras, settings
+):
+    # Neither sends a signal: a session flushed or deleted elsewhere, a password written
+    # straight to the table. The periodic re-check compares with the database.
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.sessions.models import Session
+
+    settings.ACCESS_RECHECK_SECONDS = 0.3
+    camera, _ = cameras
+    client, session_headers = await _session("bob")
+    _, alice_headers = await _session("alice")
+    _, token_headers = await _token(alice)
+    by_session = await _open(camera, session_headers)
+    alice_by_session = await _open(camera, alice_headers)
+    alice_by_token = await _open(camera, token_headers)
+    await Session.objects.filter(session_key=client.session.session_key).adelete()
+    await _closed_for_revocation(by_session)
+    await _still_open(alice_by_session)
+    await type(alice).objects.filter(pk=alice.pk).aupdate(password=make_password("changed"))
+    await _closed_for_revocation(alice_by_session)
+    await _still_open(alice_by_token)
+    await alice_by_token.disconnect()

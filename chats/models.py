@@ -15,6 +15,13 @@ class Chat(models.Model):
     )
     # Blank until the first prompt names it (see services.chat_title_from_prompt).
     title = models.CharField(max_length=120, blank=True)
+    # The model replies are generated with; blank means settings.ASSISTANT_MODEL.
+    model = models.CharField(max_length=200, blank=True)
+    # The last message of the branch the user is looking at (see chats.branches); None for a
+    # chat without messages.
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -42,6 +49,11 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
 
     chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    # The message this one answers or follows; None for a chat's first prompt. Messages with the
+    # same parent are alternatives of each other: a regenerated reply, an edited prompt.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)

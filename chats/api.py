@@ -8,10 +8,12 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chats.branches import chat_branch
 from chats.models import Chat, Message
-from chats.selectors import chat_get_for_user, chat_messages, chats_for_user
+from chats.selectors import chat_get_for_user, chats_for_user
 from chats.services import (
     ChatInputError,
+    branch_switch,
     chat_create,
     chat_delete,
     chat_rename,
@@ -30,9 +32,30 @@ class ChatOutputSerializer(serializers.ModelSerializer):
 
 
 class MessageOutputSerializer(serializers.ModelSerializer):
+    siblings = serializers.SerializerMethodField(
+        help_text="The ids of this message's alternatives, itself included, oldest first "
+        "(replies regenerated for the same prompt, edits of the same prompt)."
+    )
+
     class Meta:
         model = Message
-        fields = ["id", "chat", "role", "content", "status", "error", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "chat",
+            "parent",
+            "siblings",
+            "role",
+            "content",
+            "status",
+            "error",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_siblings(self, message: Message) -> list[int]:
+        # Messages read through chats.branches carry their alternatives; a single message
+        # read otherwise (a stop's answer) is told alone.
+        return getattr(message, "sibling_ids", [message.pk])
 
 
 class MessagePagination(Pagination):
@@ -135,11 +158,47 @@ class ChatDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _branch_page(request, view: APIView, chat: Chat, through: int | None = None) -> Response:
+    # A reply whose run was lost must not be listed as `streaming` forever.
+    messages_expire_stale(chat=chat)
+    paginator = MessagePagination()
+    messages = paginator.paginate_queryset(
+        chat_branch(chat=chat, through=through), request, view=view
+    )
+    return paginator.get_paginated_response(MessageOutputSerializer(messages, many=True).data)
+
+
 class ChatMessageListApi(APIView):
+    class QuerySerializer(serializers.Serializer):
+        message = IdField(required=False)
+
     def get(self, request, chat_id: int):
+        """The branch being shown, oldest first; `?message=<id>`: the branch through that
+        message instead (without switching to it)."""
         chat = _chat_or_404(request, chat_id)
-        # A reply whose run was lost must not be listed as `streaming` forever.
-        messages_expire_stale(chat=chat)
-        paginator = MessagePagination()
-        messages = paginator.paginate_queryset(chat_messages(chat=chat), request, view=self)
-        return paginator.get_paginated_response(MessageOutputSerializer(messages, many=True).data)
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return _branch_page(request, self, chat, through=query.validated_data.get("message"))
+
+
+class ChatBranchApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        message_id = IdField(help_text="A message of this chat, on the branch to show.")
+
+    @extend_schema(
+        summary="Switch to the branch through a message",
+        description="The chat then shows (and continues) the branch that goes through "
+        "`message_id`, as it was last continued: page through alternatives with the ids in "
+        "a message's `siblings`. Answers the branch's messages, as the message list does.",
+        request=InputSerializer,
+        responses=MessageOutputSerializer(many=True),
+    )
+    def post(self, request, chat_id: int):
+        chat = _chat_or_404(request, chat_id)
+        serializer = self.InputSerializer(data=object_body(request))
+        serializer.is_valid(raise_exception=True)
+        try:
+            chat = branch_switch(chat=chat, message_id=serializer.validated_data["message_id"])
+        except ChatInputError as exc:
+            raise NotFound(exc.message) from None
+        return _branch_page(request, self, chat)

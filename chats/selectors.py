@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from chats.assistants import AssistantContext, DataSource, FactGroup, Member, Turn
+from chats.branches import chat_turns_before
 from chats.models import Chat, Message
 from organizations.models import Organization
 from organizations.selectors import organization_members
@@ -71,18 +72,6 @@ def message_get_for_user(
 
 def message_streaming_in_chat(*, chat: Chat) -> Message | None:
     return chat_messages(chat=chat).filter(status=Message.Status.STREAMING).last()
-
-
-def chat_turns_before(*, message: Message) -> list[Turn]:
-    """The history a reply is generated from: every message of its chat before it that has
-    text (failed or stopped replies keep their partial text, which is still history)."""
-    earlier = (
-        Message.objects.filter(chat_id=message.chat_id, id__lt=message.id)
-        .order_by("created_at", "id")
-        .exclude(content="")
-        .values_list("role", "content")
-    )
-    return [Turn(role=role, content=content) for role, content in earlier]
 
 
 def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:

@@ -1,5 +1,5 @@
 """Writes about chats and messages: create, rename, delete, send a prompt, and the life of a
-reply (flush, finish, stop, stale expiry). Generation itself lives in `chats.runs`."""
+reply (flush, finish, stop, stale expiry). Generation itself lives in `chats.streaming.run`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from chats.branches import chat_tree
 from chats.models import Chat, Message
 from organizations.models import Organization
 from project.counters import cache_counter_incr
@@ -143,26 +144,78 @@ def messages_expire_stale(*, chat: Chat | None = None, message_id: int | None = 
     return expired
 
 
-def message_send(*, chat: Chat, prompt: object) -> tuple[Message, Message]:
-    """Store the prompt and an empty `streaming` reply, before anything is generated.
+def _reply_store(*, chat: Chat, parent: Message | None, prompt: str | None = None):
+    """Under the chat's lock: the busy check, then the prompt (if any, as a child of `parent`)
+    and an empty `streaming` reply after it, which becomes the chat's current leaf.
 
-    Raises ChatInputError for a bad prompt and ChatBusy when a reply is still running."""
+    Returns (question or None, reply). Raises ChatBusy when a reply is still running."""
+    # Lock the chat row so two concurrent prompts cannot both pass the busy check.
+    Chat.objects.select_for_update().filter(pk=chat.pk).first()
+    messages_expire_stale(chat=chat)
+    running = Message.objects.filter(chat=chat, status=Message.Status.STREAMING).first()
+    if running is not None:
+        raise ChatBusy(running)
+    question = None
+    if prompt is not None:
+        question = Message.objects.create(
+            chat=chat, parent=parent, role=Message.Role.USER, content=prompt
+        )
+        parent = question
+    reply = Message.objects.create(
+        chat=chat, parent=parent, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
+    )
+    chat.current_leaf = reply
+    if not chat.title and prompt is not None:
+        chat.title = chat_title_from_prompt(prompt)
+    chat.save(update_fields=["title", "current_leaf", "updated_at"])
+    return question, reply
+
+
+def _chat_message(chat: Chat, message_id: int, role: str, what: str) -> Message:
+    message = Message.objects.filter(chat=chat, pk=message_id, role=role).first()
+    if message is None:
+        raise ChatInputError(f"This chat has no {what} {message_id}.", "message_not_found")
+    return message
+
+
+def message_send(*, chat: Chat, prompt: object) -> tuple[Message, Message]:
+    """Store the prompt after the branch being shown, and an empty `streaming` reply, before
+    anything is generated. Raises ChatInputError for a bad prompt, ChatBusy while a reply runs."""
     content = prompt_clean(prompt)
     with transaction.atomic():
-        # Lock the chat row so two concurrent prompts cannot both pass the busy check.
-        Chat.objects.select_for_update().filter(pk=chat.pk).first()
-        messages_expire_stale(chat=chat)
-        running = Message.objects.filter(chat=chat, status=Message.Status.STREAMING).first()
-        if running is not None:
-            raise ChatBusy(running)
-        question = Message.objects.create(chat=chat, role=Message.Role.USER, content=content)
-        reply = Message.objects.create(
-            chat=chat, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
-        )
-        if not chat.title:
-            chat.title = chat_title_from_prompt(content)
-        chat.save(update_fields=["title", "updated_at"])
-    return question, reply
+        chat.refresh_from_db(fields=["current_leaf"])
+        parent = chat.current_leaf or Message.objects.filter(chat=chat).order_by("-id").first()
+        return _reply_store(chat=chat, parent=parent, prompt=content)
+
+
+def reply_regenerate(*, chat: Chat, reply_id: int) -> Message:
+    """A new reply to the prompt that `reply_id` answered; the earlier reply stays, as an
+    alternative (its sibling)."""
+    with transaction.atomic():
+        earlier = _chat_message(chat, reply_id, Message.Role.ASSISTANT, "reply")
+        return _reply_store(chat=chat, parent=earlier.parent)[1]
+
+
+def prompt_edit(*, chat: Chat, message_id: int, prompt: object) -> tuple[Message, Message]:
+    """The edited prompt as an alternative of prompt `message_id` (the conversation branches
+    there; the earlier branch stays), and an empty reply to it."""
+    content = prompt_clean(prompt)
+    with transaction.atomic():
+        earlier = _chat_message(chat, message_id, Message.Role.USER, "prompt")
+        return _reply_store(chat=chat, parent=earlier.parent, prompt=content)
+
+
+def branch_switch(*, chat: Chat, message_id: int) -> Chat:
+    """Show the branch through `message_id`, as it was last continued."""
+    tree = chat_tree(chat_id=chat.pk)
+    if message_id not in tree.messages:
+        raise ChatInputError(f"This chat has no message {message_id}.", "message_not_found")
+    current = tree.default_leaf(chat)
+    if current is not None and message_id in {m.pk for m in tree.path_to(current)}:
+        return chat  # already shown
+    chat.current_leaf_id = tree.newest_leaf_below(message_id)
+    chat.save(update_fields=["current_leaf"])
+    return chat
 
 
 def message_flush(*, message_id: int, content: str) -> bool:

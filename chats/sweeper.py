@@ -1,6 +1,6 @@
 """The stale-reply sweeper: a timer that marks replies whose run was lost as failed.
 
-A run heartbeats by writing its reply at least every `chats.runs.HEARTBEAT_INTERVAL`; a reply
+A run heartbeats by writing its reply at least every `chats.streaming.run.HEARTBEAT_INTERVAL`; a reply
 left `streaming` and silent for `chats.services.STALE_AFTER_SECONDS` has lost its run (a
 restart, a crash). Reads expire such a reply too, but only the reply being read: this loop
 makes the chat list, the API and the metrics right even when nobody opens that chat.

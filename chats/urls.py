@@ -21,6 +21,16 @@ urlpatterns = [
         views.message_stop_view,
         name="chat-message-stop",
     ),
+    path(
+        "chats/<id:chat_id>/messages/<id:message_id>/regenerate",
+        views.reply_regenerate_stream,
+        name="chat-message-regenerate",
+    ),
+    path(
+        "chats/<id:chat_id>/messages/<id:message_id>/edit",
+        views.prompt_edit_stream,
+        name="chat-message-edit",
+    ),
 ]
 
 api_urlpatterns = [
@@ -37,4 +47,15 @@ api_urlpatterns = [
         views.message_stop_view,
         name="api-chat-message-stop",
     ),
+    path(
+        "chats/<id:chat_id>/messages/<id:message_id>/regenerate",
+        views.reply_regenerate_stream,
+        name="api-chat-message-regenerate",
+    ),
+    path(
+        "chats/<id:chat_id>/messages/<id:message_id>/edit",
+        views.prompt_edit_stream,
+        name="api-chat-message-edit",
+    ),
+    path("chats/<id:chat_id>/branch", api.ChatBranchApi.as_view(), name="api-chat-branch"),
 ]

@@ -1,13 +1,12 @@
 """Pages (chat list, new chat, conversation, rename, delete) and the streaming endpoints:
-send a prompt (SSE), resume a reply (SSE), stop a reply."""
+send a prompt, regenerate a reply, edit a prompt (each answered as SSE), resume a reply (SSE),
+stop a reply. Each adapts HTTP to `chats.replies` and back."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
@@ -18,41 +17,34 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chats.api import ChatMessageListApi, MessageOutputSerializer
-from chats.assistants import AssistantContext, Turn
+from chats.branches import chat_branch
 from chats.markdown_rendering import markdown_to_safe_html
 from chats.models import Chat, Message
-from chats.runs import message_group, run_start, run_stop_request
-from chats.selectors import (
-    chat_get_for_user,
-    chat_messages,
-    chats_for_user,
-    message_get_for_user,
-    reply_inputs,
+from chats.replies import (
+    ChatNotFound,
+    RateLimited,
+    ReplyAsk,
+    reply_start,
+    reply_stop,
+    reply_subscribe,
 )
+from chats.selectors import chat_get_for_user, chats_for_user, message_get_for_user
 from chats.services import (
     ChatBusy,
     ChatInputError,
     chat_create,
     chat_delete,
-    chat_rate_limit_hit,
     chat_rename,
-    message_send,
-    message_stop,
     messages_expire_stale,
-    prompt_clean,
 )
-from chats.streaming import StoredReply, StreamAccess, reply_events
+from chats.streaming.follow import StoredReply, StreamAccess, reply_events
 from organizations.authentication import api_user_required
 from organizations.revocation import credential_for_request
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error, method_not_allowed
-from project.channel_layer import GroupReceiver
 from project.json_input import JsonBodyError, request_json
 from project.query_params import ParamError, int_param
 
-# How long a stop request waits for the run to store the partial text and end.
-STOP_WAIT_SECONDS = 5.0
-STOP_POLL_SECONDS = 0.05
 # A resume offset counts characters of one reply: far more than any reply holds.
 RESUME_OFFSET_MAX = 10**12
 
@@ -72,53 +64,6 @@ def _event_stream(events: AsyncIterator[bytes], *, message_id: int) -> Streaming
     return response
 
 
-def _accept_prompt(
-    user, chat_id: int, request: HttpRequest
-) -> JsonResponse | tuple[Message, list[Turn], AssistantContext]:
-    """Every check before a stream may start, then the stored `streaming` reply and what it is
-    generated from; or the error answer."""
-    chat = chat_get_for_user(user=user, chat_id=chat_id)
-    if chat is None:
-        return _not_found()
-    try:
-        body = request_json(request)
-    except JsonBodyError as error:
-        return json_error(error.status, error.message, error.code)
-    if not isinstance(body, dict):
-        return json_error(400, 'The body must be a JSON object: {"prompt": "..."}.', "malformed")
-    try:
-        prompt = prompt_clean(body.get("prompt"))
-    except ChatInputError as exc:
-        return json_error(400, exc.message, exc.code)
-    retry_after = chat_rate_limit_hit(user=user)
-    if retry_after:
-        response = json_error(
-            429,
-            f"Too many prompts: the limit is {settings.CHAT_RATE_LIMIT_PER_MINUTE} a minute. "
-            f"Try again in {retry_after} s.",
-            "rate_limited",
-        )
-        response["Retry-After"] = str(retry_after)
-        return response
-    try:
-        _, reply = message_send(chat=chat, prompt=prompt)
-    except ChatBusy as busy:
-        return json_error(
-            409,
-            "A reply is still being generated in this chat: wait for it, or stop it.",
-            "reply_in_progress",
-            message_id=busy.streaming_message.pk,
-        )
-    return reply, *reply_inputs(reply=reply)
-
-
-async def _subscribe(message_id: int) -> GroupReceiver:
-    # Joining never fails for an unreachable layer: the stream then goes on from the database.
-    receiver = GroupReceiver(get_channel_layer(), where="sse", groups=[message_group(message_id)])
-    await receiver.join()
-    return receiver
-
-
 async def _stream_access_open(request: HttpRequest, user) -> StreamAccess:
     # Registered before the view checks the chat's access (see StreamAccess). The credential is
     # read in a thread: it may load the session.
@@ -126,30 +71,66 @@ async def _stream_access_open(request: HttpRequest, user) -> StreamAccess:
     return await StreamAccess(credential).open()
 
 
-@api_user_required
-async def message_create_stream(request: HttpRequest, user, chat_id: int) -> HttpResponse:
-    """POST a prompt; the answer is the reply as Server-Sent Events (see chats.streaming)."""
+def _body_object(request: HttpRequest, *, prompt_required: bool) -> dict | JsonResponse:
+    if not prompt_required and not request.body:
+        return {}
+    try:
+        body = request_json(request)
+    except JsonBodyError as error:
+        return json_error(error.status, error.message, error.code)
+    if not isinstance(body, dict):
+        example = '{"prompt": "..."}' if prompt_required else "{}"
+        return json_error(400, f"The body must be a JSON object: {example}.", "malformed")
+    return body
+
+
+async def _reply_stream(request: HttpRequest, user, chat_id: int, ask: ReplyAsk) -> HttpResponse:
+    """Start the reply `ask` asks for (see chats.replies) and answer it as Server-Sent Events
+    (see chats.streaming.follow); or the JSON error."""
     access = await _stream_access_open(request, user)
     try:
-        accepted = await sync_to_async(_accept_prompt)(user, chat_id, request)
-        if isinstance(accepted, JsonResponse):
-            await access.close()
-            return accepted
-        reply, turns, context = accepted
-        # Join the reply's group before the run starts, so not one delta is missed.
-        receiver = await _subscribe(reply.pk)
+        started = await reply_start(user=user, chat_id=chat_id, ask=ask)
+    except ChatNotFound:
+        await access.close()
+        return _not_found()
+    except ChatInputError as refused:
+        await access.close()
+        status = 404 if refused.code == "message_not_found" else 400
+        return json_error(status, refused.message, refused.code)
+    except RateLimited as limited:
+        await access.close()
+        response = json_error(429, str(limited), "rate_limited")
+        response["Retry-After"] = str(limited.retry_after)
+        return response
+    except ChatBusy as busy:
+        await access.close()
+        return json_error(
+            409,
+            "A reply is still being generated in this chat: wait for it, or stop it.",
+            "reply_in_progress",
+            message_id=busy.streaming_message.pk,
+        )
     except BaseException:
         await access.close()
         raise
-    run_start(message_id=reply.pk, turns=turns, context=context)
+    reply = started.reply
     events = reply_events(
-        receiver=receiver,
+        receiver=started.receiver,
         message_id=reply.pk,
         stored=StoredReply("", Message.Status.STREAMING, ""),
         access=access,
         organization_id=reply.chat.organization_id,
     )
     return _event_stream(events, message_id=reply.pk)
+
+
+@api_user_required
+async def message_create_stream(request: HttpRequest, user, chat_id: int) -> HttpResponse:
+    """POST a prompt; the answer is the reply as Server-Sent Events."""
+    body = _body_object(request, prompt_required=True)
+    if isinstance(body, JsonResponse):
+        return body
+    return await _reply_stream(request, user, chat_id, ReplyAsk("prompt", body.get("prompt")))
 
 
 @csrf_exempt  # api_user_for_request checks CSRF for sessions; tokens need none
@@ -160,6 +141,38 @@ async def chat_messages_endpoint(request: HttpRequest, chat_id: int) -> HttpResp
     if request.method == "GET":
         return await sync_to_async(_message_list_api)(request, chat_id=chat_id)
     return method_not_allowed("GET, POST", "Use GET to list messages or POST to send a prompt.")
+
+
+@csrf_exempt
+@api_user_required
+async def reply_regenerate_stream(
+    request: HttpRequest, user, chat_id: int, message_id: int
+) -> HttpResponse:
+    """POST: another reply to the prompt reply `message_id` answered, streamed as SSE; the
+    earlier reply stays as its alternative."""
+    if request.method != "POST":
+        return method_not_allowed("POST", "Use POST.")
+    body = _body_object(request, prompt_required=False)
+    if isinstance(body, JsonResponse):
+        return body
+    ask = ReplyAsk("regenerate", message_id=message_id)
+    return await _reply_stream(request, user, chat_id, ask)
+
+
+@csrf_exempt
+@api_user_required
+async def prompt_edit_stream(
+    request: HttpRequest, user, chat_id: int, message_id: int
+) -> HttpResponse:
+    """POST `{"prompt": ...}`: prompt `message_id` rewritten (the chat branches there) and its
+    reply, streamed as SSE."""
+    if request.method != "POST":
+        return method_not_allowed("POST", "Use POST.")
+    body = _body_object(request, prompt_required=True)
+    if isinstance(body, JsonResponse):
+        return body
+    ask = ReplyAsk("edit", body.get("prompt"), message_id=message_id)
+    return await _reply_stream(request, user, chat_id, ask)
 
 
 @api_user_required
@@ -183,7 +196,7 @@ async def message_stream_resume(
             await access.close()
             return _not_found()
         # Subscribe first, then read what is stored: a delta published in between is not lost.
-        receiver = await _subscribe(message.pk)
+        receiver = await reply_subscribe(message.pk)
     except BaseException:
         await access.close()
         raise
@@ -204,26 +217,10 @@ async def message_stop_view(
     """POST: stop generating a reply; answers the reply as stored (status `stopped`)."""
     if request.method != "POST":
         return method_not_allowed("POST", "Use POST.")
-    message = await sync_to_async(message_get_for_user)(
-        user=user, chat_id=chat_id, message_id=message_id
-    )
-    if message is None:
+    try:
+        message = await reply_stop(user=user, chat_id=chat_id, message_id=message_id)
+    except ChatNotFound:
         return _not_found()
-    if message.status == Message.Status.STREAMING:
-        delivered = await run_stop_request(message_id=message.pk)
-        # The run stores the partial text as `stopped` before anything else; watch for that
-        # (stopping is rare: polling is simpler than listening, and cannot miss the end).
-        # Undelivered (the channel layer is away), we stop the stored reply at once: a run in
-        # another process sees that at its next write and stops too.
-        deadline = asyncio.get_running_loop().time() + (STOP_WAIT_SECONDS if delivered else 0)
-        while message.status == Message.Status.STREAMING:
-            if asyncio.get_running_loop().time() >= deadline:
-                # No run answered: it was lost. Stop the stored reply ourselves.
-                await sync_to_async(message_stop)(message=message)
-                break
-            await asyncio.sleep(STOP_POLL_SECONDS)
-            await message.arefresh_from_db(fields=["status"])
-        await message.arefresh_from_db()
     return JsonResponse(MessageOutputSerializer(message).data)
 
 
@@ -270,7 +267,12 @@ def chat_new(request: HttpRequest) -> HttpResponse:
 def chat_detail(request: HttpRequest, chat_id: int) -> HttpResponse:
     chat = _chat_or_404(request, chat_id)
     messages_expire_stale(chat=chat)
-    messages = list(chat_messages(chat=chat))
+    try:
+        # ?message=<id> (a search hit): the branch that goes through that message.
+        through = int_param(request.GET.get("message", ""), name="message")
+    except ParamError:
+        through = None
+    messages = chat_branch(chat=chat, through=through)
     for message in messages:
         # Only finished assistant replies are rendered as (sanitized) Markdown.
         message.html = (
@@ -286,6 +288,9 @@ def chat_detail(request: HttpRequest, chat_id: int) -> HttpResponse:
         "hasTitle": bool(chat.title),
         "streamUrl": reverse("chat-message-stream", args=[chat.pk, 0]),
         "stopUrl": reverse("chat-message-stop", args=[chat.pk, 0]),
+        "regenerateUrl": reverse("chat-message-regenerate", args=[chat.pk, 0]),
+        "editUrl": reverse("chat-message-edit", args=[chat.pk, 0]),
+        "branchUrl": reverse("api-chat-branch", args=[chat.pk]),
         "promptMaxChars": settings.CHAT_PROMPT_MAX_CHARS,
         "resume": {"messageId": streaming.pk, "offset": len(streaming.content)}
         if streaming

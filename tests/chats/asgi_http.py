@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from channels.testing import ApplicationCommunicator
 
-from chats import runs
+from chats.streaming import run as runs
 
 
 def _application():

@@ -14,12 +14,13 @@ from channels.layers import InMemoryChannelLayer, channel_layers
 from django.db import connection
 from django.utils import timezone
 
-from chats import runs
 from chats.assistants.builtin import builtin_answer
 from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from chats.models import Message
 from chats.selectors import reply_inputs
 from chats.services import STALE_AFTER_SECONDS, STALE_ERROR, chat_create, message_send
+from chats.streaming import protocol
+from chats.streaming import run as runs
 from project.channel_layer import GroupReceiver
 from project.metrics import REPLY_FLUSH_FAILURES
 from tests.chats.asgi_http import request, runs_finished
@@ -56,7 +57,7 @@ async def start_reply(alice, organization):
 
 async def published(layer, reply, turns, context) -> list[dict]:
     channel = await layer.new_channel()
-    await layer.group_add(runs.message_group(reply.pk), channel)
+    await layer.group_add(protocol.message_group(reply.pk), channel)
     runs.run_start(message_id=reply.pk, turns=turns, context=context)
     events = []
     while not events or events[-1]["type"] != "chat.end":
@@ -122,7 +123,7 @@ async def test_a_run_whose_final_write_fails_closes_its_stop_channel_and_logs_on
     )
     reply, turns, context = await start_reply(alice, organization)
     assert receives_pending() == []
-    with caplog.at_level(logging.INFO, logger="chats.runs"):
+    with caplog.at_level(logging.INFO, logger="chats.streaming.run"):
         runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
         for _ in range(100):  # the first piece flushed, within about 5 s
             if (await Message.objects.aget(pk=reply.pk)).content == "Alice":
@@ -167,7 +168,7 @@ async def test_a_failed_flush_is_logged_once_and_retried_so_the_heartbeat_goes_o
     )
     reply, turns, context = await start_reply(alice, organization)
     failures_before = REPLY_FLUSH_FAILURES._value.get()
-    with caplog.at_level(logging.INFO, logger="chats.runs"):
+    with caplog.at_level(logging.INFO, logger="chats.streaming.run"):
         run = runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
         for _ in range(100):  # the first piece flushed, within about 5 s
             if (await Message.objects.aget(pk=reply.pk)).content == "Alice":

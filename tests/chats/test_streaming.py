@@ -10,7 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chats import runs
+import chats.replies
 from chats.models import Message
 from chats.services import (
     STALE_ERROR,
@@ -19,6 +19,7 @@ from chats.services import (
     message_flush,
     message_send,
 )
+from chats.streaming import protocol
 from tests.chats.asgi_http import request, runs_finished
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,7 +162,7 @@ async def test_the_run_flushes_text_while_generating(chat, token, settings):
         "POST", f"/chats/{chat.pk}/messages", token=token, body={"prompt": "Who is on the team?"}
     )
     await stream.read_until(b'"text": " 2"')
-    await asyncio.sleep(runs.FLUSH_INTERVAL * 2)
+    await asyncio.sleep(protocol.FLUSH_INTERVAL * 2)
     reply = await reply_of(chat)
     assert reply.status == "streaming"
     assert TEAM_ANSWER.startswith(reply.content) and len(reply.content) >= len(
@@ -202,19 +203,15 @@ async def test_stopping_a_finished_reply_changes_nothing(chat, token):
     assert stop.json()["status"] == "complete"
 
 
-async def test_stop_of_a_reply_whose_run_was_lost_marks_it_stopped(chat, token, settings):
+async def test_stop_of_a_reply_whose_run_was_lost_marks_it_stopped(
+    chat, token, settings, monkeypatch
+):
     settings.ASSISTANT_BUILTIN_DELAY_MS = 0
     _, reply = await database_sync_to_async(message_send)(chat=chat, prompt="hi")
     await database_sync_to_async(message_flush)(message_id=reply.pk, content="Half")
-    import chats.views
-
-    settings_wait = chats.views.STOP_WAIT_SECONDS
-    chats.views.STOP_WAIT_SECONDS = 0.3
-    try:
-        stop = await request("POST", f"/chats/{chat.pk}/messages/{reply.pk}/stop", token=token)
-        await stop.read_all()
-    finally:
-        chats.views.STOP_WAIT_SECONDS = settings_wait
+    monkeypatch.setattr(chats.replies, "STOP_WAIT_SECONDS", 0.3)
+    stop = await request("POST", f"/chats/{chat.pk}/messages/{reply.pk}/stop", token=token)
+    await stop.read_all()
     assert (stop.json()["status"], stop.json()["content"]) == ("stopped", "Half")
 
 
@@ -258,7 +255,7 @@ async def test_resume_mid_reply_sends_the_text_so_far_then_continues_live(chat, 
     )
     await stream.read_until(b" members:")
     await stream.disconnect()
-    await asyncio.sleep(runs.FLUSH_INTERVAL * 2)
+    await asyncio.sleep(protocol.FLUSH_INTERVAL * 2)
     reply = await reply_of(chat)
     resumed = await request(
         "GET", f"/chats/{chat.pk}/messages/{reply.pk}/stream?offset=0", token=token
@@ -286,13 +283,13 @@ async def test_resume_fills_a_gap_from_the_database(chat, token, settings):
     # "Hello world" in the DB but the listener only hears the delta at 11: it must fetch "ld".
     await database_sync_to_async(message_flush)(message_id=reply.pk, content="Hello world")
     await layer.group_send(
-        runs.message_group(reply.pk), {"type": "chat.delta", "at": 11, "text": "!"}
+        protocol.message_group(reply.pk), {"type": "chat.delta", "at": 11, "text": "!"}
     )
     await database_sync_to_async(Message.objects.filter(pk=reply.pk).update)(
         content="Hello world!", status="complete"
     )
     await layer.group_send(
-        runs.message_group(reply.pk), {"type": "chat.end", "status": "complete", "error": ""}
+        protocol.message_group(reply.pk), {"type": "chat.end", "status": "complete", "error": ""}
     )
     await resumed.read_all()
     assert resumed.text() == "lo world!"
@@ -446,7 +443,7 @@ async def test_an_end_whose_reply_is_still_stored_streaming_does_not_end_the_str
     resumed = await request("GET", f"/chats/{chat.pk}/messages/{reply.pk}/stream", token=token)
     assert await resumed.next_part() == b'data: {"type": "chunk", "text": "Alice and"}\n\n'
     await get_channel_layer().group_send(
-        runs.message_group(reply.pk), {"type": "chat.end", "status": "complete", "error": ""}
+        protocol.message_group(reply.pk), {"type": "chat.end", "status": "complete", "error": ""}
     )
     with pytest.raises(TimeoutError):
         await resumed.read_until(b'"type": "done"', limit=1.5)
@@ -470,7 +467,7 @@ async def test_a_stop_sent_to_the_control_group_stops_a_run_from_another_process
     await stream.read_until(b" Co")
     message_id = int(stream.headers["x-message-id"])
     # What run_stop_request does when the run lives in another process.
-    await get_channel_layer().group_send(runs.control_group(message_id), {"type": "chat.stop"})
+    await get_channel_layer().group_send(protocol.control_group(message_id), {"type": "chat.stop"})
     await stream.read_all()
     assert stream.events()[-1]["status"] == "stopped"
     await runs_finished()

@@ -14,7 +14,7 @@ from django.test import Client
 from cameras.services import camera_create
 from chats.models import Message
 from chats.services import chat_create
-from chats.streaming import ACCESS_REVOKED
+from chats.streaming.follow import ACCESS_REVOKED
 from organizations.models import Membership
 from organizations.revocation import WEBSOCKET_CLOSE_CODE, open_access_count
 from organizations.services import api_token_create, membership_add

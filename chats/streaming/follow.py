@@ -18,12 +18,10 @@ stream ends: the reply goes on being generated and stored.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -31,15 +29,14 @@ from django.utils import timezone
 
 from chats.markdown_rendering import markdown_to_safe_html
 from chats.models import Message
-from chats.runs import FLUSH_INTERVAL
 from chats.services import STALE_AFTER_SECONDS, messages_expire_stale
+from chats.streaming.protocol import DELTA, END, FLUSH_INTERVAL, KEEP_ALIVE, sse_chunk, sse_event
 from organizations.revocation import Credential, OpenAccess, access_close, access_open
 from project.channel_layer import GroupReceiver
 from project.metrics import SSE_STREAMS
 
 logger = logging.getLogger(__name__)
 
-KEEP_ALIVE = b": keep-alive\n\n"
 # After this long without an event a listener looks at the stored reply: it may have ended
 # without the `chat.end` reaching us (channels-redis drops messages to a full channel).
 SILENCE_CHECK = 1.0
@@ -81,15 +78,6 @@ class StreamAccess:
 
     async def close(self) -> None:
         await access_close(self.open_access)
-
-
-def sse_event(payload: dict[str, Any]) -> bytes:
-    # Default separators, so the bytes read exactly like the seed's examples.
-    return f"data: {json.dumps(payload)}\n\n".encode()
-
-
-def sse_chunk(text: str) -> bytes:
-    return sse_event({"type": "chunk", "text": text})
 
 
 @dataclass(frozen=True)
@@ -229,7 +217,7 @@ async def reply_events(
                     yield KEEP_ALIVE
                     last_write = loop.time()
                 continue
-            if event["type"] == "chat.delta":
+            if event["type"] == DELTA:
                 at, text = event["at"], event["text"]
                 if at > sent:
                     # A delta went missing (dropped by a full channel, or we joined between a
@@ -241,7 +229,7 @@ async def reply_events(
                 if at <= sent < at + len(text):
                     yield sse_chunk(text[sent - at :])
                     sent, last_write = at + len(text), loop.time()
-            elif event["type"] == "chat.end":
+            elif event["type"] == END:
                 stored = await read(message_id)
                 if stored is not None and len(stored.content) > sent:
                     yield sse_chunk(stored.content[sent:])

@@ -2,11 +2,11 @@
 
 `run_start` is called by the POST view after the prompt and an empty `streaming` reply are
 stored. The run reads the backend's deltas, keeps the text in memory, publishes each delta to
-the channel-layer group `message_<id>` as `{"type": "chat.delta", "at": <offset>, "text": ...}`
+the channel-layer group `message_<id>` as `{"type": DELTA, "at": <offset>, "text": ...}`
 and flushes the text to the database every FLUSH_INTERVAL (and at least every
 HEARTBEAT_INTERVAL while the backend is silent: that write is the heartbeat stale expiry looks
 at). At the end it stores the final text and status, and only then publishes
-`{"type": "chat.end", "status": ..., "error": ...}`, so a listener that sees the end can read
+`{"type": END, "status": ..., "error": ...}`, so a listener that sees the end can read
 the finished message from the database.
 
 Stop works from any process: a stop is sent to the group `message_<id>_control`, which the run
@@ -38,23 +38,22 @@ from chats.assistants.builtin import BuiltinBackend
 from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from chats.models import Message
 from chats.services import message_finish, message_flush
+from chats.streaming.protocol import (
+    DELTA,
+    END,
+    FLUSH_INTERVAL,
+    HEARTBEAT_INTERVAL,
+    STOP,
+    control_group,
+    message_group,
+)
 from project.channel_layer import GroupReceiver, group_send_or_drop
 from project.contained import ContainedFailures
 from project.metrics import BACKEND_ERRORS, REPLIES, REPLY_FLUSH_FAILURES
 
 logger = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.25
-HEARTBEAT_INTERVAL = 5.0
 SHUTDOWN_ERROR = "The server stopped while this reply was being generated; the text so far is kept."
-
-
-def message_group(message_id: int) -> str:
-    return f"message_{message_id}"
-
-
-def control_group(message_id: int) -> str:
-    return f"message_{message_id}_control"
 
 
 def backend_from_settings() -> Backend:
@@ -152,7 +151,7 @@ async def run_stop_request(*, message_id: int) -> bool:
         run.stop()
         return True
     return await group_send_or_drop(
-        get_channel_layer(), control_group(message_id), {"type": "chat.stop"}, where="run"
+        get_channel_layer(), control_group(message_id), {"type": STOP}, where="run"
     )
 
 
@@ -186,9 +185,7 @@ async def _publish(run: Run, layer: BaseChannelLayer) -> None:
         at = run.published_length
         run.published_length += len(text)
         # A delta lost to an unreachable layer is read from the database by the listeners.
-        await group_send_or_drop(
-            layer, group, {"type": "chat.delta", "at": at, "text": text}, where="run"
-        )
+        await group_send_or_drop(layer, group, {"type": DELTA, "at": at, "text": text}, where="run")
 
 
 async def _flush_periodically(run: Run) -> None:
@@ -225,7 +222,7 @@ async def _stop_on_request(run: Run, receiver: GroupReceiver) -> None:
     """Stop the run on `chat.stop`; cancelled by the run at its end."""
     while True:
         message = await receiver.receive()
-        if message is not None and message.get("type") == "chat.stop":
+        if message is not None and message.get("type") == STOP:
             run.stop()
             return
 
@@ -300,7 +297,7 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
                 await group_send_or_drop(
                     layer,
                     message_group(run.message_id),
-                    {"type": "chat.end", "status": status, "error": error},
+                    {"type": END, "status": status, "error": error},
                     where="run",
                 )
             finally:

@@ -146,3 +146,51 @@ class MessageStopDocumentation(PlainViewDocumentation):
     )
     def post(self, request, chat_id: int, message_id: int):
         """Placeholder: see chats.views.message_stop_view."""
+
+
+_REPLY_REFUSALS = {
+    404: OpenApiResponse(
+        description="No such chat, or the message is not a reply (regenerate) or a prompt "
+        "(edit) of it (`code` `message_not_found`)."
+    ),
+    409: OpenApiResponse(
+        description="A reply is still being generated in this chat (`code` "
+        "`reply_in_progress`, its id in `message_id`): wait for it, or stop it."
+    ),
+    429: OpenApiResponse(description="More prompts than CHAT_RATE_LIMIT_PER_MINUTE."),
+}
+
+
+@documents(views.reply_regenerate_stream)
+class ReplyRegenerateDocumentation(PlainViewDocumentation):
+    @extend_schema(
+        summary="Regenerate a reply; the new reply streams as Server-Sent Events",
+        description="Another reply to the prompt that reply `message_id` answered. The earlier "
+        "reply stays as its alternative (both are in each other's `siblings`), and the chat "
+        "shows the new one. Counts against the prompt rate limit.\n\n" + SSE_FRAMING,
+        request=None,
+        parameters=[MESSAGE_ID_HEADER],
+        responses={**_event_stream("The new reply, streamed."), **_REPLY_REFUSALS},
+    )
+    def post(self, request, chat_id: int, message_id: int):
+        """Placeholder: see chats.views.reply_regenerate_stream."""
+
+
+@documents(views.prompt_edit_stream)
+class PromptEditDocumentation(PlainViewDocumentation):
+    @extend_schema(
+        summary="Edit a prompt and resend it; its reply streams as Server-Sent Events",
+        description="The edited prompt becomes an alternative of prompt `message_id`: the "
+        "conversation branches there and the earlier branch stays reachable (switch back with "
+        "`POST /api/v1/chats/{id}/branch`). The reply is generated from the history before the "
+        "edited prompt.\n\n" + SSE_FRAMING,
+        request=PromptSerializer,
+        parameters=[MESSAGE_ID_HEADER],
+        responses={
+            **_event_stream("The reply to the edited prompt, streamed."),
+            **_REPLY_REFUSALS,
+        },
+        examples=[OpenApiExample("An edit", value={"prompt": "Who came to the back door?"})],
+    )
+    def post(self, request, chat_id: int, message_id: int):
+        """Placeholder: see chats.views.prompt_edit_stream."""

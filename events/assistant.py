@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -104,7 +105,18 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 
 def session_data_facts(organization: Organization) -> list[FactGroup]:
-    """The compact summary for the system prompt (a few queries per camera, at most 20)."""
+    """The compact summary for the system prompt, read only when a reply needs it."""
+    return [
+        FactGroup(
+            topic="session data",
+            keywords=(),
+            read_lines=partial(database_sync_to_async(_session_data_lines), organization),
+        )
+    ]
+
+
+def _session_data_lines(organization: Organization) -> tuple[str, ...]:
+    """A few queries per camera, at most SUMMARY_MAX_CAMERAS cameras."""
     scope = scope_for(organization)
     since = scope.now - timedelta(hours=24)
     events = scope.events
@@ -115,7 +127,7 @@ def session_data_facts(organization: Organization) -> list[FactGroup]:
     ]
     if not scope.cameras:
         lines.append("The organization has no cameras, so there is no session data.")
-        return [FactGroup(topic="session data", keywords=(), lines=tuple(lines))]
+        return tuple(lines)
     recent = (
         events.filter(started_at__gte=since)
         .order_by()
@@ -151,7 +163,7 @@ def session_data_facts(organization: Organization) -> list[FactGroup]:
         lines.append("; ".join(parts) + ".")
     if len(scope.cameras) > SUMMARY_MAX_CAMERAS:
         lines.append(f"…and {len(scope.cameras) - SUMMARY_MAX_CAMERAS} more cameras.")
-    return [FactGroup(topic="session data", keywords=(), lines=tuple(lines))]
+    return tuple(lines)
 
 
 class EventsAssistantData:

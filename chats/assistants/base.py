@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -25,12 +25,23 @@ class Member:
 
 @dataclass(frozen=True)
 class FactGroup:
-    """Facts another app contributes (cameras, events): a topic, the words that ask about it
-    and one line per fact. Apps add groups through `chats.selectors.context_provider_register`."""
+    """Facts another app contributes (session data): a topic, the words that ask about it and
+    its lines. Apps add groups through `chats.selectors.context_provider_register`.
+
+    The lines cost queries (a few per camera), so they are read only when a reply needs them,
+    at most once per reply: by the builtin backend for a question with one of the `keywords`,
+    by the openai backend for its system prompt. `read_lines` does its own database work off
+    the event loop."""
 
     topic: str
     keywords: tuple[str, ...]
-    lines: tuple[str, ...]
+    read_lines: Callable[[], Awaitable[tuple[str, ...]]]
+    _read: list[tuple[str, ...]] = field(default_factory=list, compare=False, repr=False)
+
+    async def lines(self) -> tuple[str, ...]:
+        if not self._read:
+            self._read.append(tuple(await self.read_lines()))
+        return self._read[0]
 
 
 class DataSource(Protocol):
@@ -67,7 +78,7 @@ class AssistantContext:
     def fact_group(self, topic: str) -> FactGroup | None:
         return next((group for group in self.facts if group.topic == topic), None)
 
-    def as_system_prompt(self) -> str:
+    async def system_prompt(self) -> str:
         lines = [
             f"You are Sightline's assistant for the organization {self.organization_name!r}.",
             "Answer from the facts below; when they do not cover a question, say so plainly "
@@ -78,7 +89,7 @@ class AssistantContext:
         ]
         for group in self.facts:
             lines.append(f"{group.topic.capitalize()}:")
-            lines.extend(f"- {line}" for line in group.lines)
+            lines.extend(f"- {line}" for line in await group.lines())
         return "\n".join(lines)
 
 

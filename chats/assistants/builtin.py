@@ -49,7 +49,7 @@ def _capabilities(context: AssistantContext) -> str:
     return "\n".join(lines)
 
 
-def builtin_answer(prompt: str, context: AssistantContext) -> str:
+async def builtin_answer(prompt: str, context: AssistantContext) -> str:
     """The whole reply to `prompt`; the same prompt and context always give the same text."""
     words = _words(prompt)
     name = markdown_literal(context.organization_name)
@@ -71,7 +71,7 @@ def builtin_answer(prompt: str, context: AssistantContext) -> str:
         if words & set(group.keywords):
             asked_about_facts = True
             facts = (
-                "\n".join(f"- {markdown_literal(line)}" for line in group.lines)
+                "\n".join(f"- {markdown_literal(line)}" for line in await group.lines())
                 or "- nothing recorded yet"
             )
             topic = markdown_literal(group.topic.capitalize())
@@ -104,7 +104,7 @@ class BuiltinBackend:
         # returns too); everything else from the context.
         answer = await context.data.answer(prompt) if context.data and prompt else None
         # Word pieces with their leading whitespace, like the seed's " your session data,".
-        for piece in re.findall(r"\s*\S+", answer or builtin_answer(prompt, context)):
+        for piece in re.findall(r"\s*\S+", answer or await builtin_answer(prompt, context)):
             yield piece
             # Even at zero delay, give other streams on the loop their turn.
             await asyncio.sleep(self.delay_seconds)

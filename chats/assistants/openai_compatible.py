@@ -68,6 +68,7 @@ class OpenAICompatibleBackend:
         turns: Sequence[Turn],
         context: AssistantContext,
         *,
+        system_prompt: str,
         tool_messages: Sequence[dict[str, Any]] = (),
         offer_tools: bool = False,
         last_round: bool = False,
@@ -76,7 +77,7 @@ class OpenAICompatibleBackend:
             "model": self.model,
             "stream": True,
             "messages": [
-                {"role": "system", "content": context.as_system_prompt()},
+                {"role": "system", "content": system_prompt},
                 *({"role": turn.role, "content": turn.content} for turn in turns),
                 *tool_messages,
             ],
@@ -135,6 +136,8 @@ class OpenAICompatibleBackend:
         tool_messages: list[dict[str, Any]] = []
         use_tools = context.data is not None
         rounds = 0
+        # Once per reply, whatever the number of tool rounds.
+        system_prompt = await context.system_prompt()
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 while True:
@@ -143,6 +146,7 @@ class OpenAICompatibleBackend:
                     body = self.request_body(
                         turns,
                         context,
+                        system_prompt=system_prompt,
                         tool_messages=tool_messages,
                         offer_tools=offer_tools,
                         last_round=last_round,

@@ -149,10 +149,10 @@ async def test_the_assistant_context_of_a_viewer_holds_no_credentials(
             best_bbox=[1, 2, 3, 4],
         )
         chat = chat_create(user=viewer, organization=organization, title="Ask")
-        context = assistant_context_for_chat(chat=chat)
-        return context, context.as_system_prompt()
+        return assistant_context_for_chat(chat=chat)
 
-    context, prompt = await sync_to_async(prepare)()
+    context = await sync_to_async(prepare)()
+    prompt = await context.system_prompt()
     assert "Gate" in prompt
     assert_no_secret(prompt)
     assert "gate.example.org" not in prompt

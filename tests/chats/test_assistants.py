@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from chats.assistants import AssistantContext, AssistantError, FactGroup, Member, Turn
+from chats.assistants import AssistantContext, AssistantError, Member, Turn
 from chats.assistants.builtin import BuiltinBackend, builtin_answer
 from chats.assistants.openai_compatible import OpenAICompatibleBackend
+from tests.chats.facts import fixed_facts
 from tests.chats.fake_openai import chunk, reply
 from tests.conftest import free_port
 
@@ -40,54 +41,57 @@ def openai_backend(
 # --- builtin -------------------------------------------------------------------------------
 
 
-def test_builtin_lists_the_members_with_their_roles():
-    assert builtin_answer("Who is on the team?", CONTEXT) == (
+async def test_builtin_lists_the_members_with_their_roles():
+    assert await builtin_answer("Who is on the team?", CONTEXT) == (
         "Alice Co has 2 members:\n\n- **alice** (owner)\n- **bob** (member)"
     )
 
 
-def test_builtin_counts_the_users_chats():
-    assert builtin_answer("How many chats do I have?", CONTEXT) == "You have 3 chats in Alice Co."
+async def test_builtin_counts_the_users_chats():
+    assert (
+        await builtin_answer("How many chats do I have?", CONTEXT)
+        == "You have 3 chats in Alice Co."
+    )
 
 
-def test_builtin_answers_several_questions_at_once():
-    answer = builtin_answer("Which organization is this and how many chats?", CONTEXT)
+async def test_builtin_answers_several_questions_at_once():
+    answer = await builtin_answer("Which organization is this and how many chats?", CONTEXT)
     assert answer == "You have 3 chats in Alice Co.\n\nYou are asking about **Alice Co**."
 
 
-def test_builtin_says_plainly_it_has_no_camera_data():
-    answer = builtin_answer("What did the cameras see last night?", CONTEXT)
+async def test_builtin_says_plainly_it_has_no_camera_data():
+    answer = await builtin_answer("What did the cameras see last night?", CONTEXT)
     assert answer == "I have no camera data for Alice Co yet, so I cannot say what the cameras saw."
 
 
-def test_builtin_answers_from_facts_other_apps_provide():
+async def test_builtin_answers_from_facts_other_apps_provide():
     context = AssistantContext(
         organization_name="Alice Co",
         user_name="alice",
         members=(),
         chat_count=1,
-        facts=(FactGroup("cameras", ("camera",), ("Front door: online", "Yard: offline")),),
+        facts=(fixed_facts("cameras", ("camera",), ("Front door: online", "Yard: offline")),),
     )
-    assert builtin_answer("Which cameras are there?", context) == (
+    assert await builtin_answer("Which cameras are there?", context) == (
         "Cameras in Alice Co:\n\n- Front door: online\n- Yard: offline"
     )
 
 
-def test_builtin_says_what_it_can_answer_when_it_cannot():
-    answer = builtin_answer("Write me a poem about the sea", CONTEXT)
+async def test_builtin_says_what_it_can_answer_when_it_cannot():
+    answer = await builtin_answer("Write me a poem about the sea", CONTEXT)
     assert answer.startswith("I can't answer that from Alice Co's data. I answer from")
     assert "- who the members are and their roles" in answer
     assert "Camera data is not available to me yet." in answer
 
 
-def test_builtin_is_deterministic():
-    assert builtin_answer("hello", CONTEXT) == builtin_answer("hello", CONTEXT)
+async def test_builtin_is_deterministic():
+    assert await builtin_answer("hello", CONTEXT) == await builtin_answer("hello", CONTEXT)
 
 
 async def test_builtin_streams_small_word_pieces_that_add_up_to_the_answer():
     pieces = await collect(BuiltinBackend().stream([Turn("user", "Who is on the team?")], CONTEXT))
     assert pieces[:3] == ["Alice", " Co", " has"]
-    assert "".join(pieces) == builtin_answer("Who is on the team?", CONTEXT)
+    assert "".join(pieces) == await builtin_answer("Who is on the team?", CONTEXT)
 
 
 async def test_builtin_pauses_between_pieces():
@@ -233,3 +237,43 @@ async def test_openai_cancelling_closes_the_upstream_connection(fake_openai):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await asyncio.to_thread(fake_openai.disconnected.wait, 5)
+
+
+def counting_facts(reads: list[int]):
+    from chats.assistants import FactGroup
+
+    async def read_lines() -> tuple[str, ...]:
+        reads.append(1)
+        return ("Front door: online",)
+
+    return FactGroup("session data", (), read_lines)
+
+
+async def test_the_builtin_backend_never_reads_facts_nobody_asked_about():
+    reads: list[int] = []
+    context = AssistantContext(
+        organization_name="Alice Co",
+        user_name="alice",
+        members=(Member("alice", "owner"),),
+        chat_count=1,
+        facts=(counting_facts(reads),),
+    )
+    answer = "".join(await collect(BuiltinBackend().stream([Turn("user", "help")], context)))
+    assert "about session data" in answer  # its topic is listed among the abilities
+    assert reads == []
+
+
+async def test_the_openai_backend_reads_the_facts_once_per_reply(fake_openai):
+    reads: list[int] = []
+    context = AssistantContext(
+        organization_name="Alice Co",
+        user_name="alice",
+        members=(Member("alice", "owner"),),
+        chat_count=1,
+        facts=(counting_facts(reads),),
+    )
+    fake_openai.script = reply("Fine")
+    await collect(openai_backend(fake_openai).stream([Turn("user", "hi")], context))
+    assert reads == [1]
+    system = fake_openai.requests[0]["body"]["messages"][0]["content"]
+    assert "- Front door: online" in system

@@ -10,11 +10,12 @@ from django.utils import timezone
 
 from cameras.services import camera_create
 from chats.assistants import AssistantContext
-from chats.assistants.base import FactGroup, Member
+from chats.assistants.base import Member
 from chats.assistants.builtin import builtin_answer
 from chats.markdown_rendering import markdown_literal, markdown_to_safe_html
 from events.answers import answer_question
 from events.models import DetectionEvent
+from tests.chats.facts import fixed_facts
 
 pytestmark = pytest.mark.django_db
 
@@ -106,22 +107,22 @@ def test_markdown_literal_renders_as_the_same_characters(name):
     assert html == f"<p>{expected.replace('>', '&gt;')}</p>"
 
 
-def test_the_builtin_assistant_escapes_members_organization_and_facts():
+async def test_the_builtin_assistant_escapes_members_organization_and_facts():
     context = AssistantContext(
         organization_name="[Org](https://evil.example/org)",
         user_name="<i>me</i>",
         members=(Member(username="[bob](https://evil.example/bob)", role="member"),),
         chat_count=1,
         facts=(
-            FactGroup(
-                topic="cameras",
-                keywords=("camera",),
-                lines=("Camera '[Door](https://evil.example/door)' (id abc, online)",),
+            fixed_facts(
+                "cameras",
+                ("camera",),
+                ("Camera '[Door](https://evil.example/door)' (id abc, online)",),
             ),
         ),
     )
     for prompt in ("who are the members?", "which organization?", "cameras?", "hello"):
-        html = markdown_to_safe_html(builtin_answer(prompt, context))
+        html = markdown_to_safe_html(await builtin_answer(prompt, context))
         assert "<a" not in html and "<i>" not in html, html
-    members = markdown_to_safe_html(builtin_answer("who are the members?", context))
+    members = markdown_to_safe_html(await builtin_answer("who are the members?", context))
     assert "[bob](https://evil.example/bob)" in members

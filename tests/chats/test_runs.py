@@ -72,7 +72,7 @@ async def test_each_delta_is_published_with_its_offset_then_the_end(alice, organ
     reply, turns, context = await start_reply(alice, organization)
     events = await published(channel_layers["default"], reply, turns, context)
     deltas, end = events[:-1], events[-1]
-    answer = builtin_answer(PROMPT, context)
+    answer = await builtin_answer(PROMPT, context)
     pieces = re.findall(r"\s*\S+", answer)
     assert [d["text"] for d in deltas] == pieces
     assert [d["at"] for d in deltas] == offsets_of(pieces)
@@ -90,7 +90,7 @@ async def test_deltas_that_arrive_during_a_slow_publish_go_out_together(
     reply, turns, context = await start_reply(alice, organization)
     events = await published(layer, reply, turns, context)
     deltas = events[:-1]
-    answer = builtin_answer(PROMPT, context)
+    answer = await builtin_answer(PROMPT, context)
     # Fewer, larger messages; contiguous offsets; nothing lost or repeated.
     assert len(deltas) < len(re.findall(r"\s*\S+", answer))
     assert "".join(d["text"] for d in deltas) == answer

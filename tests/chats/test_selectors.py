@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
 
-from chats.assistants import FactGroup, Member, Turn
+from chats.assistants import Member, Turn
 from chats.selectors import (
     assistant_context_for_chat,
     chat_get_for_user,
@@ -14,6 +15,7 @@ from chats.selectors import (
 )
 from chats.services import chat_create, message_finish, message_send
 from organizations.models import Membership
+from tests.chats.facts import fixed_facts
 
 pytestmark = pytest.mark.django_db
 
@@ -77,13 +79,13 @@ def test_context_holds_the_organizations_own_data(alice, organization, chat, cha
     assert {group.topic for group in context.facts} <= {"cameras", "session data"}
 
 
-def test_other_apps_add_facts_through_a_provider(organization, chat):
+async def test_other_apps_add_facts_through_a_provider(organization, chat):
     def cameras(org):
-        return [FactGroup("cameras", ("camera",), (f"Front door ({org.name})",))]
+        return [fixed_facts("cameras", ("camera",), (f"Front door ({org.name})",))]
 
     context_provider_register(cameras)
     try:
-        context = assistant_context_for_chat(chat=chat)
+        context = await sync_to_async(assistant_context_for_chat)(chat=chat)
     finally:
         context_provider_unregister(cameras)
-    assert context.fact_group("cameras").lines == ("Front door (Alice Co)",)
+    assert await context.fact_group("cameras").lines() == ("Front door (Alice Co)",)

@@ -94,7 +94,7 @@ async def test_an_unknown_question_lists_what_the_assistant_can_answer(chat, dat
 
 async def test_the_system_prompt_carries_a_compact_summary(chat, data, front_door):
     context = await context_for(chat)
-    prompt = context.as_system_prompt()
+    prompt = await context.system_prompt()
     assert "Session data:" in prompt
     assert "All cameras, last 24 hours: person 3, car 1." in prompt
     assert f"Camera 'Front door' (id {front_door.public_id}" in prompt

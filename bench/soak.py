@@ -100,6 +100,8 @@ PROMPTS = (
     "Who is on the team?",
 )
 REPLIES_PER_CHAT = 20
+# Every fifth reply of a chat loop regenerates the one before it.
+REGENERATE_EVERY = 5
 REPLY_TIMEOUT = 60.0
 FIRST_FRAME_TIMEOUT = 120.0
 START_TIMEOUT = 60.0
@@ -580,13 +582,15 @@ async def viewer(
             await asyncio.sleep(1.0)
 
 
-async def one_reply(client: httpx.AsyncClient, url: str, prompt: str) -> str:
-    """Send a prompt and read the reply to `done`; "" when it completed, else why not."""
+async def one_reply(client: httpx.AsyncClient, url: str, body: dict) -> tuple[str, int | None]:
+    """POST (a prompt, a regenerate) and read the reply to `done`: ("", the reply's id) when it
+    completed, else why not."""
     async with asyncio.timeout(REPLY_TIMEOUT):
-        async with client.stream("POST", url, json={"prompt": prompt}) as response:
+        async with client.stream("POST", url, json=body) as response:
             if response.status_code != 200:
-                body = (await response.aread())[:120].decode(errors="replace")
-                return f"HTTP {response.status_code}: {body}"
+                text = (await response.aread())[:120].decode(errors="replace")
+                return f"HTTP {response.status_code}: {text}", None
+            reply_id = int(response.headers["X-Message-Id"])
             buffer, error = "", ""
             async for text in response.aiter_text():
                 buffer += text
@@ -599,14 +603,15 @@ async def one_reply(client: httpx.AsyncClient, url: str, prompt: str) -> str:
                         error = event.get("message", "")
                     elif event["type"] == "done":
                         status = event.get("status")
-                        return "" if status == "complete" else f"done {status}: {error}"[:200]
-            return "the stream ended without done"
+                        failure = "" if status == "complete" else f"done {status}: {error}"[:200]
+                        return failure, reply_id
+            return "the stream ended without done", reply_id
 
 
 async def chat_loop(
     client: httpx.AsyncClient, base_url: str, number: int, tallies: Tallies, stop: asyncio.Event
 ) -> None:
-    chat_id, replies = None, 0
+    chat_id, replies, last_reply = None, 0, None
     while not stop.is_set():
         try:
             if chat_id is None or replies >= REPLIES_PER_CHAT:
@@ -614,9 +619,15 @@ async def chat_loop(
                     f"{base_url}/api/v1/chats", json={"title": f"Soak {number}"}
                 )
                 response.raise_for_status()
-                chat_id, replies = response.json()["id"], 0
-            prompt = PROMPTS[(number + replies) % len(PROMPTS)]
-            failure = await one_reply(client, f"{base_url}/chats/{chat_id}/messages", prompt)
+                chat_id, replies, last_reply = response.json()["id"], 0, None
+            if last_reply is not None and replies % REGENERATE_EVERY == REGENERATE_EVERY - 1:
+                # Branches under load too: another reply to the last prompt.
+                url = f"{base_url}/chats/{chat_id}/messages/{last_reply}/regenerate"
+                failure, last_reply = await one_reply(client, url, {})
+            else:
+                prompt = PROMPTS[(number + replies) % len(PROMPTS)]
+                url = f"{base_url}/chats/{chat_id}/messages"
+                failure, last_reply = await one_reply(client, url, {"prompt": prompt})
             replies += 1
         except (httpx.HTTPError, TimeoutError, ValueError, KeyError) as error:
             failure = f"{type(error).__name__}: {error}"[:200] or type(error).__name__

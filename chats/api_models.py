@@ -41,8 +41,10 @@ ModelListSerializer = inline_serializer(
         "backend": serializers.ChoiceField(choices=["openai", "builtin"]),
         "default": serializers.CharField(help_text="The model of a chat whose `model` is blank."),
         "models": inline_serializer(
-            "Model", {"id": serializers.CharField(help_text="Pass it as a chat's `model`.")}
-        )(many=True),
+            "Model",
+            {"id": serializers.CharField(help_text="Pass it as a chat's `model`.")},
+            many=True,
+        ),
         "error": serializers.CharField(
             allow_null=True,
             help_text="Why the assistant server's list is missing (then only the default is "

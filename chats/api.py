@@ -8,7 +8,9 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chats.api_models import MODEL_HELP, ChatModelField
 from chats.branches import chat_branch
+from chats.model_choice import chat_model_set
 from chats.models import Chat, Message
 from chats.selectors import chat_get_for_user, chats_for_user
 from chats.services import (
@@ -28,7 +30,8 @@ from project.query_params import IdField
 class ChatOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Chat
-        fields = ["id", "organization", "title", "created_at", "updated_at"]
+        fields = ["id", "organization", "title", "model", "created_at", "updated_at"]
+        extra_kwargs = {"model": {"help_text": MODEL_HELP}}
 
 
 class MessageOutputSerializer(serializers.ModelSerializer):
@@ -76,6 +79,7 @@ class ChatListApi(APIView):
     class InputSerializer(serializers.Serializer):
         organization = IdField(required=False)
         title = serializers.CharField(required=False, allow_blank=True, max_length=120)
+        model = ChatModelField(required=False)
 
     @extend_schema(summary="List your chats", responses=ChatOutputSerializer(many=True))
     def get(self, request):
@@ -125,31 +129,48 @@ class ChatListApi(APIView):
             )
         except ChatInputError as exc:
             raise ValidationError({"title": [exc.message]}) from None
+        if serializer.validated_data.get("model"):
+            chat = chat_model_set(chat=chat, model=serializer.validated_data["model"])
         return Response(ChatOutputSerializer(chat).data, status=status.HTTP_201_CREATED)
 
 
 class ChatDetailApi(APIView):
+    class ModelInputSerializer(serializers.Serializer):
+        model = ChatModelField(required=False)
+
     @extend_schema(summary="Get a chat", responses=ChatOutputSerializer)
     def get(self, request, chat_id: int):
         return Response(ChatOutputSerializer(_chat_or_404(request, chat_id)).data)
 
     @extend_schema(
-        summary="Rename a chat",
+        summary="Rename a chat or change its model",
+        description="Pass `title`, `model` or both; nothing changes unless both are valid.",
         request=inline_serializer(
-            "ChatRename",
-            {"title": serializers.CharField(max_length=120, help_text="Not blank.")},
+            "ChatUpdate",
+            {
+                "title": serializers.CharField(
+                    required=False, max_length=120, help_text="Not blank."
+                ),
+                "model": ChatModelField(required=False),
+            },
         ),
         responses=ChatOutputSerializer,
     )
     def patch(self, request, chat_id: int):
         chat = _chat_or_404(request, chat_id)
         body = object_body(request)
-        if "title" not in body:
-            raise ValidationError({"title": ["This field is required."]})
-        try:
-            chat = chat_rename(chat=chat, title=body["title"])
-        except ChatInputError as exc:
-            raise ValidationError({"title": [exc.message]}) from None
+        if "title" not in body and "model" not in body:
+            raise ValidationError({"body": ['Pass "title", "model" or both.']})
+        # The model is checked first, so a refused one renames nothing.
+        model_input = self.ModelInputSerializer(data=body)
+        model_input.is_valid(raise_exception=True)
+        if "title" in body:
+            try:
+                chat = chat_rename(chat=chat, title=body["title"])
+            except ChatInputError as exc:
+                raise ValidationError({"title": [exc.message]}) from None
+        if "model" in body:
+            chat = chat_model_set(chat=chat, model=model_input.validated_data["model"])
         return Response(ChatOutputSerializer(chat).data)
 
     @extend_schema(summary="Delete a chat and its messages", responses={204: None})

@@ -1,7 +1,7 @@
 from django.urls import path
 
 import project.converters  # noqa: F401  (registers <id:…>)
-from chats import api, views
+from chats import api, api_models, views
 
 urlpatterns = [
     path("chats/", views.chat_list, name="chats"),
@@ -34,6 +34,7 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
+    path("models", api_models.ModelListApi.as_view(), name="api-models"),
     path("chats", api.ChatListApi.as_view(), name="api-chats"),
     path("chats/<id:chat_id>", api.ChatDetailApi.as_view(), name="api-chat"),
     path("chats/<id:chat_id>/messages", views.chat_messages_endpoint, name="api-chat-messages"),

@@ -356,6 +356,8 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 ASSISTANT_MODEL = env_str("ASSISTANT_MODEL", "gpt-4o-mini")
 ASSISTANT_CONNECT_TIMEOUT = env_float("ASSISTANT_CONNECT_TIMEOUT", 10.0, minimum=0.1)
 ASSISTANT_IDLE_TIMEOUT = env_float("ASSISTANT_IDLE_TIMEOUT", 60.0, minimum=0.1)
+# How long the server's model list (GET {OPENAI_BASE_URL}/models) is reused; 0 asks every time.
+ASSISTANT_MODELS_CACHE_SECONDS = env_int("ASSISTANT_MODELS_CACHE_SECONDS", 60, minimum=0)
 # Pause between the builtin backend's pieces, so replies visibly stream; 0 in benchmarks.
 ASSISTANT_BUILTIN_DELAY_MS = env_int("ASSISTANT_BUILTIN_DELAY_MS", 15, minimum=0)
 

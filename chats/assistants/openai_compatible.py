@@ -6,6 +6,9 @@ The answer is Server-Sent Events: `data: {...}` chunks with `choices[0].delta.co
 `: comment` keep-alives, an `{"error": ...}` object when the server fails mid-stream, and
 `data: [DONE]` at the end. Cancelling the consumer closes the upstream connection.
 
+`list_models` asks the same server which models it serves (`GET /models`, answered as
+`{"object": "list", "data": [{"id": ...}]}` by OpenAI, Ollama `/v1`, vLLM and llama.cpp).
+
 With a data source in the context (events), the request also offers its `tools`. When the
 model calls them (`delta.tool_calls`), the calls run in code, scoped to the organization, and
 the conversation continues with their results (at most MAX_TOOL_ROUNDS times). A server that
@@ -25,6 +28,8 @@ import httpx
 from chats.assistants.base import AssistantContext, AssistantError, Turn
 
 ERROR_BODY_MAX_BYTES = 4096
+# OpenRouter's list, the longest known, is about 1 MB with its descriptions.
+MODEL_LIST_MAX_BYTES = 4 * 1024 * 1024
 MAX_TOOL_ROUNDS = 3
 # Refusals that say nothing about `tools` (key, URL/model, quota): never retried without them.
 _NOT_ABOUT_TOOLS = {401, 403, 404, 429}
@@ -53,7 +58,8 @@ class OpenAICompatibleBackend:
         connect_timeout: float,
         idle_timeout: float,
     ):
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.api_key = api_key
         self.model = model
         # `read` bounds every wait for the next bytes: it is the idle timeout of the stream.
@@ -62,6 +68,49 @@ class OpenAICompatibleBackend:
         )
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+
+    def headers(self, *, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def list_models(self) -> list[str]:
+        """The ids of the models the server serves, in its order; AssistantError when it cannot
+        say. Blocking, bounded by the connect timeout in every phase (a list is small and quick,
+        and a person is waiting for it): call it off the event loop."""
+        url = self.base_url + "/models"
+        timeout = httpx.Timeout(self.connect_timeout)
+        try:
+            with httpx.Client(timeout=timeout) as client:
+                with client.stream(
+                    "GET", url, headers=self.headers(accept="application/json")
+                ) as response:
+                    body = b""
+                    for part in response.iter_bytes():
+                        body += part
+                        if len(body) > MODEL_LIST_MAX_BYTES:
+                            raise AssistantError(
+                                f"The assistant server's model list at {url} is larger than "
+                                f"{MODEL_LIST_MAX_BYTES // (1024 * 1024)} MB."
+                            )
+                    status = response.status_code
+        except httpx.TimeoutException:
+            raise AssistantError(
+                f"The assistant server at {url} did not answer within {self.connect_timeout:g} s."
+            ) from None
+        except httpx.HTTPError as exc:
+            raise AssistantError(
+                f"Could not reach the assistant server at {url}: {exc or type(exc).__name__}"
+            ) from None
+        if status == 404:
+            raise AssistantError(
+                f"The assistant server has no model list at {url} (HTTP 404); "
+                "check OPENAI_BASE_URL (it usually ends in /v1)."
+            )
+        if status != 200:
+            raise self._http_error(status, body[:ERROR_BODY_MAX_BYTES])
+        return _model_ids(url, body)
 
     def request_body(
         self,
@@ -130,9 +179,7 @@ class OpenAICompatibleBackend:
         return delta if isinstance(delta, dict) else {}
 
     async def stream(self, turns: Sequence[Turn], context: AssistantContext) -> AsyncIterator[str]:
-        headers = {"Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers = self.headers(accept="text/event-stream")
         tool_messages: list[dict[str, Any]] = []
         use_tools = context.data is not None
         rounds = 0
@@ -267,3 +314,26 @@ def _merge_tool_calls(calls: dict[int, dict[str, Any]], fragments: Any) -> None:
             call["function"]["name"] = function["name"]
         if isinstance(function.get("arguments"), str):
             call["function"]["arguments"] += function["arguments"]
+
+
+def _model_ids(url: str, body: bytes) -> list[str]:
+    """The ids in an OpenAI-format list, each once."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        sample = body.decode("utf-8", "replace").strip()[:100]
+        raise AssistantError(
+            f"The assistant server's model list at {url} is not JSON: {sample!r}"
+        ) from None
+    entries = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        raise AssistantError(
+            f"The assistant server's model list at {url} is not in the OpenAI format "
+            '({"data": [{"id": ...}]}).'
+        )
+    ids: dict[str, None] = {}
+    for entry in entries:
+        model = entry.get("id") if isinstance(entry, dict) else None
+        if isinstance(model, str) and model:
+            ids[model] = None
+    return list(ids)

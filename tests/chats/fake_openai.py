@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 that speaks the streaming chat-completions protocol.
 
 Tests script what it answers (`script`, a list of steps), read what it received (`requests`)
-and whether the client hung up (`disconnected`). It writes a chunked `text/event-stream` from
+and whether the client hung up (`disconnected`). `GET /models` lists `models` in the OpenAI
+format, or answers `models_body` as it is (a garbled list); `status` refuses both routes. It writes a chunked `text/event-stream` from
 a thread, byte by byte as scripted, so the client under test sees a real connection.
 """
 
@@ -38,6 +39,8 @@ class FakeOpenAI:
         self.script: list[tuple] = reply("Hello", " there")
         self.status = 200
         self.error_body: dict[str, Any] = {}
+        self.models: list[str] = ["test-model"]
+        self.models_body: bytes | None = None
         self.requests: list[dict[str, Any]] = []
         self.disconnected = threading.Event()
         fake = self
@@ -48,19 +51,44 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def send_body(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                fake.requests.append(
+                    {"method": "GET", "path": self.path, "headers": dict(self.headers)}
+                )
+                if fake.status != 200:
+                    self.send_body(fake.status, json.dumps(fake.error_body).encode())
+                elif self.path.rstrip("/").endswith("/models"):
+                    listing = {
+                        "object": "list",
+                        "data": [
+                            {"id": model, "object": "model", "owned_by": "fake"}
+                            for model in fake.models
+                        ],
+                    }
+                    self.send_body(200, fake.models_body or json.dumps(listing).encode())
+                else:
+                    self.send_body(404, b'{"error": "not found"}')
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                    }
                 )
                 if fake.status != 200:
-                    payload = json.dumps(fake.error_body).encode()
-                    self.send_response(fake.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self.send_body(fake.status, json.dumps(fake.error_body).encode())
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

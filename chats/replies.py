@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from chats.assistants import AssistantContext, Turn
+from chats.assistants.catalog import backend_for_model
 from chats.models import Message
 from chats.selectors import chat_get_for_user, message_get_for_user, reply_inputs
 from chats.services import (
@@ -104,7 +105,8 @@ async def reply_start(*, user: AbstractBaseUser, chat_id: int, ask: ReplyAsk) ->
     edit), RateLimited, or ChatBusy (a reply is still running in this chat)."""
     reply, turns, context = await sync_to_async(_reply_store)(user, chat_id, ask)
     receiver = await reply_subscribe(reply.pk)
-    run_start(message_id=reply.pk, turns=turns, context=context)
+    backend = backend_for_model(reply.chat.model)
+    run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
     return StartedReply(reply=reply, receiver=receiver)
 
 

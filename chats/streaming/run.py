@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
-from django.conf import settings
 
 from chats.assistants import AssistantContext, AssistantError, Backend, Turn
 from chats.assistants.builtin import BuiltinBackend
@@ -54,18 +53,6 @@ from project.metrics import BACKEND_ERRORS, REPLIES, REPLY_FLUSH_FAILURES
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_ERROR = "The server stopped while this reply was being generated; the text so far is kept."
-
-
-def backend_from_settings() -> Backend:
-    if settings.ASSISTANT_BACKEND == "openai":
-        return OpenAICompatibleBackend(
-            base_url=settings.OPENAI_BASE_URL,
-            api_key=settings.OPENAI_API_KEY,
-            model=settings.ASSISTANT_MODEL,
-            connect_timeout=settings.ASSISTANT_CONNECT_TIMEOUT,
-            idle_timeout=settings.ASSISTANT_IDLE_TIMEOUT,
-        )
-    return BuiltinBackend(delay_seconds=settings.ASSISTANT_BUILTIN_DELAY_MS / 1000)
 
 
 @dataclass
@@ -112,7 +99,7 @@ def run_start(
     message_id: int,
     turns: list[Turn],
     context: AssistantContext,
-    backend: Backend | None = None,
+    backend: Backend,
 ) -> Run:
     """Start generating the stored `streaming` reply `message_id` on the running loop.
 
@@ -122,7 +109,7 @@ def run_start(
     # A fresh context: the request's context ties sync_to_async calls to the request's worker
     # thread (Django adapts the sync-only middleware), which is gone once the response starts.
     run.task = asyncio.get_running_loop().create_task(
-        _run(run, backend or backend_from_settings(), turns, context),
+        _run(run, backend, turns, context),
         name=f"chat-run-{message_id}",
         context=contextvars.Context(),
     )

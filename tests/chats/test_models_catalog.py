@@ -7,6 +7,7 @@ import re
 import socket
 
 import pytest
+from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from chats.assistants import Turn
@@ -22,6 +23,7 @@ from chats.assistants.openai_compatible import MODEL_LIST_MAX_BYTES, OpenAICompa
 from chats.model_choice import chat_model_set
 from chats.models import Chat
 from chats.services import chat_create
+from tests.chats.fake_openai import reply
 from tests.chats.test_assistants import CONTEXT
 
 pytestmark = pytest.mark.django_db
@@ -412,3 +414,22 @@ def test_anonymous_cannot_set_a_chats_model(openai_settings, chat):
     assert response.status_code == 401
     chat.refresh_from_db()
     assert chat.model == ""
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_prompt_in_a_chat_with_a_model_is_answered_by_that_model(
+    openai_settings, fake_openai, alice, organization, alice_api
+):
+    from tests.chats.asgi_http import request, runs_finished
+
+    fake_openai.script = reply("Hi", " there")
+    chat = await database_sync_to_async(chat_create)(user=alice, organization=organization)
+    await database_sync_to_async(chat_model_set)(chat=chat, model="qwen2.5")
+    stream = await request(
+        "POST", f"/chats/{chat.pk}/messages", token=alice_api.raw_token, body={"prompt": "hi"}
+    )
+    await stream.read_all()
+    await runs_finished()
+    assert stream.text() == "Hi there"
+    completions = [r for r in fake_openai.requests if r["path"] == "/v1/chat/completions"]
+    assert [r["body"]["model"] for r in completions] == ["qwen2.5"]

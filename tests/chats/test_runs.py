@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from chats.assistants.builtin import builtin_answer
+from chats.assistants.catalog import backend_for_model
 from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from chats.models import Message
 from chats.selectors import reply_inputs
@@ -58,7 +59,8 @@ async def start_reply(alice, organization):
 async def published(layer, reply, turns, context) -> list[dict]:
     channel = await layer.new_channel()
     await layer.group_add(protocol.message_group(reply.pk), channel)
-    runs.run_start(message_id=reply.pk, turns=turns, context=context)
+    backend = backend_for_model("")  # the builtin, with the test's delay
+    runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
     events = []
     while not events or events[-1]["type"] != "chat.end":
         events.append(await layer.receive(channel))

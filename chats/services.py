@@ -144,25 +144,40 @@ def messages_expire_stale(*, chat: Chat | None = None, message_id: int | None = 
     return expired
 
 
-def _reply_store(*, chat: Chat, parent: Message | None, prompt: str | None = None):
-    """Under the chat's lock: the busy check, then the prompt (if any, as a child of `parent`)
-    and an empty `streaming` reply after it, which becomes the chat's current leaf.
+# Where a new reply goes: after the branch being shown (a new prompt), or beside an earlier
+# message (a regenerated reply, an edited prompt) under that message's parent.
+AFTER_THE_SHOWN_BRANCH = object()
+
+
+def _reply_store(*, chat: Chat, parent_id, prompt: str | None = None):
+    """Under the chat's lock: the busy check, then the prompt (if any, as a child of
+    `parent_id`) and an empty `streaming` reply after it, which becomes the chat's current leaf.
 
     Returns (question or None, reply). Raises ChatBusy when a reply is still running."""
-    # Lock the chat row so two concurrent prompts cannot both pass the busy check.
-    Chat.objects.select_for_update().filter(pk=chat.pk).first()
-    messages_expire_stale(chat=chat)
+    # Lock the chat row so two concurrent prompts cannot both pass the busy check; the same
+    # query reads the branch being shown.
+    leaf_id = (
+        Chat.objects.select_for_update()
+        .filter(pk=chat.pk)
+        .values_list("current_leaf_id", flat=True)
+        .first()
+    )
     running = Message.objects.filter(chat=chat, status=Message.Status.STREAMING).first()
-    if running is not None:
+    # A running reply whose run was lost (stale) no longer blocks the chat.
+    if running is not None and not messages_expire_stale(message_id=running.pk):
         raise ChatBusy(running)
+    if parent_id is AFTER_THE_SHOWN_BRANCH:
+        parent_id = leaf_id or (
+            Message.objects.filter(chat=chat).order_by("-id").values_list("id", flat=True).first()
+        )
     question = None
     if prompt is not None:
         question = Message.objects.create(
-            chat=chat, parent=parent, role=Message.Role.USER, content=prompt
+            chat=chat, parent_id=parent_id, role=Message.Role.USER, content=prompt
         )
-        parent = question
+        parent_id = question.pk
     reply = Message.objects.create(
-        chat=chat, parent=parent, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
+        chat=chat, parent_id=parent_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
     )
     chat.current_leaf = reply
     if not chat.title and prompt is not None:
@@ -171,11 +186,13 @@ def _reply_store(*, chat: Chat, parent: Message | None, prompt: str | None = Non
     return question, reply
 
 
-def _chat_message(chat: Chat, message_id: int, role: str, what: str) -> Message:
-    message = Message.objects.filter(chat=chat, pk=message_id, role=role).first()
-    if message is None:
+def _chat_message_parent(chat: Chat, message_id: int, role: str, what: str) -> int | None:
+    found = Message.objects.filter(chat=chat, pk=message_id, role=role).values_list(
+        "parent_id", flat=True
+    )
+    if not found:
         raise ChatInputError(f"This chat has no {what} {message_id}.", "message_not_found")
-    return message
+    return found[0]
 
 
 def message_send(*, chat: Chat, prompt: object) -> tuple[Message, Message]:
@@ -183,17 +200,15 @@ def message_send(*, chat: Chat, prompt: object) -> tuple[Message, Message]:
     anything is generated. Raises ChatInputError for a bad prompt, ChatBusy while a reply runs."""
     content = prompt_clean(prompt)
     with transaction.atomic():
-        chat.refresh_from_db(fields=["current_leaf"])
-        parent = chat.current_leaf or Message.objects.filter(chat=chat).order_by("-id").first()
-        return _reply_store(chat=chat, parent=parent, prompt=content)
+        return _reply_store(chat=chat, parent_id=AFTER_THE_SHOWN_BRANCH, prompt=content)
 
 
 def reply_regenerate(*, chat: Chat, reply_id: int) -> Message:
     """A new reply to the prompt that `reply_id` answered; the earlier reply stays, as an
     alternative (its sibling)."""
     with transaction.atomic():
-        earlier = _chat_message(chat, reply_id, Message.Role.ASSISTANT, "reply")
-        return _reply_store(chat=chat, parent=earlier.parent)[1]
+        parent_id = _chat_message_parent(chat, reply_id, Message.Role.ASSISTANT, "reply")
+        return _reply_store(chat=chat, parent_id=parent_id)[1]
 
 
 def prompt_edit(*, chat: Chat, message_id: int, prompt: object) -> tuple[Message, Message]:
@@ -201,8 +216,8 @@ def prompt_edit(*, chat: Chat, message_id: int, prompt: object) -> tuple[Message
     there; the earlier branch stays), and an empty reply to it."""
     content = prompt_clean(prompt)
     with transaction.atomic():
-        earlier = _chat_message(chat, message_id, Message.Role.USER, "prompt")
-        return _reply_store(chat=chat, parent=earlier.parent, prompt=content)
+        parent_id = _chat_message_parent(chat, message_id, Message.Role.USER, "prompt")
+        return _reply_store(chat=chat, parent_id=parent_id, prompt=content)
 
 
 def branch_switch(*, chat: Chat, message_id: int) -> Chat:

@@ -40,6 +40,8 @@ class SearchPagination(Pagination):
 
 
 class ChatSearchApi(APIView):
+    pagination_class = SearchPagination
+
     @extend_schema(
         summary="Search the messages of your chats",
         description="Every message of every branch of the chats you can see. On PostgreSQL "
@@ -56,19 +58,20 @@ class ChatSearchApi(APIView):
         responses=SearchHitSerializer(many=True),
     )
     def get(self, request):
-        paginator = SearchPagination()
-        limit, offset = paginator.get_limit(request), paginator.get_offset(request)
+        paginator = self.pagination_class()
+        # In this order: the old `page` parameter's offset is counted in pages of `limit`.
+        paginator.limit = paginator.get_limit(request)
+        paginator.offset = paginator.get_offset(request)
         try:
             page = messages_search(
                 user=request.user,
                 query=request.query_params.get("q", ""),
-                limit=limit,
-                offset=offset,
+                limit=paginator.limit,
+                offset=paginator.offset,
             )
         except SearchQueryError as exc:
             raise ValidationError({"q": [exc.message]}) from None
-        paginator.request, paginator.limit, paginator.offset = request, limit, offset
-        paginator.count = page.count
+        paginator.request, paginator.count = request, page.count
         return paginator.get_paginated_response(SearchHitSerializer(page.hits, many=True).data)
 
 

@@ -197,6 +197,14 @@ def test_the_api_lists_hits_paginated(alice_api, alice_chat):
     assert "<mark>forklift</mark>" in body["results"][0]["snippet_html"]
 
 
+def test_the_api_understands_the_old_page_parameters(alice_api, alice_chat):
+    for n in range(3):
+        _message(alice_chat, f"forklift {n}")
+    body = alice_api.get("/api/v1/chats/search?q=forklift&page=2&page_size=2").json()
+    assert body["count"] == 3 and len(body["results"]) == 1
+    assert "offset=0" in body["previous"] or "offset" not in body["previous"]
+
+
 def test_the_api_refuses_bad_queries_in_the_error_shape(alice_api):
     for path in [
         "/api/v1/chats/search",

@@ -310,3 +310,8 @@ def test_the_page_links_the_next_page(alice_client, alice_chat):
     assert "1–20 of 25 messages." in page and "?q=forklift&amp;offset=20" in page
     page = alice_client.get("/chats/search?q=forklift&offset=20").content.decode()
     assert "21–25 of 25 messages." in page and "?q=forklift&amp;offset=0" in page
+
+
+def test_the_chat_list_has_a_search_box(alice_client):
+    page = alice_client.get("/chats/").content.decode()
+    assert 'action="/chats/search"' in page and 'name="q"' in page

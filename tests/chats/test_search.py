@@ -315,3 +315,11 @@ def test_the_page_links_the_next_page(alice_client, alice_chat):
 def test_the_chat_list_has_a_search_box(alice_client):
     page = alice_client.get("/chats/").content.decode()
     assert 'action="/chats/search"' in page and 'name="q"' in page
+
+
+def test_the_page_has_a_query_budget(alice_client, alice_chat, django_assert_num_queries):
+    for n in range(5):
+        _message(alice_chat, f"forklift {n}")
+    # session, user, count, page of hits with their chats' titles
+    with django_assert_num_queries(4):
+        assert alice_client.get("/chats/search?q=forklift").status_code == 200

@@ -1,11 +1,12 @@
 from django.urls import path
 
 import project.converters  # noqa: F401  (registers <id:…>)
-from chats import api, api_models, views
+from chats import api, api_models, api_search, search_views, views
 
 urlpatterns = [
     path("chats/", views.chat_list, name="chats"),
     path("chats/new", views.chat_new, name="chat-new"),
+    path("chats/search", search_views.chat_search_page, name="chat-search"),
     path("chats/<id:chat_id>/", views.chat_detail, name="chat"),
     path("chats/<id:chat_id>/rename", views.chat_rename_page, name="chat-rename"),
     path("chats/<id:chat_id>/delete", views.chat_delete_page, name="chat-delete"),
@@ -36,7 +37,9 @@ urlpatterns = [
 api_urlpatterns = [
     path("models", api_models.ModelListApi.as_view(), name="api-models"),
     path("chats", api.ChatListApi.as_view(), name="api-chats"),
+    path("chats/search", api_search.ChatSearchApi.as_view(), name="api-chat-search"),
     path("chats/<id:chat_id>", api.ChatDetailApi.as_view(), name="api-chat"),
+    path("chats/<id:chat_id>/export", api_search.ChatExportApi.as_view(), name="api-chat-export"),
     path("chats/<id:chat_id>/messages", views.chat_messages_endpoint, name="api-chat-messages"),
     path(
         "chats/<id:chat_id>/messages/<id:message_id>/stream",

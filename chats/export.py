@@ -8,28 +8,12 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.utils.text import slugify
 
+from chats.branches import chat_branch
 from chats.models import Chat, Message
 from chats.selectors import chat_messages
 
 EXPORT_FORMATS = ("markdown", "json")
 _ROLE_HEADINGS = {Message.Role.USER: "You", Message.Role.ASSISTANT: "Assistant"}
-
-
-def chat_branch_messages(chat: Chat) -> list[Message]:
-    """The branch the chat shows, oldest first: from `current_leaf` up the parent chain to the
-    first prompt. A chat without a current leaf is shown as all its messages in order."""
-    messages = list(chat_messages(chat=chat))
-    if chat.current_leaf_id is None:
-        return messages
-    by_id = {message.pk: message for message in messages}
-    branch: list[Message] = []
-    message = by_id.get(chat.current_leaf_id)
-    # A parent chain never loops; the bound only keeps a corrupt one from hanging a request.
-    while message is not None and len(branch) < len(messages):
-        branch.append(message)
-        message = by_id.get(message.parent_id)
-    branch.reverse()
-    return branch
 
 
 def chat_export_filename(chat: Chat, *, export_format: str) -> str:
@@ -72,7 +56,7 @@ def chat_export_markdown(chat: Chat) -> str:
         f"{chat.organization.name} · {chat.model or settings.ASSISTANT_MODEL} · "
         f"started {_time(chat.created_at)}",
     ]
-    for message in chat_branch_messages(chat):
+    for message in chat_branch(chat=chat):
         lines += ["", f"## {_ROLE_HEADINGS.get(message.role, message.role)}", ""]
         lines += [f"*{_time(message.created_at)}*", ""]
         lines.append(message.content or "*(no text)*")

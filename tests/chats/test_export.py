@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chats.export import chat_branch_messages
+from chats.branches import chat_branch
 from chats.models import Chat, Message
 
 pytestmark = pytest.mark.django_db
@@ -36,13 +36,13 @@ def branched(chat):
 
 def test_the_branch_is_walked_from_the_current_leaf(chat, branched):
     prompt, _, second, follow_up = branched
-    assert chat_branch_messages(chat) == [prompt, second, follow_up]
+    assert chat_branch(chat=chat) == [prompt, second, follow_up]
 
 
-def test_a_chat_without_a_current_leaf_is_all_its_messages_in_order(chat):
+def test_a_chat_without_a_current_leaf_shows_its_newest_branch(chat):
     one = Message.objects.create(chat=chat, role="user", content="one")
-    two = Message.objects.create(chat=chat, role="assistant", content="two")
-    assert chat_branch_messages(chat) == [one, two]
+    two = Message.objects.create(chat=chat, role="assistant", content="two", parent=one)
+    assert chat_branch(chat=chat) == [one, two]
 
 
 def test_markdown_is_the_default_and_shows_the_branch(alice_api, chat, branched):

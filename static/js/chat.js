@@ -122,7 +122,7 @@ function decorate(article) {
   copy.className = "icon copy";
   copy.title = "Copy";
   copy.setAttribute("aria-label", "Copy message");
-  copy.textContent = "⧉";
+  copy.textContent = "Copy";
   copy.addEventListener("click", () => copyText(article.dataset.source || ""));
   actions.prepend(copy);
 }

@@ -90,6 +90,12 @@ export function initSidebar({ currentChatId, onRenamed }) {
     const open = layout.classList.toggle("sidebar-open");
     toggle.setAttribute("aria-expanded", String(open));
   });
+  // On a narrow screen the open sidebar covers the conversation: a tap beside it closes it.
+  document.querySelector(".chat-main").addEventListener("click", (event) => {
+    if (event.target.closest("#sidebar-toggle")) return;
+    layout.classList.remove("sidebar-open");
+    toggle.setAttribute("aria-expanded", "false");
+  });
   nav.addEventListener("click", (event) => {
     const button = event.target.closest("button");
     if (!button) return;

@@ -296,10 +296,17 @@ def chat_detail(request: HttpRequest, chat_id: int) -> HttpResponse:
         if streaming
         else None,
     }
+    # The sidebar: the user's chats, newest first (the model's ordering), as on the list page.
+    sidebar_chats = chats_for_user(user=request.user).select_related("organization")[:200]
     return render(
         request,
         "chats/detail.html",
-        {"chat": chat, "chat_messages": messages, "page_data": page_data},
+        {
+            "chat": chat,
+            "chat_messages": messages,
+            "page_data": page_data,
+            "sidebar_chats": sidebar_chats,
+        },
     )
 
 

@@ -1,7 +1,12 @@
-// The conversation page: send a prompt, stream the reply (SSE over fetch), stop, resume.
+// The conversation page: send a prompt, stream the reply (SSE over fetch), stop, resume; follow
+// the reply as it grows; copy a message; the prompt's limit; the sidebar of chats.
 //
-// Model text is only ever inserted with textContent while it streams; the finished reply is
-// shown as the HTML the server rendered from Markdown and sanitized with nh3 (`done.html`).
+// Model text becomes HTML only through markdownToSafeHtml (sanitized, same allow-list as the
+// server), rendered every RENDER_MS while it streams and the same way at the end, so a
+// finished reply looks exactly as it did a moment before. The server's `done.html` is for
+// other clients; its rendering of history is this page's no-JavaScript fallback.
+import { markdownToSafeHtml } from "./markdown.js";
+import { initSidebar } from "./chat_sidebar.js";
 import { csrfToken, errorMessage, toast } from "./ui.js";
 
 const data = JSON.parse(document.getElementById("chat-data").textContent);
@@ -10,11 +15,17 @@ const form = document.getElementById("prompt-form");
 const input = document.getElementById("prompt");
 const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
-const UPDATE_MS = 50;
+const jumpButton = document.getElementById("jump-latest");
+const countLabel = document.getElementById("prompt-count");
+const limitLabel = document.getElementById("prompt-limit");
+const RENDER_MS = 100;
 const RESUME_TRIES = 5;
+// Closer than this to the bottom counts as "at the latest message": the view follows.
+const FOLLOW_SLACK_PX = 40;
 
 let current = null; // the reply being streamed: { messageId }
 let leaving = false; // the page is being left: a dropped stream is expected, not an error
+let following = true; // the user has not scrolled up from the latest message
 
 window.addEventListener("pagehide", () => {
   leaving = true;
@@ -24,23 +35,117 @@ window.addEventListener("pagehide", () => {
 const charCount = (text) => [...text].length;
 const messageUrl = (template, messageId) => template.replace("/messages/0/", `/messages/${messageId}/`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const numbers = new Intl.NumberFormat("en-US");
 
-function setBusy(busy) {
-  sendButton.disabled = busy;
-  stopButton.hidden = !busy;
-  stopButton.disabled = false;
+// The main column fills the window under the top bar, whose height depends on its wrapping.
+function fitToWindow() {
+  const top = document.querySelector("main").getBoundingClientRect().top + window.scrollY;
+  document.documentElement.style.setProperty("--chat-top", `${Math.ceil(top)}px`);
+}
+
+// ---- Following the latest message ----
+
+const distanceFromBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight;
+
+function scrollToLatest() {
+  list.scrollTop = list.scrollHeight;
+  following = true;
+  jumpButton.hidden = true;
+}
+
+// After the messages grew: keep the latest in view unless the user scrolled away from it.
+function contentGrew() {
+  if (following) scrollToLatest();
+  else jumpButton.hidden = distanceFromBottom() <= FOLLOW_SLACK_PX;
+}
+
+list.addEventListener("scroll", () => {
+  following = distanceFromBottom() <= FOLLOW_SLACK_PX;
+  jumpButton.hidden = following;
+});
+jumpButton.addEventListener("click", scrollToLatest);
+
+// ---- Messages ----
+
+function formatTime(date) {
+  const today = new Date().toDateString() === date.toDateString();
+  const options = today
+    ? { hour: "2-digit", minute: "2-digit" }
+    : { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+  return date.toLocaleString([], options);
+}
+
+function showLocalTime(timeElement) {
+  const date = new Date(timeElement.dateTime);
+  if (Number.isNaN(date.getTime())) return;
+  timeElement.textContent = formatTime(date);
+  timeElement.title = date.toLocaleString([], { dateStyle: "full", timeStyle: "long" });
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (e) {
+    // No clipboard API (an insecure origin) or no permission: the selection way.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) {
+      toast("Could not copy: the browser refused access to the clipboard.", "error");
+      return;
+    }
+  }
+  toast("Copied");
+}
+
+// The actions bar of a message (server-rendered or new): its local time and a copy button.
+function decorate(article) {
+  let actions = article.querySelector(".message-actions");
+  if (!actions) {
+    actions = document.createElement("div");
+    actions.className = "message-actions";
+    const time = document.createElement("time");
+    time.dateTime = new Date().toISOString();
+    actions.appendChild(time);
+    article.appendChild(actions);
+  }
+  const time = actions.querySelector("time");
+  if (time) showLocalTime(time);
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.className = "icon copy";
+  copy.title = "Copy";
+  copy.setAttribute("aria-label", "Copy message");
+  copy.textContent = "Copy";
+  copy.addEventListener("click", () => copyText(article.dataset.source || ""));
+  actions.prepend(copy);
+}
+
+function renderBubble(article) {
+  const bubble = article.querySelector(".bubble");
+  const text = article.dataset.source || "";
+  if (article.classList.contains("assistant")) bubble.innerHTML = markdownToSafeHtml(text);
+  else bubble.textContent = text;
 }
 
 function addMessage(role, text) {
   document.getElementById("empty-chat")?.remove();
   const article = document.createElement("article");
   article.className = `message ${role}`;
+  article.dataset.source = text;
   const bubble = document.createElement("div");
   bubble.className = "bubble";
-  bubble.textContent = text;
   article.appendChild(bubble);
+  renderBubble(article);
+  decorate(article);
   list.appendChild(article);
-  article.scrollIntoView({ block: "end" });
+  scrollToLatest(); // sending is a wish to see the answer
   return article;
 }
 
@@ -48,23 +153,23 @@ function addNote(article, text, kind = "") {
   const note = document.createElement("p");
   note.className = `message-note ${kind}`.trim();
   note.textContent = text;
-  article.appendChild(note);
+  article.querySelector(".message-actions").before(note);
+  contentGrew();
 }
 
-// Writes the growing text into the bubble at most every UPDATE_MS.
+// Renders the growing text into the bubble at most every RENDER_MS.
 function bubbleWriter(article) {
-  const bubble = article.querySelector(".bubble");
-  let text = "";
   let timer = null;
   const write = () => {
     timer = null;
-    bubble.textContent = text;
-    article.classList.toggle("typing", text === "");
+    renderBubble(article);
+    article.classList.toggle("typing", (article.dataset.source || "") === "");
+    contentGrew();
   };
   return {
     set(value) {
-      text = value;
-      if (timer === null) timer = setTimeout(write, UPDATE_MS);
+      article.dataset.source = value;
+      if (timer === null) timer = setTimeout(write, RENDER_MS);
     },
     flush() {
       if (timer !== null) clearTimeout(timer);
@@ -120,7 +225,6 @@ async function follow(response, article, writer, state) {
 
 function finish(article, state) {
   article.classList.remove("typing");
-  const bubble = article.querySelector(".bubble");
   const done = state.done;
   if (!done) {
     article.dataset.status = "interrupted";
@@ -130,9 +234,6 @@ function finish(article, state) {
     return;
   }
   article.dataset.status = done.status;
-  if (typeof done.html === "string" && done.html !== "") {
-    bubble.innerHTML = done.html; // rendered and sanitized by the server (markdown + nh3)
-  }
   if (state.error) {
     addNote(article, state.error, "error");
     toast(state.error, "error");
@@ -187,6 +288,7 @@ async function streamReply(article, messageId, firstResponse, initialText) {
 }
 
 async function send(prompt) {
+  current = { messageId: null }; // sending: a second Enter must not send again
   setBusy(true);
   const question = addMessage("user", prompt);
   const article = addMessage("assistant", "");
@@ -207,6 +309,7 @@ async function send(prompt) {
     question.remove();
     article.remove();
     input.value = prompt;
+    current = null;
     setBusy(false);
     return;
   }
@@ -222,15 +325,54 @@ async function showStoredTitle() {
   const { title } = await response.json();
   if (!title) return;
   data.hasTitle = true;
+  showTitle(title);
+}
+
+function showTitle(title) {
   document.getElementById("chat-title").textContent = title;
   document.title = `${title} · Sightline`;
+  const link = document.querySelector(`#chat-nav li[data-chat-id="${data.chatId}"] .chat-nav-title`);
+  if (link) link.textContent = title;
 }
+
+// ---- The prompt box ----
+
+// The prompt as it would be sent, and whether it is within the limit. The textarea has no
+// maxlength: a paste is never cut short silently, it is refused with words instead.
+function promptState() {
+  const prompt = input.value.trim();
+  const length = charCount(prompt);
+  return { prompt, length, over: length > data.promptMaxChars };
+}
+
+function showPromptLength() {
+  const { length, over } = promptState();
+  countLabel.textContent = `${numbers.format(length)} / ${numbers.format(data.promptMaxChars)}`;
+  countLabel.classList.toggle("over", over);
+  limitLabel.textContent = over
+    ? `This prompt is ${numbers.format(length)} characters; the limit is ` +
+      `${numbers.format(data.promptMaxChars)}. Shorten it by ` +
+      `${numbers.format(length - data.promptMaxChars)} to send it.`
+    : "";
+  input.setAttribute("aria-invalid", over ? "true" : "false");
+  sendButton.disabled = current !== null || over;
+}
+
+function setBusy(busy) {
+  stopButton.hidden = !busy;
+  stopButton.disabled = false;
+  if (busy) sendButton.disabled = true;
+  else showPromptLength();
+}
+
+input.addEventListener("input", showPromptLength);
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const prompt = input.value.trim();
-  if (!prompt || current) return;
+  const { prompt, over } = promptState();
+  if (!prompt || current || over) return;
   input.value = "";
+  showPromptLength();
   send(prompt);
 });
 
@@ -241,8 +383,8 @@ input.addEventListener("keydown", (event) => {
   }
 });
 
-stopButton.addEventListener("click", async () => {
-  if (!current) return;
+async function stopReply() {
+  if (!current?.messageId || stopButton.disabled) return;
   stopButton.disabled = true;
   const response = await fetch(messageUrl(data.stopUrl, current.messageId), {
     method: "POST",
@@ -250,17 +392,34 @@ stopButton.addEventListener("click", async () => {
   });
   // On success the reply's own stream ends with `done` (status stopped).
   if (!response.ok) toast(await errorMessage(response), "error");
+}
+
+stopButton.addEventListener("click", stopReply);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && current) {
+    event.preventDefault();
+    stopReply();
+  }
 });
 
 document.getElementById("delete-form").addEventListener("submit", (event) => {
   if (!window.confirm("Delete this chat and all its messages?")) event.preventDefault();
 });
 
+// ---- Start ----
+
+fitToWindow();
+window.addEventListener("resize", fitToWindow);
+for (const article of list.querySelectorAll(".message")) {
+  renderBubble(article);
+  decorate(article);
+}
+showPromptLength();
+initSidebar({ currentChatId: data.chatId, onRenamed: showTitle });
+scrollToLatest();
+
 // A reply still being generated when the page was (re)loaded: show it growing again.
 if (data.resume) {
   const article = list.querySelector(`[data-message-id="${data.resume.messageId}"]`);
-  if (article) {
-    const text = article.querySelector(".bubble").textContent;
-    streamReply(article, data.resume.messageId, null, text);
-  }
+  if (article) streamReply(article, data.resume.messageId, null, article.dataset.source || "");
 }

@@ -85,7 +85,10 @@ def test_model_html_is_sanitized(alice_client, chat):
     evil = '<script>alert(1)</script><img src=x onerror=alert(2)> [link](javascript:alert(3)) <a href="https://example.org" onclick="x()">ok</a>'
     message_finish(message_id=reply.pk, content=evil, status="complete")
     page = alice_client.get(f"/chats/{chat.pk}/").content.decode()
-    bubble = page.split(f'data-message-id="{reply.pk}"')[1].split("</article>")[0]
+    article = page.split(f'data-message-id="{reply.pk}"')[1].split("</article>")[0]
+    # The source, for the page's own renderer and the copy button, is escaped attribute text.
+    assert 'data-source="&lt;script&gt;alert(1)&lt;/script&gt;&lt;img' in article
+    bubble = article.split('<div class="bubble">')[1]
     assert "<script" not in bubble and "onerror" not in bubble and "onclick" not in bubble
     assert "javascript:" not in bubble and "<img" not in bubble
     assert '<a href="https://example.org" rel="noopener noreferrer nofollow">ok</a>' in bubble
@@ -136,8 +139,8 @@ def test_the_conversation_has_a_query_budget(alice_client, chat, django_assert_n
     for n in range(4):
         _, reply = message_send(chat=chat, prompt=f"question {n}")
         message_finish(message_id=reply.pk, content="answer", status="complete")
-    # session, user, chat with organization, stale expiry, messages
-    with django_assert_num_queries(5):
+    # session, user, chat with organization, stale expiry, messages, the sidebar's chats
+    with django_assert_num_queries(6):
         assert alice_client.get(f"/chats/{chat.pk}/").status_code == 200
 
 

@@ -291,6 +291,7 @@ def chat_detail(request: HttpRequest, chat_id: int) -> HttpResponse:
         "regenerateUrl": reverse("chat-message-regenerate", args=[chat.pk, 0]),
         "editUrl": reverse("chat-message-edit", args=[chat.pk, 0]),
         "branchUrl": reverse("api-chat-branch", args=[chat.pk]),
+        "messagesUrl": reverse("api-chat-messages", args=[chat.pk]),
         "promptMaxChars": settings.CHAT_PROMPT_MAX_CHARS,
         "resume": {"messageId": streaming.pk, "offset": len(streaming.content)}
         if streaming

@@ -125,6 +125,198 @@ function decorate(article) {
   copy.textContent = "Copy";
   copy.addEventListener("click", () => copyText(article.dataset.source || ""));
   actions.prepend(copy);
+  addBranchControls(article, actions);
+}
+
+// ---- Branches: regenerate a reply, edit a prompt, page through alternatives ----
+
+const siblingsOf = (article) =>
+  (article.dataset.siblings || article.dataset.messageId || "").split(",").filter(Boolean);
+
+function actionButton(label, title, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `icon ${label.toLowerCase()}`;
+  button.textContent = label;
+  button.title = title;
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+// Regenerate (replies) or Edit (prompts), and `‹ 1/2 ›` when the message has alternatives.
+function addBranchControls(article, actions) {
+  actions.querySelector(".branch-controls")?.remove();
+  const controls = document.createElement("span");
+  controls.className = "branch-controls";
+  const siblings = siblingsOf(article);
+  const position = siblings.indexOf(article.dataset.messageId);
+  if (siblings.length > 1 && position >= 0) {
+    const pager = document.createElement("span");
+    pager.className = "branch-pager";
+    const previous = actionButton("‹", "Previous version", () => showBranch(siblings[position - 1]));
+    previous.setAttribute("aria-label", "Previous version");
+    previous.disabled = position === 0;
+    const next = actionButton("›", "Next version", () => showBranch(siblings[position + 1]));
+    next.setAttribute("aria-label", "Next version");
+    next.disabled = position === siblings.length - 1;
+    const label = document.createElement("span");
+    label.className = "pager-position";
+    label.textContent = `${position + 1}/${siblings.length}`;
+    pager.append(previous, label, next);
+    controls.appendChild(pager);
+  }
+  if (article.dataset.messageId) {
+    if (article.classList.contains("assistant")) {
+      controls.appendChild(
+        actionButton("Regenerate", "Write this reply again (this one is kept)", () => regenerate(article)),
+      );
+    } else {
+      controls.appendChild(
+        actionButton("Edit", "Edit this prompt and send it again (the conversation branches here)", () =>
+          startEdit(article),
+        ),
+      );
+    }
+  }
+  actions.appendChild(controls);
+}
+
+// The articles from `article` on leave the page: a new branch takes their place.
+function removeFrom(article) {
+  let node = article;
+  while (node) {
+    const next = node.nextElementSibling;
+    node.remove();
+    node = next;
+  }
+}
+
+// Shows the branch through `messageId` (stored as the chat's branch on the server): the page is
+// drawn again from the server, which knows the whole tree.
+async function showBranch(messageId) {
+  if (current || !messageId) return;
+  const response = await fetch(data.branchUrl, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify({ message_id: Number(messageId) }),
+  });
+  if (!response.ok) {
+    toast(await errorMessage(response), "error");
+    return;
+  }
+  window.location.assign(`${window.location.pathname}?message=${messageId}#message-${messageId}`);
+}
+
+// Starts a reply that takes the place of `replaced` (and everything after it): POSTs to `url`,
+// then streams the new reply. `question` is the new prompt's text for an edit, else null.
+async function startAlternative(replaced, url, body, question) {
+  if (current) return;
+  current = { messageId: null };
+  setBusy(true);
+  const siblings = siblingsOf(replaced);
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+  } catch (e) {
+    response = null;
+  }
+  if (!response || !response.ok) {
+    toast(response ? await errorMessage(response) : "Could not reach the server.", "error");
+    current = null;
+    setBusy(false);
+    return false;
+  }
+  const replyId = response.headers.get("X-Message-Id");
+  removeFrom(replaced);
+  if (question !== null) addMessage("user", question);
+  const article = addMessage("assistant", "");
+  if (question === null) {
+    // The new reply is the last of its prompt's alternatives.
+    article.dataset.messageId = replyId;
+    article.dataset.siblings = [...siblings, replyId].join(",");
+    addBranchControls(article, article.querySelector(".message-actions"));
+  }
+  await streamReply(article, replyId, response, "");
+  return true;
+}
+
+function regenerate(article) {
+  startAlternative(article, messageUrl(data.regenerateUrl, article.dataset.messageId), {}, null);
+}
+
+// Edit in place: the prompt's bubble becomes a text box with Send and Cancel.
+function startEdit(article) {
+  if (current || article.querySelector(".edit-box")) return;
+  const bubble = article.querySelector(".bubble");
+  const box = document.createElement("form");
+  box.className = "edit-box";
+  const area = document.createElement("textarea");
+  area.value = article.dataset.source || "";
+  area.rows = Math.min(10, Math.max(2, area.value.split("\n").length));
+  area.setAttribute("aria-label", "Edited prompt");
+  const send = document.createElement("button");
+  send.type = "submit";
+  send.className = "primary";
+  send.textContent = "Send";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.textContent = "Cancel";
+  box.append(area, send, cancel);
+  bubble.hidden = true;
+  bubble.after(box);
+  area.focus();
+  const close = () => {
+    box.remove();
+    bubble.hidden = false;
+  };
+  cancel.addEventListener("click", close);
+  area.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      close();
+    } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      box.requestSubmit();
+    }
+  });
+  box.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const prompt = area.value.trim();
+    if (!prompt) return;
+    if (charCount(prompt) > data.promptMaxChars) {
+      toast(
+        `This prompt is ${numbers.format(charCount(prompt))} characters; the limit is ` +
+          `${numbers.format(data.promptMaxChars)}.`,
+        "error",
+      );
+      return;
+    }
+    send.disabled = true;
+    const url = messageUrl(data.editUrl, article.dataset.messageId);
+    if (!(await startAlternative(article, url, { prompt }, prompt))) send.disabled = false;
+  });
+}
+
+// New messages' ids and alternatives (an edited prompt's siblings) are known to the server only:
+// read them once a reply has ended, so each message can be edited, regenerated and paged.
+async function refreshBranchControls() {
+  const response = await fetch(data.messagesUrl, { headers: { Accept: "application/json" } });
+  if (!response.ok) return;
+  const { results } = await response.json();
+  const articles = [...list.querySelectorAll(".message")];
+  if (articles.length !== results.length) return;
+  results.forEach((message, index) => {
+    const article = articles[index];
+    article.dataset.messageId = message.id;
+    article.id = `message-${message.id}`;
+    article.dataset.siblings = message.siblings.join(",");
+    addBranchControls(article, article.querySelector(".message-actions"));
+  });
 }
 
 function renderBubble(article) {
@@ -285,6 +477,7 @@ async function streamReply(article, messageId, firstResponse, initialText) {
   finish(article, state);
   current = null;
   setBusy(false);
+  await refreshBranchControls();
 }
 
 async function send(prompt) {
@@ -359,6 +552,7 @@ function showPromptLength() {
 }
 
 function setBusy(busy) {
+  list.classList.toggle("busy", busy);
   stopButton.hidden = !busy;
   stopButton.disabled = false;
   if (busy) sendButton.disabled = true;

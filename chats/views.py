@@ -292,6 +292,8 @@ def chat_detail(request: HttpRequest, chat_id: int) -> HttpResponse:
         "editUrl": reverse("chat-message-edit", args=[chat.pk, 0]),
         "branchUrl": reverse("api-chat-branch", args=[chat.pk]),
         "messagesUrl": reverse("api-chat-messages", args=[chat.pk]),
+        "modelsUrl": reverse("api-models"),
+        "model": chat.model,
         "promptMaxChars": settings.CHAT_PROMPT_MAX_CHARS,
         "resume": {"messageId": streaming.pk, "offset": len(streaming.content)}
         if streaming

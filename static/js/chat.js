@@ -600,6 +600,46 @@ document.getElementById("delete-form").addEventListener("submit", (event) => {
   if (!window.confirm("Delete this chat and all its messages?")) event.preventDefault();
 });
 
+// ---- The chat's model ----
+
+// Offered when the assistant server lists more than one model; the choice is the chat's.
+async function initModelChoice() {
+  const select = document.getElementById("chat-model");
+  let catalog;
+  try {
+    const response = await fetch(data.modelsUrl, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    catalog = await response.json();
+  } catch (e) {
+    return; // the page works without it: the default model answers
+  }
+  const ids = catalog.models.map((model) => model.id);
+  if (ids.length < 2) return;
+  const chosen = data.model || catalog.default;
+  for (const id of ids.includes(chosen) ? ids : [chosen, ...ids]) {
+    const option = document.createElement("option");
+    option.value = id;
+    option.textContent = id === catalog.default ? `${id} (default)` : id;
+    option.selected = id === chosen;
+    select.appendChild(option);
+  }
+  select.closest("label").hidden = false;
+  select.addEventListener("change", async () => {
+    const response = await fetch(data.chatUrl, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({ model: select.value }),
+    });
+    if (response.ok) {
+      data.model = select.value;
+      toast(`Replies in this chat now come from ${select.value}.`);
+    } else {
+      toast(await errorMessage(response), "error");
+      select.value = data.model || catalog.default;
+    }
+  });
+}
+
 // ---- Start ----
 
 fitToWindow();
@@ -610,6 +650,7 @@ for (const article of list.querySelectorAll(".message")) {
 }
 showPromptLength();
 initSidebar({ currentChatId: data.chatId, onRenamed: showTitle });
+initModelChoice();
 scrollToLatest();
 
 // A reply still being generated when the page was (re)loaded: show it growing again.

@@ -1,5 +1,5 @@
-"""Regenerate, edit and page through branches on the conversation page, in a real Chromium
-against a live daphne with the builtin assistant."""
+"""Regenerate, edit and page through branches, and choose the chat's model, on the
+conversation page, in a real Chromium against a live daphne."""
 
 from __future__ import annotations
 
@@ -144,3 +144,33 @@ def test_a_search_hit_on_another_branch_opens_that_branch_at_the_hit(
     assert page.get_attribute(LAST_REPLY, "data-message-id") == str(hidden.pk)
     assert page.inner_text(f"{LAST_REPLY} .pager-position") == "1/2"
     assert page.locator(f"#message-{hidden.pk}").is_visible()
+
+
+def test_the_chat_offers_the_servers_models_and_remembers_the_choice(
+    page, live_daphne, fake_openai, alice, organization
+):
+    fake_openai.models = ["llama3", "qwen2.5"]
+    server = serve(
+        live_daphne,
+        ASSISTANT_BACKEND="openai",
+        OPENAI_BASE_URL=fake_openai.base_url,
+        ASSISTANT_MODEL="llama3",
+    )
+    chat = chat_create(user=alice, organization=organization)
+    login(page, server.url, "alice", "alice-password")
+    page.goto(f"{server.url}/chats/{chat.pk}/")
+    page.wait_for_selector("#chat-model", state="visible", timeout=5000)
+    assert page.locator("#chat-model option").all_inner_texts() == ["llama3 (default)", "qwen2.5"]
+    page.select_option("#chat-model", "qwen2.5")
+    page.wait_for_selector(".toast:has-text('qwen2.5')", timeout=5000)
+    chat.refresh_from_db()
+    assert chat.model == "qwen2.5"
+    page.reload()
+    page.wait_for_selector("#chat-model", state="visible", timeout=5000)
+    assert page.input_value("#chat-model") == "qwen2.5"
+
+
+def test_with_one_model_there_is_nothing_to_choose(page, live_daphne, alice, organization):
+    server, _ = open_chat(page, live_daphne, alice, organization)
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#chat-model").is_hidden()

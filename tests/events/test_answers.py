@@ -259,3 +259,56 @@ def test_the_capabilities_list_every_kind_of_question():
     for capability in CAPABILITIES:
         assert capability in text
     assert "since 9:00" in text
+
+
+def test_today_and_the_times_follow_the_organizations_time_zone(
+    alice_api, alice_page, organization, front_door
+):
+    # 03:00 UTC on 6 December is 22:00 on 5 December in New York (EST, UTC-5).
+    organization.time_zone = "America/New_York"
+    organization.save()
+    now = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    event_make(front_door, label="person", at=datetime(2026, 12, 6, 1, 0, tzinfo=UTC))
+    event_make(front_door, label="person", at=datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    # 23:30 on 4 December in New York: yesterday there, although 5 December in UTC.
+    event_make(front_door, label="person", at=datetime(2026, 12, 5, 4, 30, tzinfo=UTC))
+    answer = ask(organization, "How many people today?", now)
+    assert "**2 person events**" in answer, answer
+    assert "today (00:00–22:00)" in answer
+    assert "times in America/New_York" in answer
+    assert "person on Front door at 20:00:00" in answer
+    assert "person on Front door at 18:00:00" in answer
+    links = CHECK.findall(answer)
+    assert "since=2026-12-05T05%3A00%3A00Z" in links[-1]
+    assert checked_count(alice_api, alice_page, links[-1]) == 2
+    yesterday = ask(organization, "How many people yesterday?", now)
+    assert "**1 person event**" in yesterday
+    assert checked_count(alice_api, alice_page, CHECK.findall(yesterday)[-1]) == 1
+
+
+def test_the_same_question_in_the_servers_zone_counts_a_utc_day(
+    alice_api, alice_page, organization, front_door
+):
+    now = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    event_make(front_door, label="person", at=datetime(2026, 12, 6, 1, 0, tzinfo=UTC))
+    event_make(front_door, label="person", at=datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    answer = ask(organization, "How many people today?", now)
+    assert "**1 person event**" in answer and "times in UTC" in answer
+    assert checked_count(alice_api, alice_page, CHECK.findall(answer)[-1]) == 1
+
+
+def test_a_session_answer_links_the_sessions_events(alice_api, alice_page, organization, data, now):
+    answer = ask(organization, "how many people during the last session on Front door?", now)
+    link = CHECK.findall(answer)[-1]
+    assert "session=" in link and "class=person" in link
+    assert checked_count(alice_api, alice_page, link) == 2
+
+
+def test_the_linked_page_for_several_cameras_sums_to_the_answer(
+    alice_api, alice_page, organization, data, now
+):
+    answer = ask(organization, "how many people on front door and back yard in the last hour?", now)
+    counts = [int(n) for n in BOLD_COUNT.findall(answer)]
+    links = CHECK.findall(answer)
+    assert "on Front door](" in answer and "on Back yard](" in answer
+    assert counts[0] == sum(checked_count(alice_api, alice_page, link) for link in links), answer

@@ -90,6 +90,7 @@ def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:
         chat_count=chats_for_user(user=chat.user).filter(organization=organization).count(),
         facts=tuple(facts),
         data=_data_provider(organization) if _data_provider is not None else None,
+        instructions=organization.system_prompt,
     )
 
 

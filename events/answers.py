@@ -2,8 +2,10 @@
 
 `answer_question` parses the question (`events.questions`) and answers it with the very
 selectors the API uses (`events.selectors`), so a number in an answer is the `count` the API
-returns for the same camera, class and window; the answer shows that API query too, so anyone
-can check it. Sync and database-bound: call it off the event loop.
+returns for the same camera, class and window; the answer links to the events page with the
+same filters, which lists exactly those events, so anyone can check it. Periods ("today",
+"since 9:00") and the times shown are in the organization's time zone (`Organization.tzinfo`).
+Sync and database-bound: call it off the event loop.
 
 Names people chose (cameras, the organization, class labels from a model's label file) go in
 through `markdown_literal`: they show as written, never as a link or HTML.
@@ -79,7 +81,7 @@ def _events_word(count: int, label: str | None = None) -> str:
 
 
 def format_time(moment: datetime, scope: Scope, *, seconds: bool = False) -> str:
-    """14:02 today, "yesterday 14:02", or 2026-11-20 14:02, in the configured time zone."""
+    """14:02 today, "yesterday 14:02", or 2026-11-20 14:02, in the organization's time zone."""
     local = moment.astimezone(scope.tz)
     today = scope.now.astimezone(scope.tz).date()
     clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
@@ -101,20 +103,27 @@ def _where(camera_names: tuple[str, ...]) -> str:
     return "on " + " and ".join(f"**{markdown_literal(name)}**" for name in camera_names)
 
 
-def _api_check(filters: EventFilter) -> str:
+def _utc_param(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _page_url(filters: EventFilter, scope: Scope) -> str:
+    """The events page showing exactly the events `filters` select in the organization (the
+    page filters by one camera and one class, like the API)."""
     params: dict[str, str] = {}
     if len(filters.camera_public_ids) == 1:
         params["camera"] = filters.camera_public_ids[0]
     if len(filters.labels) == 1:
         params["class"] = filters.labels[0]
     if filters.since:
-        params["since"] = filters.since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        params["since"] = _utc_param(filters.since)
     if filters.until:
-        params["until"] = filters.until.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        params["until"] = _utc_param(filters.until)
     if filters.session_id:
         params["session"] = str(filters.session_id)
-    query = f"?{urlencode(params)}" if params else ""
-    return f"`GET /api/v1/events{query}`"
+    # The reader may belong to other organizations too: their events stay out of the list.
+    params["organization"] = str(scope.organization.pk)
+    return f"/events/?{urlencode(params)}"
 
 
 def _event_links(scope: Scope, filters: EventFilter, limit: int = LINKED_EVENTS) -> str:
@@ -188,23 +197,25 @@ def _answer_count(question: Question, scope: Scope) -> str:
 
 
 def _check_line(question: Question, scope: Scope) -> str:
-    """The API queries that return the answer's numbers: one per class and camera named (the
-    API filters by one of each), summed where the answer names several cameras."""
-    queries = [
-        _api_check(
-            EventFilter(
-                camera_public_ids=(camera,) if camera else (),
+    """Links to the events page listing the answer's events: one per class and camera named
+    (the page filters by one of each), summed where the answer names several cameras."""
+    wanted = {name.lower() for name in question.cameras}
+    cameras = [camera for camera in scope.cameras if camera.name.lower() in wanted]
+    links = []
+    for label in question.labels or (None,):
+        for camera in cameras or (None,):
+            filters = EventFilter(
+                camera_public_ids=(camera.public_id,) if camera else (),
                 labels=(label,) if label else (),
                 since=question.period.start,
                 until=question.period.end,
             )
-        )
-        for label in (question.labels or (None,))
-        for camera in (scope.public_ids(question.cameras) or (None,))
-    ]
+            what = f"{markdown_literal(label)} events" if label else "these events"
+            where = f" on {markdown_literal(camera.name)}" if camera else ""
+            links.append(f"[{what}{where}]({_page_url(filters, scope)})")
     return (
         "An event is one continuous presence of a class on a camera, counted when it starts; "
-        f"times in {scope.tz}. Check: {', '.join(queries)}."
+        f"times in {scope.tz}. See {', '.join(links)} on the events page."
     )
 
 
@@ -268,7 +279,7 @@ def _answer_busiest_camera(question: Question, scope: Scope) -> str:
 def _answer_busiest_hour(question: Question, scope: Scope) -> str:
     period = question.period
     assert period.start is not None and period.end is not None
-    # Whole clock hours in the configured zone, so "14:00–15:00" means what it says.
+    # Whole clock hours in the organization's zone, so "14:00–15:00" means what it says.
     since = period.start.astimezone(scope.tz).replace(minute=0, second=0, microsecond=0)
     activity = event_activity(
         events=scope.events,
@@ -391,9 +402,15 @@ def _answer_session(question: Question, scope: Scope, *, only_labels: tuple[str,
     links = _event_links(scope, filters)
     if links:
         lines.append(links)
+    session_links = ", ".join(
+        f"[the session's {what}]({_page_url(EventFilter(session_id=session.pk, labels=labels), scope)})"
+        for what, labels in (
+            [(f"{markdown_literal(label)} events", (label,)) for label in only_labels]
+            or [("events", ())]
+        )
+    )
     lines.append(
-        "Counts are events started during the session. Check: "
-        f"`GET /api/v1/cameras/{camera.public_id}/sessions` and {_api_check(filters)}."
+        f"Counts are events started during the session. See {session_links} on the events page."
     )
     return "\n\n".join(lines)
 
@@ -426,7 +443,7 @@ def scope_for(organization: Organization, *, now: datetime | None = None) -> Sco
         organization=organization,
         cameras=list(Camera.objects.filter(organization=organization).order_by("name", "id")),
         now=now or timezone.now(),
-        tz=timezone.get_current_timezone(),
+        tz=organization.tzinfo,
     )
 
 

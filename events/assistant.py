@@ -202,7 +202,8 @@ class EventsAssistantData:
     # --- the tools (sync, scoped to self.organization) --------------------------------------
 
     def _window(self, arguments: dict[str, Any]) -> tuple[EventFilter, datetime, datetime]:
-        tz = timezone.get_current_timezone()
+        # Naive times are the organization's, like the times its answers show.
+        tz = self.organization.tzinfo
 
         def moment(key: str) -> datetime | None:
             raw = arguments.get(key)

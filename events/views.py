@@ -1,4 +1,8 @@
-"""Pages: the events review list (filters, thumbnails, pagination) and an event's detail."""
+"""Pages: the events review list (filters, thumbnails, pagination) and an event's detail.
+
+Besides its visible filters the list takes the API's `since`, `until` (ISO 8601 times),
+`session` and `organization` (an id): the assistant's answers link here with them, so the page
+lists exactly the events an answer counted."""
 
 from __future__ import annotations
 
@@ -19,9 +23,10 @@ from events.selectors import (
     event_list,
     events_for_user,
 )
-from project.query_params import ParamError, date_in_bounds
+from project.query_params import ID_MAX, ParamError, date_in_bounds, time_in_bounds
 
 PAGE_SIZE = 24
+LABEL_MAX = 64  # DetectionEvent.label's length
 
 
 class EventFilterForm(forms.Form):
@@ -31,6 +36,20 @@ class EventFilterForm(forms.Form):
     label = forms.ChoiceField(required=False, label="Class")
     date_from = forms.DateField(required=False, label="From")
     date_to = forms.DateField(required=False, label="To")
+    # Not shown as inputs (hidden ones keep them across a re-filter): set by links that must
+    # match an API query, such as the assistant's answers. `until` is exclusive, as in the API.
+    since = forms.DateTimeField(required=False, widget=forms.HiddenInput, label="Since")
+    until = forms.DateTimeField(required=False, widget=forms.HiddenInput, label="Until")
+    session = forms.IntegerField(
+        required=False, min_value=1, max_value=ID_MAX, widget=forms.HiddenInput, label="Session"
+    )
+    organization = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=ID_MAX,
+        widget=forms.HiddenInput,
+        label="Organization",
+    )
 
     def __init__(self, *args, cameras, labels, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,6 +70,14 @@ class EventFilterForm(forms.Form):
                     # Year 1 or 9999 would overflow when turned into a window; add_error
                     # also takes the date out of cleaned_data.
                     self.add_error(name, exc.message)
+        for name in ("since", "until"):
+            if data.get(name):
+                try:
+                    time_in_bounds(data[name], name=name)
+                except ParamError as exc:
+                    self.add_error(name, exc.message)
+        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
+            raise forms.ValidationError("until must be later than since.")
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             raise forms.ValidationError("The start date is after the end date.")
         return data
@@ -64,12 +91,25 @@ class EventFilterForm(forms.Form):
         def midnight(day) -> datetime:
             return datetime.combine(day, time(0), tzinfo=tz)
 
+        # Both kinds of bounds may be given: the window is where they overlap.
+        starts = [data.get("since")]
+        ends = [data.get("until")]
+        if data.get("date_from"):
+            starts.append(midnight(data["date_from"]))
+        if data.get("date_to"):
+            ends.append(midnight(data["date_to"] + timedelta(days=1)))
+        starts = [moment for moment in starts if moment is not None]
+        ends = [moment for moment in ends if moment is not None]
         return EventFilter(
             camera_public_ids=(data["camera"],) if data.get("camera") else (),
             labels=(data["label"],) if data.get("label") else (),
-            since=midnight(data["date_from"]) if data.get("date_from") else None,
-            until=midnight(data["date_to"] + timedelta(days=1)) if data.get("date_to") else None,
+            since=max(starts) if starts else None,
+            until=min(ends) if ends else None,
+            session_id=data.get("session"),
         )
+
+    def organization_id(self) -> int | None:
+        return self.cleaned_data.get("organization") if self.is_valid() else None
 
 
 @login_required
@@ -80,8 +120,17 @@ def event_list_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     if "class" in query and "label" not in query:
         query["label"] = query["class"]
-    form = EventFilterForm(query or None, cameras=cameras, labels=event_labels(events=events))
+    labels = list(event_labels(events=events))
+    requested_label = query.get("label", "")
+    if requested_label and requested_label not in labels and len(requested_label) <= LABEL_MAX:
+        # A class nothing has been seen as yet (an answer's "0 face events" links here): a
+        # valid filter with no rows, not an error that would show every event instead.
+        labels.append(requested_label)
+    form = EventFilterForm(query or None, cameras=cameras, labels=labels)
     filters = form.to_filter()
+    if organization_id := form.organization_id():
+        # Narrows within the user's own events: another organization's id shows nothing.
+        events = events.filter(camera__organization_id=organization_id)
     page = Paginator(event_list(events=events, filters=filters), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
@@ -96,8 +145,16 @@ def event_list_page(request: HttpRequest) -> HttpResponse:
             "form": form,
             "page": page,
             "filtered": any(
-                (filters.camera_public_ids, filters.labels, filters.since, filters.until)
+                (
+                    filters.camera_public_ids,
+                    filters.labels,
+                    filters.since,
+                    filters.until,
+                    filters.session_id,
+                    form.organization_id(),
+                )
             ),
+            "filters": filters,
             "has_cameras": bool(cameras),
             "query": kept.urlencode(),
         },

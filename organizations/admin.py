@@ -39,7 +39,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(SuperuserOnlyAdmin):
-    list_display = ["name", "slug", "server_host_url", "ws_port", "created_at"]
+    list_display = ["name", "slug", "server_host_url", "ws_port", "time_zone", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]

@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from organizations.models import Membership, Organization
+from organizations.models import SYSTEM_PROMPT_MAX_LENGTH, Membership, Organization
 from organizations.permissions import role_of, roles_by_organization
 from organizations.selectors import (
     organization_get_for_user,
@@ -76,7 +76,17 @@ class OrganizationOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Organization
-        fields = ["id", "name", "slug", "server_host_url", "ws_port", "role", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "server_host_url",
+            "ws_port",
+            "time_zone",
+            "system_prompt",
+            "role",
+            "created_at",
+        ]
 
     def get_role(self, organization: Organization) -> str | None:
         roles = self.context.get("roles")
@@ -145,6 +155,21 @@ class OrganizationDetailApi(APIView):
         name = serializers.CharField(max_length=120, required=False)
         server_host_url = serializers.CharField(max_length=255, required=False, allow_blank=True)
         ws_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+        # Lengths are checked by the model (its messages name the limit); these caps only
+        # keep a huge value from being echoed back.
+        time_zone = serializers.CharField(
+            max_length=64,
+            required=False,
+            allow_blank=True,
+            help_text="IANA name such as Europe/Paris; blank = the server's TIME_ZONE.",
+        )
+        system_prompt = serializers.CharField(
+            max_length=SYSTEM_PROMPT_MAX_LENGTH,
+            required=False,
+            allow_blank=True,
+            trim_whitespace=False,
+            help_text="Instructions the assistant follows in this organization's chats.",
+        )
 
     @extend_schema(summary="Get an organization", responses=OrganizationOutputSerializer)
     def get(self, request, organization_id: int):
@@ -154,7 +179,8 @@ class OrganizationDetailApi(APIView):
         )
 
     @extend_schema(
-        summary="Change an organization's name or WebSocket host (admins and owners)",
+        summary="Change an organization's name, WebSocket host, time zone or assistant "
+        "instructions (admins and owners)",
         request=UpdateSerializer,
         responses={
             200: OrganizationOutputSerializer,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 
 # A host name (dot-separated labels), an IPv4 address or a bracketed IPv6 address.
@@ -44,6 +46,29 @@ def validate_server_host_url(value: str) -> None:
         raise ValidationError(message, code="invalid")
 
 
+SYSTEM_PROMPT_MAX_LENGTH = 4000
+
+
+@functools.cache
+def time_zone_names() -> tuple[str, ...]:
+    """The IANA zone names this machine knows, sorted (read from disk once: it lists files)."""
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name such as Europe/Paris or America/New_York (blank: the server's)."""
+    if not value:
+        return
+    message = (
+        f"Unknown time zone {value[:60]!r}: give an IANA name such as Europe/Paris, "
+        "America/New_York or UTC."
+    )
+    # zoneinfo also accepts paths like "../x" or absolute ones and reads files for them: only
+    # names from the zone database itself are allowed.
+    if value not in time_zone_names():
+        raise ValidationError(message, code="invalid")
+
+
 class Organization(models.Model):
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=120, unique=True)
@@ -60,6 +85,21 @@ class Organization(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(65535)],
         help_text="Port of the WebSocket server, used together with server_host_url.",
     )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="IANA time zone (e.g. Europe/Paris) for times the assistant shows and the "
+        "periods it counts (today, since 9:00); blank = the server's TIME_ZONE.",
+    )
+    system_prompt = models.TextField(
+        max_length=SYSTEM_PROMPT_MAX_LENGTH,
+        blank=True,
+        # A TextField's max_length only sizes form widgets; the validator enforces it.
+        validators=[MaxLengthValidator(SYSTEM_PROMPT_MAX_LENGTH)],
+        help_text="Instructions the assistant follows in this organization's chats, after "
+        "Sightline's own.",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
     )
@@ -70,6 +110,11 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        """The organization's time zone, or the server's when none is set."""
+        return zoneinfo.ZoneInfo(self.time_zone or settings.TIME_ZONE)
 
 
 class Membership(models.Model):

@@ -182,21 +182,25 @@ def member_remove(*, actor: AbstractBaseUser, organization: Organization, user_i
     return True
 
 
-ORGANIZATION_EDITABLE_FIELDS = ("name", "server_host_url", "ws_port")
+ORGANIZATION_EDITABLE_FIELDS = ("name", "server_host_url", "ws_port", "time_zone", "system_prompt")
+# Kept as typed (inner line breaks and indentation are part of the instructions).
+_UNSTRIPPED_FIELDS = ("system_prompt",)
 
 
 @transaction.atomic
 def organization_update(
     *, actor: AbstractBaseUser, organization: Organization, **fields: object
 ) -> Organization:
-    """Change the organization's name or WebSocket host settings (admins and owners)."""
+    """Change the organization's name, WebSocket host settings, time zone or assistant
+    instructions (admins and owners); full_clean validates them (time zone name, length)."""
     permission_require(user=actor, organization=organization, action=Action.EDIT_ORGANIZATION)
     unknown = set(fields) - set(ORGANIZATION_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown organization field(s): {', '.join(sorted(unknown))}.")
     for name, value in fields.items():
         if isinstance(value, str):
-            value = _storable(value, field=name).strip()
+            value = _storable(value, field=name)
+            value = value.strip() if name not in _UNSTRIPPED_FIELDS else value.strip("\n\r ")
         setattr(organization, name, value)
     organization.full_clean(exclude=["slug"])
     organization.save(update_fields=list(fields))

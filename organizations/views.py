@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -9,7 +10,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from organizations.models import Membership, Organization
+from organizations.models import (
+    SYSTEM_PROMPT_MAX_LENGTH,
+    Membership,
+    Organization,
+    time_zone_names,
+)
 from organizations.permissions import (
     MINIMUM_ROLE,
     Action,
@@ -101,6 +107,9 @@ def organization_page(request: HttpRequest, organization_id: int) -> HttpRespons
             "can_edit": role_allows(role, Action.EDIT_ORGANIZATION),
             "can_delete": role_allows(role, Action.DELETE_ORGANIZATION),
             "permission_table": [(action.value, MINIMUM_ROLE[action]) for action in Action],
+            "server_time_zone": settings.TIME_ZONE,
+            "time_zones": time_zone_names(),
+            "system_prompt_max_length": SYSTEM_PROMPT_MAX_LENGTH,
         },
     )
 
@@ -180,6 +189,11 @@ def organization_settings(request: HttpRequest, organization_id: int) -> HttpRes
         "name": request.POST.get("name", "")[:120],
         "server_host_url": request.POST.get("server_host_url", "")[:255],
     }
+    # Sent by the settings form; a form without them (an older page) leaves them as they are.
+    # One character over the limit is kept so that the model refuses it instead of cutting it.
+    for name, limit in (("time_zone", 64), ("system_prompt", SYSTEM_PROMPT_MAX_LENGTH)):
+        if name in request.POST:
+            fields[name] = request.POST[name][: limit + 1]
     ws_port = request.POST.get("ws_port", "").strip()
     if not ws_port.isascii() or not ws_port.isdigit() or len(ws_port) > 5:
         messages.error(request, "The WebSocket port must be a number from 1 to 65535.")

@@ -74,6 +74,8 @@ class AssistantContext:
     chat_count: int
     facts: tuple[FactGroup, ...] = field(default=())
     data: DataSource | None = None
+    # The organization's own instructions (Organization.system_prompt), set by its admins.
+    instructions: str = ""
 
     def fact_group(self, topic: str) -> FactGroup | None:
         return next((group for group in self.facts if group.topic == topic), None)
@@ -90,6 +92,10 @@ class AssistantContext:
         for group in self.facts:
             lines.append(f"{group.topic.capitalize()}:")
             lines.extend(f"- {line}" for line in await group.lines())
+        if self.instructions.strip():
+            # Last, after Sightline's instructions and the facts: it refines them, it does not
+            # replace them (the facts stay the only source of the organization's data).
+            lines.append(f"The organization's instructions: {self.instructions.strip()}")
         return "\n".join(lines)
 
 

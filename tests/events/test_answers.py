@@ -1,13 +1,15 @@
 """The assistant's answers about session data: every number equals what the API returns.
 
-Each answer states the API query that checks it (`GET /api/v1/events?...`); these tests run
-that query as Alice and compare the API's `count` with the number in the answer.
+Each answer links to the events page with the filters that select its events
+(`/events/?camera=…&class=…&since=…`); these tests open that page as Alice and count its rows,
+run the same filters through the API, and compare both with the number in the answer.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.utils import timezone
@@ -18,7 +20,8 @@ from tests.events.conftest import event_make, session_make
 
 pytestmark = pytest.mark.django_db
 
-CHECK = re.compile(r"`GET (/api/v1/events[^`]*)`")
+CHECK = re.compile(r"\]\((/events/\?[^)\s]+)\)")
+EVENT_ROW = '<li class="event-card">'
 BOLD_COUNT = re.compile(r"\*\*(\d+) (?:[\w ]+ )?events?\*\*")
 
 
@@ -60,6 +63,35 @@ def api_count(client, path: str) -> int:
     return response.json()["count"]
 
 
+@pytest.fixture
+def alice_page(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def page_rows(client, link: str) -> int:
+    """How many events the events page lists at `link` (the data fits on one page)."""
+    response = client.get(link)
+    assert response.status_code == 200, link
+    html = response.content.decode()
+    assert 'class="error"' not in html, (link, html)
+    return html.count(EVENT_ROW)
+
+
+def api_path_of(link: str) -> str:
+    """The API query with the page link's filters (the API is already scoped to Alice, who is
+    in one organization, so the page's `organization` parameter is not needed there)."""
+    params = [(k, v) for k, v in parse_qsl(urlsplit(link).query) if k != "organization"]
+    return f"/api/v1/events?{urlencode(params)}"
+
+
+def checked_count(api, page, link: str) -> int:
+    """The count behind a check link: the page's rows, which must equal the API's count."""
+    rows = page_rows(page, link)
+    assert rows == api_count(api, api_path_of(link)), link
+    return rows
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -75,12 +107,15 @@ def api_count(client, path: str) -> int:
         "what happened in the last 30 minutes?",
     ],
 )
-def test_the_numbers_in_an_answer_are_the_apis(alice_api, organization, data, now, text):
+def test_the_numbers_in_an_answer_are_the_apis_and_the_linked_pages(
+    alice_api, alice_page, organization, data, now, text
+):
     answer = ask(organization, text, now)
     counts = [int(n) for n in BOLD_COUNT.findall(answer)]
     checks = CHECK.findall(answer)
     assert counts and checks, answer
-    assert counts[0] == api_count(alice_api, checks[-1]), answer
+    assert "/api/v1/" not in answer
+    assert counts[0] == checked_count(alice_api, alice_page, checks[-1]), answer
 
 
 def test_a_count_answer_names_the_camera_the_window_and_links_events(organization, data, now):
@@ -91,13 +126,14 @@ def test_a_count_answer_names_the_camera_the_window_and_links_events(organizatio
 
 
 def test_a_question_about_two_classes_answers_each_with_its_own_check(
-    alice_api, organization, data, now
+    alice_api, alice_page, organization, data, now
 ):
     answer = ask(organization, "how many people and cars in the last hour?", now)
     assert "**4 person events**" in answer and "**1 car event**" in answer
     counts = [int(n) for n in BOLD_COUNT.findall(answer)]
     checks = CHECK.findall(answer)
-    assert counts == [api_count(alice_api, path) for path in checks] == [4, 1]
+    assert counts == [checked_count(alice_api, alice_page, link) for link in checks] == [4, 1]
+    assert "[person events](/events/?class=person&since=" in answer
 
 
 def test_no_data_is_said_plainly(organization, front_door, now):
@@ -105,10 +141,10 @@ def test_no_data_is_said_plainly(organization, front_door, now):
     assert "Nothing was detected" in answer
 
 
-def test_zero_is_a_number_too(alice_api, organization, data, now):
+def test_zero_is_a_number_too(alice_api, alice_page, organization, data, now):
     answer = ask(organization, "How many faces today?", now)
     assert "**0 face events**" in answer
-    assert api_count(alice_api, CHECK.findall(answer)[-1]) == 0
+    assert checked_count(alice_api, alice_page, CHECK.findall(answer)[-1]) == 0
 
 
 def test_an_organization_without_cameras_is_told_how_to_add_one(organization, now):
@@ -223,3 +259,56 @@ def test_the_capabilities_list_every_kind_of_question():
     for capability in CAPABILITIES:
         assert capability in text
     assert "since 9:00" in text
+
+
+def test_today_and_the_times_follow_the_organizations_time_zone(
+    alice_api, alice_page, organization, front_door
+):
+    # 03:00 UTC on 6 December is 22:00 on 5 December in New York (EST, UTC-5).
+    organization.time_zone = "America/New_York"
+    organization.save()
+    now = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    event_make(front_door, label="person", at=datetime(2026, 12, 6, 1, 0, tzinfo=UTC))
+    event_make(front_door, label="person", at=datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    # 23:30 on 4 December in New York: yesterday there, although 5 December in UTC.
+    event_make(front_door, label="person", at=datetime(2026, 12, 5, 4, 30, tzinfo=UTC))
+    answer = ask(organization, "How many people today?", now)
+    assert "**2 person events**" in answer, answer
+    assert "today (00:00–22:00)" in answer
+    assert "times in America/New_York" in answer
+    assert "person on Front door at 20:00:00" in answer
+    assert "person on Front door at 18:00:00" in answer
+    links = CHECK.findall(answer)
+    assert "since=2026-12-05T05%3A00%3A00Z" in links[-1]
+    assert checked_count(alice_api, alice_page, links[-1]) == 2
+    yesterday = ask(organization, "How many people yesterday?", now)
+    assert "**1 person event**" in yesterday
+    assert checked_count(alice_api, alice_page, CHECK.findall(yesterday)[-1]) == 1
+
+
+def test_the_same_question_in_the_servers_zone_counts_a_utc_day(
+    alice_api, alice_page, organization, front_door
+):
+    now = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    event_make(front_door, label="person", at=datetime(2026, 12, 6, 1, 0, tzinfo=UTC))
+    event_make(front_door, label="person", at=datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    answer = ask(organization, "How many people today?", now)
+    assert "**1 person event**" in answer and "times in UTC" in answer
+    assert checked_count(alice_api, alice_page, CHECK.findall(answer)[-1]) == 1
+
+
+def test_a_session_answer_links_the_sessions_events(alice_api, alice_page, organization, data, now):
+    answer = ask(organization, "how many people during the last session on Front door?", now)
+    link = CHECK.findall(answer)[-1]
+    assert "session=" in link and "class=person" in link
+    assert checked_count(alice_api, alice_page, link) == 2
+
+
+def test_the_linked_page_for_several_cameras_sums_to_the_answer(
+    alice_api, alice_page, organization, data, now
+):
+    answer = ask(organization, "how many people on front door and back yard in the last hour?", now)
+    counts = [int(n) for n in BOLD_COUNT.findall(answer)]
+    links = CHECK.findall(answer)
+    assert "on Front door](" in answer and "on Back yard](" in answer
+    assert counts[0] == sum(checked_count(alice_api, alice_page, link) for link in links), answer

@@ -178,6 +178,19 @@ async def test_tool_calls_are_scoped_and_validated(organization, data, front_doo
     assert "error" in json.loads(await tools.call("count_events", []))  # type: ignore[arg-type]
 
 
+async def test_naive_tool_times_are_in_the_organizations_time_zone(organization, front_door):
+    organization.time_zone = "America/New_York"
+    await sync_to_async(organization.save)()
+    tools = EventsAssistantData(organization)
+    counted = json.loads(
+        await tools.call(
+            "count_events", {"since": "2026-12-05T20:00:00", "until": "2026-12-05T21:00:00"}
+        )
+    )
+    assert counted["since"] == "2026-12-05T20:00:00-05:00"
+    assert counted["until"] == "2026-12-05T21:00:00-05:00"
+
+
 def test_the_chat_page_renders_links_to_events(alice, organization, front_door):
     event = event_make(front_door, label="person", at=timezone.now())
     chat = chat_create(user=alice, organization=organization)

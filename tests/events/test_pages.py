@@ -10,7 +10,8 @@ from django.core.files.base import ContentFile
 from django.test import Client
 
 from events.recording import snapshot_jpeg
-from tests.events.conftest import event_make
+from organizations.services import membership_add
+from tests.events.conftest import event_make, session_make
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +80,57 @@ def test_bad_filters_are_shown_not_crashed_on(alice_client, front_door):
         "/events/", {"camera": "not-mine", "date_from": "garbage"}
     ).content.decode()
     assert 'class="error"' in html
+
+
+def test_the_events_page_takes_the_apis_since_until_session_and_organization(
+    alice, alice_client, front_door, back_yard, charlie_camera
+):
+    session = session_make(front_door, at=T, minutes=20, counts={"person": 1})
+    event_make(front_door, label="person", at=T, session=session)
+    event_make(front_door, label="person", at=T + timedelta(minutes=30))
+    event_make(back_yard, label="car", at=T + timedelta(hours=1))
+
+    def shown(**params) -> str:
+        return alice_client.get("/events/", params).content.decode()
+
+    # `until` is exclusive, as in the API: an event starting at it is not counted.
+    html = shown(since="2026-11-20T12:00:00Z", until="2026-11-20T13:00:00Z")
+    assert "2 events match" in html and 'id="window-filter"' in html
+    assert "1 event match" in shown(since="2026-11-20T12:10:00Z", until="2026-11-20T13:00:00Z")
+    assert "1 event match" in shown(**{"class": "person", "since": "2026-11-20T12:10:00+00:00"})
+    assert "1 event match" in shown(session=session.pk)
+    # Both kinds of bounds: the window is their overlap.
+    assert "No events match" in shown(date_from="2026-11-21", until="2026-11-20T13:00:00Z")
+    # A class nothing was seen as is a filter with no rows (not an error showing everything).
+    html = shown(**{"class": "face"})
+    assert "No events match" in html and 'class="error"' not in html
+    # Alice in a second organization: `organization` keeps its events out.
+    membership_add(organization=charlie_camera.organization, user=alice, role="viewer")
+    event_make(charlie_camera, label="person", at=T)
+    assert "4 events" in shown()
+    assert "3 events match" in shown(organization=front_door.organization_id)
+    assert "1 event match" in shown(organization=charlie_camera.organization_id)
+
+
+def test_bad_window_filters_are_shown_not_crashed_on(
+    alice_client, charlie_organization, front_door
+):
+    event_make(front_door, label="person", at=T)
+    for params in (
+        {"since": "yesterday"},
+        {"until": "0001-01-01T00:00:00Z"},
+        {"since": "2026-11-21T00:00:00Z", "until": "2026-11-20T00:00:00Z"},
+        {"session": "-1"},
+        {"session": "9" * 40},
+        {"organization": "x"},
+        {"class": "x" * 500},
+    ):
+        response = alice_client.get("/events/", params)
+        assert response.status_code == 200, params
+        assert 'class="error"' in response.content.decode(), params
+    # Charlie's organization filters Alice's events down to none.
+    html = alice_client.get("/events/", {"organization": charlie_organization.pk}).content.decode()
+    assert "No events match these filters" in html
 
 
 def test_the_events_page_paginates_and_keeps_the_filters(alice_client, front_door):

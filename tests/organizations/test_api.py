@@ -81,6 +81,8 @@ def test_list_shows_only_own_organizations_with_host_metadata(
             "slug": "alice-co",
             "server_host_url": "cams.example.org",
             "ws_port": 7103,
+            "time_zone": "",
+            "system_prompt": "",
             "role": "owner",
             "created_at": results[0]["created_at"],
         }

@@ -89,3 +89,10 @@ async def test_other_apps_add_facts_through_a_provider(organization, chat):
     finally:
         context_provider_unregister(cameras)
     assert await context.fact_group("cameras").lines() == ("Front door (Alice Co)",)
+
+
+def test_the_context_carries_the_organizations_instructions(organization, chat):
+    organization.system_prompt = "Call the dock camera Dock."
+    organization.save()
+    chat.refresh_from_db()
+    assert assistant_context_for_chat(chat=chat).instructions == "Call the dock camera Dock."

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chats.assistants import AssistantContext, AssistantError, Member, Turn
+from chats.assistants import AssistantContext, AssistantError, FactGroup, Member, Turn
 from chats.assistants.builtin import BuiltinBackend, builtin_answer
 from chats.assistants.openai_compatible import OpenAICompatibleBackend
 from tests.chats.facts import fixed_facts
@@ -239,25 +239,25 @@ async def test_openai_cancelling_closes_the_upstream_connection(fake_openai):
     assert await asyncio.to_thread(fake_openai.disconnected.wait, 5)
 
 
-def counting_facts(reads: list[int]):
-    from chats.assistants import FactGroup
+def context_with_counted_facts(reads: list[int]) -> AssistantContext:
+    """A context whose one fact group notes each time its lines are read."""
 
     async def read_lines() -> tuple[str, ...]:
         reads.append(1)
         return ("Front door: online",)
 
-    return FactGroup("session data", (), read_lines)
-
-
-async def test_the_builtin_backend_never_reads_facts_nobody_asked_about():
-    reads: list[int] = []
-    context = AssistantContext(
+    return AssistantContext(
         organization_name="Alice Co",
         user_name="alice",
         members=(Member("alice", "owner"),),
         chat_count=1,
-        facts=(counting_facts(reads),),
+        facts=(FactGroup("session data", (), read_lines),),
     )
+
+
+async def test_the_builtin_backend_never_reads_facts_nobody_asked_about():
+    reads: list[int] = []
+    context = context_with_counted_facts(reads)
     answer = "".join(await collect(BuiltinBackend().stream([Turn("user", "help")], context)))
     assert "about session data" in answer  # its topic is listed among the abilities
     assert reads == []
@@ -265,13 +265,7 @@ async def test_the_builtin_backend_never_reads_facts_nobody_asked_about():
 
 async def test_the_openai_backend_reads_the_facts_once_per_reply(fake_openai):
     reads: list[int] = []
-    context = AssistantContext(
-        organization_name="Alice Co",
-        user_name="alice",
-        members=(Member("alice", "owner"),),
-        chat_count=1,
-        facts=(counting_facts(reads),),
-    )
+    context = context_with_counted_facts(reads)
     fake_openai.script = reply("Fine")
     await collect(openai_backend(fake_openai).stream([Turn("user", "hi")], context))
     assert reads == [1]

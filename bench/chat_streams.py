@@ -188,7 +188,10 @@ async def one_stream(client: httpx.AsyncClient, url: str, headers: dict) -> Stre
 
 async def run_round(server: Daphne, urls: list[str], headers: dict) -> RoundResult:
     limits = httpx.Limits(max_connections=len(urls) + 10, max_keepalive_connections=len(urls) + 10)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as client:
+    # A stream may wait for its first byte as long as the round lasts: at 500 streams the last
+    # prompts queue for setup for tens of seconds, which TTFC reports, not a client timeout.
+    timeout = httpx.Timeout(ROUND_TIMEOUT, connect=30.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         cpu_before, started = cpu_seconds(server.process.pid), time.perf_counter()
         async with asyncio.timeout(ROUND_TIMEOUT):
             streams = await asyncio.gather(*(one_stream(client, url, headers) for url in urls))

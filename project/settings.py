@@ -150,7 +150,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # NUL or a lone surrogate in the URL: 400 before a view uses it in a lookup.
     "project.text_input.unstorable_text_middleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Async-only (ServeStatic, a WhiteNoise fork): a sync middleware here would move every
+    # request, the SSE streams too, through a worker thread and back.
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -183,12 +185,43 @@ TEMPLATES = [
     },
 ]
 
+_database_url = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'sightline.sqlite3'}")
+# SQLite keeps each thread's connection for a minute (opening one, with its PRAGMAs, was ~9 % of
+# a reply's CPU under load); PostgreSQL uses the pool below instead.
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'sightline.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        _database_url,
+        conn_max_age=env_int(
+            "DATABASE_CONN_MAX_AGE", 60 if _database_url.startswith("sqlite") else 0, minimum=0
+        ),
     )
 }
+# PostgreSQL: a pool of connections per process (psycopg_pool), so hundreds of concurrent
+# replies share a few connections instead of opening one each (that exhausted max_connections
+# 100 at 200 concurrent prompts) and no query pays for a connection's setup. A thread that
+# finds every connection busy waits up to DATABASE_POOL_TIMEOUT seconds for one, so a burst
+# queues instead of failing. The default size covers the threads that query at once (the loop's
+# executor, the runs' worker, the requests being admitted; see REQUEST_CONCURRENCY), well under
+# PostgreSQL's default max_connections of 100 with several processes. 0 turns the pool off.
+DATABASE_POOL_MIN_SIZE = env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 16, minimum=0)
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 30.0, minimum=0.1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE:
+    if DATABASES["default"]["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured(
+            "DATABASE_CONN_MAX_AGE cannot be used with the PostgreSQL connection pool: "
+            "leave it unset, or set DATABASE_POOL_MAX_SIZE=0 to use persistent connections."
+        )
+    if DATABASE_POOL_MIN_SIZE > DATABASE_POOL_MAX_SIZE:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN_SIZE ({DATABASE_POOL_MIN_SIZE}) must not exceed "
+            f"DATABASE_POOL_MAX_SIZE ({DATABASE_POOL_MAX_SIZE})."
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_MIN_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Capture workers, generation runs and requests write from several threads at once:
     # WAL and a busy timeout keep SQLite from answering "database is locked".
@@ -255,8 +288,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = redis_channel_layers(REDIS_URL)
     CACHES = redis_caches(REDIS_URL)
 else:
+    # channels' in-memory layer, but scanning for expired messages once a second rather than
+    # on every message (project/channel_layer.py).
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 200}}
+        "default": {
+            "BACKEND": "project.channel_layer.InMemoryLayerWithPeriodicExpiry",
+            "CONFIG": {"capacity": 200},
+        }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -286,11 +324,13 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "servestatic.storage.CompressedStaticFilesStorage"},
 }
-# Serve static files straight from the app folders too, so `scripts/serve` needs no collectstatic.
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = DEBUG
+# Serve static files straight from the app folders too, so `scripts/serve` needs no collectstatic,
+# and from STATIC_ROOT with its compressed variants once collectstatic filled it.
+SERVESTATIC_USE_FINDERS = True
+SERVESTATIC_USE_STATIC_ROOT = True
+SERVESTATIC_AUTOREFRESH = DEBUG
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -3,6 +3,7 @@ checklist (`check --deploy`) that the documented settings make clean."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -90,3 +91,94 @@ def test_check_deploy_is_clean_with_the_documented_production_settings():
     )
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+PRINT_DATABASE = (
+    "import json; from django.conf import settings; d = settings.DATABASES['default']; "
+    "print(json.dumps({'options': d.get('OPTIONS', {}), 'conn_max_age': d['CONN_MAX_AGE']}))"
+)
+POSTGRES_URL = "postgres://sightline@127.0.0.1:5432/sightline"
+
+
+def database_settings(**env: str) -> dict:
+    result = manage("shell", "-c", PRINT_DATABASE, DJANGO_SECRET_KEY="k", **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_postgresql_gets_a_connection_pool_sized_by_settings():
+    pooled = database_settings(
+        DATABASE_URL=POSTGRES_URL,
+        DATABASE_POOL_MIN_SIZE="1",
+        DATABASE_POOL_MAX_SIZE="5",
+        DATABASE_POOL_TIMEOUT="7.5",
+    )
+    assert pooled == {
+        "options": {"pool": {"min_size": 1, "max_size": 5, "timeout": 7.5}},
+        "conn_max_age": 0,
+    }
+    assert database_settings(DATABASE_URL=POSTGRES_URL)["options"]["pool"] == {
+        "min_size": 2,
+        "max_size": 16,
+        "timeout": 30.0,
+    }
+
+
+def test_the_pool_can_be_turned_off_for_persistent_connections():
+    unpooled = database_settings(
+        DATABASE_URL=POSTGRES_URL, DATABASE_POOL_MAX_SIZE="0", DATABASE_CONN_MAX_AGE="60"
+    )
+    assert unpooled == {"options": {}, "conn_max_age": 60}
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DATABASE_CONN_MAX_AGE": "60"}, "DATABASE_CONN_MAX_AGE cannot be used"),
+        ({"DATABASE_POOL_MIN_SIZE": "9", "DATABASE_POOL_MAX_SIZE": "4"}, "must not exceed"),
+        ({"DATABASE_POOL_TIMEOUT": "soon"}, "DATABASE_POOL_TIMEOUT must be a number"),
+    ],
+)
+def test_pool_settings_that_cannot_work_are_refused_with_their_names(env, named):
+    result = manage("check", DJANGO_SECRET_KEY="k", DATABASE_URL=POSTGRES_URL, **env)
+    assert result.returncode != 0
+    assert named in result.stderr
+
+
+BURST = """
+import json, threading
+from django.db import connection
+pids, errors = set(), []
+def query():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select pg_backend_pid(), pg_sleep(0.2)")
+            pids.add(cursor.fetchone()[0])
+    except Exception as error:
+        errors.append(repr(error))
+    finally:
+        connection.close()  # back to the pool
+threads = [threading.Thread(target=query) for _ in range(12)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(json.dumps({"pids": len(pids), "errors": errors}))
+"""
+
+
+def test_a_burst_larger_than_the_pool_waits_for_a_connection_instead_of_failing():
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://…")
+    result = manage(
+        "shell",
+        "-c",
+        BURST,
+        DJANGO_SECRET_KEY="k",
+        DATABASE_POOL_MIN_SIZE="1",
+        DATABASE_POOL_MAX_SIZE="2",
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    # Twelve threads, two connections: each thread waited its turn, none failed.
+    assert outcome == {"pids": outcome["pids"], "errors": []}
+    assert outcome["pids"] <= 2

@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 from cameras.fanout import Viewer, hub_join, hub_leave
 from cameras.publishing import PublishedFrame, frame_broadcast
 from cameras.services import camera_create
-from chats import streaming
 from chats.services import chat_create
+from chats.streaming import follow
 from project.asgi import application
 from tests.cameras.conftest import jpeg_bytes, now_ms
 from tests.chats.asgi_http import request, runs_finished
@@ -107,7 +107,7 @@ async def test_a_stream_whose_database_reads_fail_ends_failed_and_resumable_and_
         await rename_messages_table("chats_message_away", "chats_message")
     # Final for the seed's clients, and never `streaming`: this stream failed, the reply may not.
     ending = (
-        f'data: {{"type": "error", "message": "{streaming.STREAM_FAILED_ERROR}"}}\n\n'
+        f'data: {{"type": "error", "message": "{follow.STREAM_FAILED_ERROR}"}}\n\n'
         f'data: {{"type": "done", "message_id": {message_id}, "status": "failed", "html": "",'
         ' "resumable": true}\n\n'
     )

@@ -70,10 +70,6 @@ def message_get_for_user(
     )
 
 
-def message_streaming_in_chat(*, chat: Chat) -> Message | None:
-    return chat_messages(chat=chat).filter(status=Message.Status.STREAMING).last()
-
-
 def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:
     organization = chat.organization
     members = tuple(

@@ -13,7 +13,6 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
@@ -91,7 +90,7 @@ def _server_models() -> tuple[list[str], str | None]:
 
 def models_available() -> ModelCatalog:
     """The models a chat may choose. Blocking (an HTTP request when the cache holds no list):
-    async code calls `amodels_available`."""
+    call it from sync code (the API views), never on the event loop."""
     if settings.ASSISTANT_BACKEND != "openai":
         return ModelCatalog(backend="builtin", default=BUILTIN_MODEL, models=(BUILTIN_MODEL,))
     listed, error = _server_models()
@@ -101,11 +100,6 @@ def models_available() -> ModelCatalog:
     # (Ollama's "llama3" for "llama3:latest").
     models = tuple(sorted({*listed, default}, key=lambda name: (name.lower(), name)))
     return ModelCatalog(backend="openai", default=default, models=models, error=error)
-
-
-async def amodels_available() -> ModelCatalog:
-    # Off the loop: the fetch is a blocking HTTP request; no database is involved.
-    return await sync_to_async(models_available, thread_sensitive=False)()
 
 
 def _names(models: tuple[str, ...]) -> str:
@@ -141,10 +135,6 @@ def chat_model_clean(model: object) -> str:
             f"{_names(catalog.models)}."
         )
     return name
-
-
-async def achat_model_clean(model: object) -> str:
-    return await sync_to_async(chat_model_clean, thread_sensitive=False)(model)
 
 
 def backend_for_model(model: str) -> Backend:

@@ -14,7 +14,6 @@ from chats.assistants import Turn
 from chats.assistants.builtin import BuiltinBackend
 from chats.assistants.catalog import (
     ModelChoiceError,
-    amodels_available,
     backend_for_model,
     chat_model_clean,
     models_available,
@@ -168,11 +167,6 @@ def test_a_garbled_list_is_a_sentence_not_an_exception(openai_settings, fake_ope
 def test_an_endless_list_is_refused(openai_settings, fake_openai):
     fake_openai.models_body = b'{"data": ["' + b"x" * MODEL_LIST_MAX_BYTES + b'"]}'
     assert "is larger than 4 MB" in models_available().error
-
-
-async def test_the_async_variant_answers_the_same(openai_settings, fake_openai):
-    catalog = await amodels_available()
-    assert catalog.models == ("llama3", "Mistral-7B", "qwen2.5")
 
 
 # Checking a choice

@@ -2,8 +2,8 @@
 
 `run_start` is called by `chats.replies.reply_start` after the prompt and an empty
 `streaming` reply are stored. The run reads the backend's deltas, keeps the text in memory,
-publishes each delta to the channel-layer group `message_<id>` as `{"type": DELTA, "at": <offset>, "text": ...}`
-and flushes the text to the database every FLUSH_INTERVAL (and at least every
+publishes each delta to the channel-layer group `message_<id>` as
+`{"type": DELTA, "at": <offset>, "text": ...}` and flushes the text to the database every FLUSH_INTERVAL (and at least every
 HEARTBEAT_INTERVAL while the backend is silent: that write is the heartbeat stale expiry looks
 at). At the end it stores the final text and status, and only then publishes
 `{"type": END, "status": ..., "error": ...}`, so a listener that sees the end can read

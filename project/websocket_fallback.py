@@ -14,6 +14,10 @@ NO_SUCH_ROUTE_CLOSE_CODE = 4404
 
 
 class UnknownPathConsumer(AsyncWebsocketConsumer):
+    # No channel layer: this socket never joins a group, so it should not hold a layer channel
+    # (and a receive on Redis) open for a path that does not exist.
+    channel_layer_alias = "no layer for unknown paths"
+
     async def connect(self) -> None:
         await self.accept()
         await self.close(code=NO_SUCH_ROUTE_CLOSE_CODE)

@@ -147,18 +147,19 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: REMOTE_ADDR becomes the client's address (through DJANGO_TRUSTED_PROXIES only).
     "project.client_address.ClientAddressMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "project.inline_middleware.SecurityMiddleware",
     # NUL or a lone surrogate in the URL: 400 before a view uses it in a lookup.
     "project.text_input.unstorable_text_middleware",
     # Async-only (ServeStatic, a WhiteNoise fork): a sync middleware here would move every
     # request, the SSE streams too, through a worker thread and back.
     "servestatic.middleware.ServeStaticMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Django's own, with hooks that run on the event loop (project/inline_middleware.py).
+    "project.inline_middleware.SessionMiddleware",
+    "project.inline_middleware.CommonMiddleware",
+    "project.inline_middleware.CsrfViewMiddleware",
+    "project.inline_middleware.AuthenticationMiddleware",
+    "project.inline_middleware.MessageMiddleware",
+    "project.inline_middleware.XFrameOptionsMiddleware",
     # Redis away while a view needed it: 503 with Retry-After (JSON on the API), not a 500.
     "project.unavailable.ServiceUnavailableMiddleware",
 ]
@@ -203,6 +204,9 @@ DATABASES = {
 # queues instead of failing. The default size covers the threads that query at once (the loop's
 # executor, the runs' worker, the requests being admitted; see REQUEST_CONCURRENCY), well under
 # PostgreSQL's default max_connections of 100 with several processes. 0 turns the pool off.
+# Threads that run the chat path's database work for async code (project/database_threads.py);
+# each keeps one connection (SQLite) or borrows from the pool (PostgreSQL) per call.
+DATABASE_THREADS = env_int("DATABASE_THREADS", 4, minimum=1)
 DATABASE_POOL_MIN_SIZE = env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 16, minimum=0)
 DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 30.0, minimum=0.1)

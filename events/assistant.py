@@ -110,9 +110,13 @@ def session_data_facts(organization: Organization) -> list[FactGroup]:
         FactGroup(
             topic="session data",
             keywords=(),
-            read_lines=partial(in_database_thread(_session_data_lines), organization),
+            read_lines=partial(_session_data_lines_read, organization),
         )
     ]
+
+
+async def _session_data_lines_read(organization: Organization) -> tuple[str, ...]:
+    return await in_database_thread(_session_data_lines)(organization)
 
 
 def _session_data_lines(organization: Organization) -> tuple[str, ...]:

@@ -10,13 +10,18 @@ DATABASE_THREADS long-lived threads whose connections persist as DATABASE_CONN_M
 so a restarted database is reconnected to rather than failing forever.
 
 Each call must be a unit on its own (its own transaction): two calls may run on two threads.
+Async code called from sync code (Django's test client, a management command) has a thread of
+its own already, whose connection may hold the caller's transaction: there the work goes back
+to that thread, as `sync_to_async` would send it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from asgiref.sync import AsyncToSync, sync_to_async
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 from django.db import connections
@@ -36,15 +41,31 @@ def _database_executor() -> ThreadPoolExecutor:
 
 
 def in_database_thread(fn):
-    """`fn` as a coroutine function that runs on the database threads."""
+    """`fn` as a coroutine function that runs on the database threads (or in the sync thread
+    that called this async code). Decide per call: wrap `fn` where it is awaited."""
+    if _called_from_sync_code():
+        # That thread manages its own connection (and may be inside the caller's transaction):
+        # leave it open.
+        return sync_to_async(fn)
     return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_database_executor())
+
+
+def _called_from_sync_code() -> bool:
+    # The two ways asgiref itself finds a parent sync thread for thread-sensitive code: an
+    # outer async_to_sync in this context, or an event loop that async_to_sync started.
+    return (
+        getattr(AsyncToSync.executors, "current", None) is not None
+        or asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
+    )
 
 
 def database_threads_close_connections(timeout: float = 10) -> None:
     """Close the connection each database thread holds (the tests do, before the test
     database is dropped). Each thread takes exactly one of the closing tasks: a task waits for
     all the others before it returns, so no thread can run two."""
-    executor = _database_executor()
+    executor = _executor
+    if executor is None:
+        return
     count = settings.DATABASE_THREADS
     everyone_closed = threading.Barrier(count)
 

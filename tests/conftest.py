@@ -26,6 +26,7 @@ from rest_framework.test import APIClient
 
 from organizations.models import Organization
 from organizations.services import api_token_create, membership_add, organization_create
+from project.database_threads import database_threads_close_connections
 from tests.own_redis import OwnRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,14 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _database_threads_let_go():
+    yield
+    # The database threads keep their connections between calls (project/database_threads.py);
+    # none may outlive a test's data, nor hold the test database open when it is dropped.
+    database_threads_close_connections()
 
 
 @pytest.fixture(autouse=True)

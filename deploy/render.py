@@ -60,7 +60,9 @@ def replace_once(text: str, pattern: str, replacement: str, *, what: str) -> str
     """`text` with the one match of the regular expression `pattern` replaced."""
     new_text, count = re.subn(pattern, lambda _: replacement, text, flags=re.MULTILINE)
     if count != 1:
-        raise SystemExit(f"deploy/render.py: expected one {what} in the shipped file, found {count}")
+        raise SystemExit(
+            f"deploy/render.py: expected one {what} in the shipped file, found {count}"
+        )
     return new_text
 
 

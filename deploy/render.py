@@ -18,6 +18,8 @@ so what runs here is the shipped file. Standard library only.
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import re
 import sys
 from pathlib import Path
@@ -31,7 +33,7 @@ INSTALL_ENV_FILE = "/etc/sightline/sightline.env"
 NGINX_MAIN = """\
 # Rendered by deploy/render.py for {site}: do not edit, render again.
 daemon off;
-worker_processes 2;
+{user}worker_processes 2;
 pid {dir}/nginx.pid;
 error_log stderr notice;
 
@@ -95,7 +97,10 @@ def render_nginx(directory: Path, *, port: int, backends: list[str], static_root
         nginx_site(site.read_text(), port=port, backends=backends, static_root=static_root)
     )
     main = directory / "nginx.conf"
-    main.write_text(NGINX_MAIN.format(dir=directory, site=site.relative_to(ROOT)))
+    # Started by root (CI, a container), nginx runs its workers as `nobody`, who may not read
+    # this checkout or a private temp folder: keep them as the user who started it.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
+    main.write_text(NGINX_MAIN.format(dir=directory, site=site.relative_to(ROOT), user=user))
     return main
 
 

@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -32,7 +33,6 @@ from chats.services import (
 from chats.streaming.protocol import message_group
 from chats.streaming.run import run_start, run_stop_request
 from project.channel_layer import GroupReceiver
-from project.database_threads import in_database_thread
 
 # How long a stop waits for the run to store the partial text and end.
 STOP_WAIT_SECONDS = 5.0
@@ -103,7 +103,7 @@ async def reply_start(*, user: AbstractBaseUser, chat_id: int, ask: ReplyAsk) ->
 
     Raises ChatNotFound, ChatInputError (a bad prompt, or no such message to regenerate or
     edit), RateLimited, or ChatBusy (a reply is still running in this chat)."""
-    reply, turns, context = await in_database_thread(_reply_store)(user, chat_id, ask)
+    reply, turns, context = await sync_to_async(_reply_store)(user, chat_id, ask)
     receiver = await reply_subscribe(reply.pk)
     backend = backend_for_model(reply.chat.model)
     run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
@@ -113,7 +113,7 @@ async def reply_start(*, user: AbstractBaseUser, chat_id: int, ask: ReplyAsk) ->
 async def reply_stop(*, user: AbstractBaseUser, chat_id: int, message_id: int) -> Message:
     """Stop generating a reply, wherever its run is; the reply as stored afterwards (status
     `stopped`, with the text so far). Raises ChatNotFound."""
-    message = await in_database_thread(message_get_for_user)(
+    message = await sync_to_async(message_get_for_user)(
         user=user, chat_id=chat_id, message_id=message_id
     )
     if message is None:
@@ -130,7 +130,7 @@ async def reply_stop(*, user: AbstractBaseUser, chat_id: int, message_id: int) -
     while message.status == Message.Status.STREAMING:
         if loop.time() >= deadline:
             # No run answered: it was lost. Stop the stored reply ourselves.
-            await in_database_thread(message_stop)(message=message)
+            await sync_to_async(message_stop)(message=message)
             break
         await asyncio.sleep(STOP_POLL_SECONDS)
         await message.arefresh_from_db(fields=["status"])

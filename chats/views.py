@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
@@ -41,7 +42,6 @@ from organizations.authentication import api_user_required
 from organizations.revocation import credential_for_request
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error, method_not_allowed
-from project.database_threads import in_database_thread
 from project.json_input import JsonBodyError, request_json
 from project.query_params import ParamError, int_param
 
@@ -67,7 +67,7 @@ def _event_stream(events: AsyncIterator[bytes], *, message_id: int) -> Streaming
 async def _stream_access_open(request: HttpRequest, user) -> StreamAccess:
     # Registered before the view checks the chat's access (see StreamAccess). The credential is
     # read in a thread: it may load the session.
-    credential = await in_database_thread(credential_for_request)(request, user)
+    credential = await sync_to_async(credential_for_request)(request, user)
     return await StreamAccess(credential).open()
 
 
@@ -139,7 +139,7 @@ async def chat_messages_endpoint(request: HttpRequest, chat_id: int) -> HttpResp
     if request.method == "POST":
         return await message_create_stream(request, chat_id)
     if request.method == "GET":
-        return await in_database_thread(_message_list_api)(request, chat_id=chat_id)
+        return await sync_to_async(_message_list_api)(request, chat_id=chat_id)
     return method_not_allowed("GET, POST", "Use GET to list messages or POST to send a prompt.")
 
 
@@ -189,7 +189,7 @@ async def message_stream_resume(
         return json_error(400, f"{error.message} It counts characters.", "invalid_offset")
     access = await _stream_access_open(request, user)
     try:
-        message = await in_database_thread(message_get_for_user)(
+        message = await sync_to_async(message_get_for_user)(
             user=user, chat_id=chat_id, message_id=message_id
         )
         if message is None:

@@ -7,7 +7,7 @@
   `answer(question)`; the `openai` backend offers its `tool_schemas()` to the model and runs
   the model's calls through `call(name, arguments)`. Every number comes from
   `events.selectors`, the functions the API uses. The async methods do their database work
-  through `in_database_thread`, off the event loop.
+  through `database_sync_to_async`, off the event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -38,7 +39,6 @@ from events.selectors import (
     sessions_for_organization,
 )
 from organizations.models import Organization
-from project.database_threads import in_database_thread
 
 SUMMARY_MAX_CAMERAS = 20
 LIST_EVENTS_MAX = 20
@@ -110,13 +110,9 @@ def session_data_facts(organization: Organization) -> list[FactGroup]:
         FactGroup(
             topic="session data",
             keywords=(),
-            read_lines=partial(_session_data_lines_read, organization),
+            read_lines=partial(database_sync_to_async(_session_data_lines), organization),
         )
     ]
-
-
-async def _session_data_lines_read(organization: Organization) -> tuple[str, ...]:
-    return await in_database_thread(_session_data_lines)(organization)
 
 
 def _session_data_lines(organization: Organization) -> tuple[str, ...]:
@@ -179,7 +175,7 @@ class EventsAssistantData:
         self.organization = organization
 
     async def answer(self, question: str) -> str | None:
-        return await in_database_thread(answer_question)(
+        return await database_sync_to_async(answer_question)(
             organization=self.organization, text=question
         )
 
@@ -198,7 +194,7 @@ class EventsAssistantData:
         if not isinstance(arguments, dict):
             return json.dumps({"error": "arguments must be a JSON object"})
         try:
-            result = await in_database_thread(tool)(arguments)
+            result = await database_sync_to_async(tool)(arguments)
         except ToolArgumentError as exc:
             result = {"error": str(exc)}
         return json.dumps(result, default=str)

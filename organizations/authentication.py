@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
@@ -18,7 +19,6 @@ from organizations.models import ApiToken
 from organizations.selectors import api_token_lookup
 from organizations.services import api_token_touch
 from project.api_errors import json_error
-from project.database_threads import in_database_thread
 
 
 class InvalidToken(Exception):
@@ -101,7 +101,7 @@ def _user_for_request(request: HttpRequest) -> AbstractBaseUser:
 
 async def api_user_for_request(request: HttpRequest) -> AbstractBaseUser:
     """Authenticate a plain (non-DRF) API request; raises AuthFailure with a JSON-ready reason."""
-    return await in_database_thread(_user_for_request)(request)
+    return await sync_to_async(_user_for_request)(request)
 
 
 def api_user_required(view):

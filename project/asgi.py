@@ -16,13 +16,18 @@ from django.conf import settings  # noqa: E402
 from cameras.routing import websocket_urlpatterns  # noqa: E402
 from organizations.ws_auth import WebSocketAuthMiddleware  # noqa: E402
 from project.request_admission import RequestAdmission  # noqa: E402
+from project.request_threads import RequestThreads  # noqa: E402
 from project.websocket_fallback import with_unknown_path_fallback  # noqa: E402
+
+# Django's sync work for each request (signals, sync views, sync_to_async) on a few threads
+# that live as long as the process, instead of a new thread per request.
+request_threads = RequestThreads(django_asgi_app, threads=settings.REQUEST_THREADS)
 
 application = ProtocolTypeRouter(
     {
         # Bounded request handling keeps the loop (and the camera frames on it) responsive
         # when hundreds of chat prompts arrive together.
-        "http": RequestAdmission(django_asgi_app, limit=settings.REQUEST_CONCURRENCY),
+        "http": RequestAdmission(request_threads, limit=settings.REQUEST_CONCURRENCY),
         "websocket": WebSocketAuthMiddleware(
             URLRouter(with_unknown_path_fallback(websocket_urlpatterns))
         ),

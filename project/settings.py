@@ -175,6 +175,10 @@ ASGI_APPLICATION = "project.asgi.application"
 # rest wait on the event loop; open streams do not count): see project/request_admission.py.
 # Few keep the loop, which carries the camera frames, responsive under load; 0 = no limit.
 REQUEST_CONCURRENCY = env_int("REQUEST_CONCURRENCY", 4, minimum=0)
+# Long-lived threads that HTTP requests take in turn for Django's sync work (sync views, signals,
+# sync_to_async): see project/request_threads.py. More than REQUEST_CONCURRENCY, so the requests
+# being set up rarely share one.
+REQUEST_THREADS = env_int("REQUEST_THREADS", 8, minimum=1)
 
 TEMPLATES = [
     {
@@ -209,9 +213,6 @@ DATABASES = {
 # queues instead of failing. The default size covers the threads that query at once (the loop's
 # executor, the runs' worker, the requests being admitted; see REQUEST_CONCURRENCY), well under
 # PostgreSQL's default max_connections of 100 with several processes. 0 turns the pool off.
-# Threads that run the chat path's database work for async code (project/database_threads.py);
-# each keeps one connection (SQLite) or borrows from the pool (PostgreSQL) per call.
-DATABASE_THREADS = env_int("DATABASE_THREADS", 4, minimum=1)
 DATABASE_POOL_MIN_SIZE = env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 16, minimum=0)
 DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 30.0, minimum=0.1)

@@ -26,7 +26,6 @@ from rest_framework.test import APIClient
 
 from organizations.models import Organization
 from organizations.services import api_token_create, membership_add, organization_create
-from project.database_threads import database_threads_close_connections
 from tests.own_redis import OwnRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,11 +61,15 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
-def _database_threads_let_go():
+def _request_threads_let_go():
     yield
-    # The database threads keep their connections between calls (project/database_threads.py);
-    # none may outlive a test's data, nor hold the test database open when it is dropped.
-    database_threads_close_connections()
+    # The ASGI application's request threads keep their connections between requests
+    # (project/request_threads.py): none may hold the test database open when it is dropped.
+    asgi = sys.modules.get("project.asgi")
+    if asgi is not None:
+        from django.db import connections
+
+        asgi.request_threads.run_in_each(connections.close_all)
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -32,7 +33,6 @@ from chats.services import STALE_AFTER_SECONDS, messages_expire_stale
 from chats.streaming.protocol import DELTA, END, FLUSH_INTERVAL, KEEP_ALIVE, sse_chunk, sse_event
 from organizations.revocation import Credential, OpenAccess, access_close, access_open
 from project.channel_layer import GroupReceiver
-from project.database_threads import in_database_thread
 from project.metrics import SSE_STREAMS
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ async def reply_events(
     Should anything else fail, the response still ends, with `error` and `done`.
     """
     loop = asyncio.get_running_loop()
-    read = in_database_thread(_read)
+    read = database_sync_to_async(_read)
     sent = offset
     if access is not None:
         access.open_access.organization_id = organization_id
@@ -257,7 +257,7 @@ async def reply_events(
 async def _read_until(message_id: int, length: int) -> StoredReply | None:
     deadline = asyncio.get_running_loop().time() + GAP_WAIT_SECONDS
     while True:
-        stored = await in_database_thread(_read)(message_id)
+        stored = await database_sync_to_async(_read)(message_id)
         if stored is None or stored.finished or len(stored.content) >= length:
             return stored
         if asyncio.get_running_loop().time() >= deadline:

@@ -29,6 +29,7 @@ import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 
 from chats.assistants import AssistantContext, AssistantError, Backend, Turn
@@ -47,7 +48,6 @@ from chats.streaming.protocol import (
 )
 from project.channel_layer import GroupReceiver, group_send_or_drop
 from project.contained import ContainedFailures
-from project.database_threads import in_database_thread
 from project.metrics import BACKEND_ERRORS, REPLIES, REPLY_FLUSH_FAILURES
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,9 @@ async def _flush_periodically(run: Run) -> None:
             continue
         length, text = run.length, run.text()
         with failures:
-            alive = await in_database_thread(message_flush)(message_id=run.message_id, content=text)
+            alive = await database_sync_to_async(message_flush)(
+                message_id=run.message_id, content=text
+            )
             run.flushed_length, run.last_write = length, time.monotonic()
             if not alive:
                 run.abandoned = True
@@ -267,7 +269,7 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
                 listener.cancel()
                 await asyncio.gather(flusher, listener, return_exceptions=True)
             if run.generation is not None and not run.abandoned:
-                if await in_database_thread(message_finish)(
+                if await database_sync_to_async(message_finish)(
                     message_id=run.message_id, content=run.text(), status=status, error=error
                 ):
                     REPLIES.labels(status=status).inc()

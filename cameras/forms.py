@@ -139,5 +139,10 @@ class SourceTestForm(forms.Form):
     # Only its length here: the source's rules are checked when it is opened, where a refusal
     # is answered like any other failure to get a frame.
     source = forms.CharField(max_length=Camera._meta.get_field("source").max_length, strip=True)
-    max_width = Camera._meta.get_field("max_width").formfield(required=False)
-    jpeg_quality = Camera._meta.get_field("jpeg_quality").formfield(required=False)
+    # The model's ranges: a plain form does not run model validators by itself.
+    max_width = forms.IntegerField(
+        required=False, validators=Camera._meta.get_field("max_width").validators
+    )
+    jpeg_quality = forms.IntegerField(
+        required=False, validators=Camera._meta.get_field("jpeg_quality").validators
+    )

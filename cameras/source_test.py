@@ -55,7 +55,9 @@ def _grab(source: str) -> np.ndarray:
         frame_source = open_source(source, read_timeout=_timeout() / 2)
     except SourceError as error:
         code = "refused_by_policy" if "not allowed by policy" in str(error) else "unreadable"
-        raise SourceTestFailed(_sentence(str(error)), code) from None
+        # The reason as the camera's status would give it ("could not open …: connection
+        # refused", "not allowed by policy …"), the source masked.
+        raise SourceTestFailed(str(error), code) from None
     try:
         frame = frame_source.read()
     finally:
@@ -70,10 +72,6 @@ def _grab(source: str) -> np.ndarray:
 
 def _grab_jpeg(source: str, max_width: int, quality: int) -> bytes:
     return encode_jpeg(resize_to_width(_grab(source), max_width), quality)
-
-
-def _sentence(reason: str) -> str:
-    return f"{reason[:1].upper()}{reason[1:]}."
 
 
 def _timed_out() -> SourceTestFailed:

@@ -162,18 +162,21 @@ function tileFor(camera) {
 }
 
 // Tiles for added cameras, none for deleted ones, in the API's order (the page's: by name).
-function followCameras(results) {
+// A tile goes only when the answer was the whole list (`complete`): a camera past the API's
+// last page is not a deleted one.
+function followCameras(results, complete) {
   const known = new Map(tiles.map((tile) => [tile.dataset.cameraId, tile]));
   const listed = new Set(results.map((camera) => camera.id));
   const added = results.filter((camera) => !known.has(camera.id));
-  const removed = tiles.filter((tile) => !listed.has(tile.dataset.cameraId));
+  const removed = complete ? tiles.filter((tile) => !listed.has(tile.dataset.cameraId)) : [];
   if (!added.length && !removed.length) return;
   for (const tile of removed) {
     loading.delete(tile);
     tile.remove();
   }
   for (const camera of added) known.set(camera.id, tileFor(camera));
-  tiles = results.map((camera) => known.get(camera.id));
+  const kept = tiles.filter((tile) => !removed.includes(tile) && !listed.has(tile.dataset.cameraId));
+  tiles = [...results.map((camera) => known.get(camera.id)), ...kept];
   grid.append(...tiles);
   empty.hidden = tiles.length > 0;
   added.forEach((camera) => refreshStill(known.get(camera.id)));
@@ -188,8 +191,9 @@ async function refreshStatuses() {
       showProblem(problem);
       return;
     }
-    ({ results } = await response.json());
-    followCameras(results);
+    const page = await response.json();
+    results = page.results;
+    followCameras(results, page.next == null);
   } catch (error) {
     showProblem("unreachable"); // no answer at all (or one cut short)
     return;

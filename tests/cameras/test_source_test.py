@@ -69,7 +69,7 @@ def test_a_file_that_is_not_a_video_says_so(alice_client, organization, tmp_path
         422,
         "unreadable",
     )
-    assert message == f"Could not open {path}: not a video file OpenCV can read."
+    assert message == f"could not open {path}: not a video file OpenCV can read"
 
 
 def test_a_loopback_address_is_refused_by_the_policy_without_connecting(alice_client, organization):
@@ -80,7 +80,7 @@ def test_a_loopback_address_is_refused_by_the_policy_without_connecting(alice_cl
             "refused_by_policy",
         )
         assert message == (
-            "Not allowed by policy (an administrator can allow it with CAMERA_ALLOWED_NETWORKS)."
+            "not allowed by policy (an administrator can allow it with CAMERA_ALLOWED_NETWORKS)"
         )
 
 
@@ -95,7 +95,7 @@ def test_a_closed_port_on_an_allowed_loopback_says_connection_refused(
         422,
         "unreadable",
     )
-    assert message == f"Could not open http://127.0.0.1:{port}/mjpeg: connection refused."
+    assert message == f"could not open http://127.0.0.1:{port}/mjpeg: connection refused"
 
 
 def test_a_push_source_explains_there_is_nothing_to_read(alice_client, organization):
@@ -113,7 +113,7 @@ def test_a_bad_spec_is_answered_in_words(alice_client, organization):
         422,
         "unreadable",
     )
-    assert message.startswith("Unsupported source: use rtsp://")
+    assert message.startswith("unsupported source: use rtsp://")
 
 
 def test_tests_are_rate_limited_per_user(alice_client, bob, organization, settings):

@@ -2,54 +2,25 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery, Value
 
+from cameras.forms import CameraModelForm
 from cameras.models import Camera
 from cameras.selectors import camera_source_for_role, cameras_for_user
-from cameras.services import camera_delete, camera_detectors_check
+from cameras.services import camera_delete
+from cameras.source_test import SourceTestFailed, source_test_frame
 from organizations.models import Membership
 from organizations.permissions import Action, organizations_allowing, role_allows
 
-GRAB_TIMEOUT_SECONDS = 12.0
 GRAB_MAX_CAMERAS = 5
-# A few threads shared by every admin request: a hung source cannot pile threads up.
-_grab_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="camera-grab")
-
-
-def grab_one_frame(source: str) -> tuple[int, int]:
-    """Open `source`, read one frame, close it; (width, height) or SourceError/RuntimeError."""
-    from cameras.vision.sources import open_source
-
-    frame_source = open_source(source, read_timeout=5.0)
-    try:
-        frame = frame_source.read()
-    finally:
-        frame_source.close()
-    if frame is None:
-        raise RuntimeError("the source opened but gave no frame within its timeout")
-    height, width = frame.shape[:2]
-    return width, height
-
-
-class CameraAdminForm(forms.ModelForm):
-    def _post_clean(self):
-        super()._post_clean()
-        # The same detector check as the API (e.g. onnx without a readable model file).
-        if not self.errors:
-            try:
-                camera_detectors_check(self.instance)
-            except ValidationError as exc:
-                self._update_errors(exc)
 
 
 @admin.register(Camera)
 class CameraAdmin(admin.ModelAdmin):
-    form = CameraAdminForm
+    # Detectors as checkboxes, and the same checks as the camera pages and the API.
+    form = CameraModelForm
     list_display = [
         "name",
         "organization",
@@ -193,19 +164,14 @@ class CameraAdmin(admin.ModelAdmin):
                     messages.INFO,
                 )
                 continue
-            # Off the request thread with a bound: a dead RTSP server must not hang the admin.
-            future = _grab_pool.submit(grab_one_frame, camera.source)
+            # Read on the test pool, waited for at most CAMERA_SOURCE_TEST_TIMEOUT_SECONDS: a
+            # dead RTSP server must not hang the admin.
             try:
-                width, height = future.result(timeout=GRAB_TIMEOUT_SECONDS)
-            except concurrent.futures.TimeoutError:
-                self.message_user(
-                    request,
-                    f"{camera}: no frame within {GRAB_TIMEOUT_SECONDS:g} s.",
-                    messages.ERROR,
-                )
-            except Exception as exc:
-                self.message_user(request, f"{camera}: {exc}", messages.ERROR)
+                frame = source_test_frame(camera.source)
+            except SourceTestFailed as failure:
+                self.message_user(request, f"{camera}: {failure.message}", messages.ERROR)
             else:
+                height, width = frame.shape[:2]
                 self.message_user(
                     request, f"{camera}: got a {width}x{height} frame.", messages.SUCCESS
                 )

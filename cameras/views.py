@@ -1,17 +1,22 @@
-"""Pages (grid, player, webcam publisher, latest still) and the frame-ingest endpoint."""
+"""Pages (grid, player, camera settings, webcam publisher, latest still), Test source and the
+frame-ingest endpoint."""
 
 from __future__ import annotations
 
+import copy
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
+from cameras.forms import CameraForm, SourceTestForm
 from cameras.ingest import (
     IngestError,
     IngestResult,
@@ -27,15 +32,20 @@ from cameras.selectors import (
     camera_source_for_role,
     cameras_for_user,
 )
+from cameras.services import camera_create, camera_delete, camera_update
+from cameras.source_test import SourceTestFailed, source_test_jpeg, source_test_rate_limit_hit
 from organizations.authentication import api_user_required
 from organizations.permissions import (
     Action,
     ActionForbidden,
+    organizations_allowing,
     permission_require,
     role_allows,
     roles_by_organization,
 )
+from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error, method_not_allowed
+from project.database_threads import in_database_thread
 from project.json_input import JsonBodyError, request_json
 from project.text_input import UnstorableText, text_storable_check
 
@@ -84,7 +94,18 @@ def camera_list(request: HttpRequest) -> HttpResponse:
         )
         for camera in cameras
     ]
-    return render(request, "cameras/list.html", {"tiles": tiles})
+    # What camera_grid.js needs to draw a tile for a camera added after the page was loaded.
+    grid = {
+        "organizations": {
+            organization.pk: {
+                "name": organization.name,
+                "can_publish": role_allows(roles.get(organization.pk), Action.PUBLISH),
+            }
+            for organization in organizations_for_user(user=request.user)
+        }
+    }
+    can_add = any(role_allows(role, Action.MANAGE_CAMERAS) for role in roles.values())
+    return render(request, "cameras/list.html", {"tiles": tiles, "grid": grid, "can_add": can_add})
 
 
 @login_required
@@ -97,10 +118,157 @@ def camera_detail(request: HttpRequest, camera_id: str) -> HttpResponse:
             "camera": camera,
             "source": camera_source_for_role(camera, camera.member_role),
             "can_publish": role_allows(camera.member_role, Action.PUBLISH),
+            "can_manage": role_allows(camera.member_role, Action.MANAGE_CAMERAS),
             "health": camera_health_many(cameras=[camera])[camera.public_id],
             "stream": _stream_settings(request, camera),
         },
     )
+
+
+def _manage_check(request: HttpRequest, camera: Camera) -> None:
+    """403 (with the reason) unless the user may change the camera."""
+    try:
+        permission_require(
+            user=request.user,
+            organization=camera.organization,
+            action=Action.MANAGE_CAMERAS,
+            role=camera.member_role,
+        )
+    except ActionForbidden as refusal:
+        raise PermissionDenied(refusal.message) from None
+
+
+def _camera_to_manage(request: HttpRequest, camera_id: str) -> Camera:
+    """The camera, if the user may change it: 404 outside their organizations, 403 below admin."""
+    camera = _camera_or_404(request, camera_id)
+    _manage_check(request, camera)
+    return camera
+
+
+def _camera_form_page(request: HttpRequest, form: CameraForm, **context) -> HttpResponse:
+    return render(
+        request,
+        "cameras/form.html",
+        {
+            "form": form,
+            "detector_fields": ("detectors", "min_confidence", "onnx_model", "onnx_labels"),
+            **context,
+        },
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@login_required
+def camera_add(request: HttpRequest) -> HttpResponse:
+    organizations = organizations_allowing(user=request.user, action=Action.MANAGE_CAMERAS)
+    if not organizations.exists():
+        raise PermissionDenied(
+            "Only admins and owners of an organization may add cameras to it, and you are "
+            "neither in any of yours."
+        )
+    form = CameraForm(request.POST or None, organizations=organizations.order_by("name"))
+    if request.method == "POST" and form.is_valid():
+        try:
+            camera = camera_create(
+                organization=form.cleaned_data["organization"], **form.camera_settings()
+            )
+        except ValidationError as invalid:
+            form.add_error(None, invalid)
+        else:
+            messages.success(request, f"Added {camera.name}.")
+            return redirect("camera", camera_id=camera.public_id)
+    return _camera_form_page(request, form, camera=None, can_manage=True)
+
+
+@login_required
+def camera_edit(request: HttpRequest, camera_id: str) -> HttpResponse:
+    """The camera's settings: a form for admins and owners, read-only for everyone else."""
+    camera = _camera_or_404(request, camera_id)
+    if request.method == "POST":
+        _manage_check(request, camera)
+        # Validated on a copy: an invalid form must not rename the camera shown on the page.
+        form = CameraForm(request.POST, instance=copy.copy(camera))
+        if form.is_valid():
+            try:
+                camera_update(camera=camera, **form.changed_camera_settings())
+            except ValidationError as invalid:
+                form.add_error(None, invalid)
+            else:
+                messages.success(request, f"Saved {camera.name}.")
+                return redirect("camera", camera_id=camera.public_id)
+        return _camera_form_page(request, form, camera=camera, can_manage=True)
+    can_manage = role_allows(camera.member_role, Action.MANAGE_CAMERAS)
+    form = CameraForm(
+        instance=camera,
+        read_only=not can_manage,
+        # Credentials in the source only for those who may see them.
+        initial={"source": camera_source_for_role(camera, camera.member_role)},
+    )
+    return _camera_form_page(request, form, camera=camera, can_manage=can_manage)
+
+
+@login_required
+@require_POST
+def camera_enabled_set(request: HttpRequest, camera_id: str, *, enabled: bool) -> HttpResponse:
+    camera = camera_update(camera=_camera_to_manage(request, camera_id), enabled=enabled)
+    messages.success(request, f"{camera.name} is {'enabled' if enabled else 'disabled'}.")
+    return redirect("camera", camera_id=camera.public_id)
+
+
+@login_required
+@require_POST
+def camera_delete_view(request: HttpRequest, camera_id: str) -> HttpResponse:
+    camera = _camera_to_manage(request, camera_id)
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, "Tick the box to confirm: deleting a camera deletes its events.")
+        return redirect("camera-edit", camera_id=camera.public_id)
+    camera_delete(camera=camera)
+    messages.success(request, f"Deleted {camera.name} with its events.")
+    return redirect("cameras")
+
+
+def _source_test_wait(user, organization_id: int) -> int:
+    """0 when the user manages the organization's cameras and has a test left this minute,
+    else the seconds until they have; Http404 or ActionForbidden as the pages answer."""
+    organization = organization_get_for_user(user=user, organization_id=organization_id)
+    if organization is None:
+        raise Http404("No such organization among yours.")
+    permission_require(user=user, organization=organization, action=Action.MANAGE_CAMERAS)
+    return source_test_rate_limit_hit(user=user)
+
+
+@api_user_required
+async def camera_source_test(request: HttpRequest, user) -> HttpResponse:
+    """POST a source (not saved): one frame of it as a JPEG, or why not as JSON."""
+    if request.method != "POST":
+        return method_not_allowed("POST", "Use POST.")
+    try:
+        form = SourceTestForm(request.POST)
+        valid = form.is_valid()
+    except RequestDataTooBig:
+        return json_error(413, "The request is too large.", "too_large")
+    if not valid:
+        problems = [f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()]
+        return json_error(400, " ".join(problems), "invalid")
+    try:
+        wait = await in_database_thread(_source_test_wait)(user, form.cleaned_data["organization"])
+    except Http404 as missing:
+        return json_error(404, str(missing), "not_found")
+    except ActionForbidden as refusal:
+        return json_error(403, refusal.message, "forbidden")
+    if wait:
+        response = json_error(429, f"Too many source tests: try again in {wait} s.", "rate_limited")
+        response["Retry-After"] = str(wait)
+        return response
+    try:
+        jpeg = await source_test_jpeg(
+            form.cleaned_data["source"],
+            max_width=form.cleaned_data["max_width"] or 640,
+            quality=form.cleaned_data["jpeg_quality"] or 75,
+        )
+    except SourceTestFailed as failure:
+        return json_error(422, failure.message, failure.code)
+    return HttpResponse(jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @login_required

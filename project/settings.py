@@ -467,6 +467,12 @@ CAMERA_METRICS_PORT = env_int("CAMERA_METRICS_PORT", 0, minimum=0)
 # The player's steady retry period once its first five tries (1, 2, 4, 8, 16 s) have failed: it
 # keeps trying this often for as long as the page is visible.
 CAMERA_PLAYER_RETRY_SECONDS = env_float("CAMERA_PLAYER_RETRY_SECONDS", 30.0, minimum=1.0)
+# Test source (the camera form's button): how long a test waits for one frame, and how many
+# tests each user may run a minute (each one makes the server connect where they asked).
+CAMERA_SOURCE_TEST_TIMEOUT_SECONDS = env_float(
+    "CAMERA_SOURCE_TEST_TIMEOUT_SECONDS", 5.0, minimum=0.5
+)
+CAMERA_SOURCE_TESTS_PER_MINUTE = env_int("CAMERA_SOURCE_TESTS_PER_MINUTE", 10, minimum=1)
 
 
 # --- camera source policy (README "Camera sources") ---

@@ -1,6 +1,7 @@
 // The cameras grid: each tile shows the camera's latest still (refreshed every 2 s while the tab
 // is visible) and its status badge (from the API every 5 s). Stills cost one small request per
-// tile, not a video stream per tile.
+// tile, not a video stream per tile. The same API answer (one request for the whole list) adds a
+// tile for a camera added since the page was loaded and drops the tile of one deleted.
 //
 // The grid outlives server restarts: a tile loads at most one still at a time (a load that hangs
 // is abandoned after STILL_TIMEOUT_MS, so an outage cannot pile requests up), nothing stops on a
@@ -15,8 +16,13 @@ import { age, clock } from "./time_format.js";
 const STILL_MS = 2000;
 const STILL_TIMEOUT_MS = 10_000;
 const STATUS_MS = 5000;
+// The API's largest page: the grid shows every camera, as the page does.
+const CAMERAS_URL = "/api/v1/cameras?limit=500";
 const grid = document.getElementById("camera-grid");
-const tiles = [...document.querySelectorAll(".camera-tile")];
+const tileTemplate = document.getElementById("camera-tile-template");
+const empty = document.getElementById("cameras-empty");
+const { organizations } = JSON.parse(document.getElementById("grid-settings").textContent);
+let tiles = [...grid.querySelectorAll(".camera-tile")];
 const loading = new Map(); // tile -> { image, startedAt } of its still being loaded
 
 let failingSince = null;
@@ -133,16 +139,61 @@ function showHealth(tile, health) {
   }
 }
 
+// A tile for a camera the page did not list, from templates/cameras/list.html's template.
+function tileFor(camera) {
+  const tile = tileTemplate.content.firstElementChild.cloneNode(true);
+  const page = `/cameras/${encodeURIComponent(camera.id)}/`;
+  const organization = organizations[camera.organization];
+  tile.dataset.cameraId = camera.id;
+  tile.querySelector(".camera-tile-link").href = page;
+  const img = tile.querySelector("img");
+  img.alt = `Latest frame of ${camera.name}`;
+  img.dataset.src = `${page}snapshot.jpg`;
+  tile.querySelector("[data-name]").textContent = camera.name;
+  // A camera of an organization joined since the page was loaded: named at the next reload.
+  tile.querySelector("[data-organization]").textContent = organization?.name ?? "";
+  tile.querySelector("[data-camera-id-shown]").textContent = camera.id;
+  if (camera.source.trim().toLowerCase().startsWith("push:") && organization?.can_publish) {
+    const publish = tile.querySelector("[data-publish]");
+    publish.querySelector("a").href = `${page}publish`;
+    publish.hidden = false;
+  }
+  return tile;
+}
+
+// Tiles for added cameras, none for deleted ones, in the API's order (the page's: by name).
+// A tile goes only when the answer was the whole list (`complete`): a camera past the API's
+// last page is not a deleted one.
+function followCameras(results, complete) {
+  const known = new Map(tiles.map((tile) => [tile.dataset.cameraId, tile]));
+  const listed = new Set(results.map((camera) => camera.id));
+  const added = results.filter((camera) => !known.has(camera.id));
+  const removed = complete ? tiles.filter((tile) => !listed.has(tile.dataset.cameraId)) : [];
+  if (!added.length && !removed.length) return;
+  for (const tile of removed) {
+    loading.delete(tile);
+    tile.remove();
+  }
+  for (const camera of added) known.set(camera.id, tileFor(camera));
+  const kept = tiles.filter((tile) => !removed.includes(tile) && !listed.has(tile.dataset.cameraId));
+  tiles = [...results.map((camera) => known.get(camera.id)), ...kept];
+  grid.append(...tiles);
+  empty.hidden = tiles.length > 0;
+  added.forEach((camera) => refreshStill(known.get(camera.id)));
+}
+
 async function refreshStatuses() {
   let results;
   try {
-    const response = await fetch("/api/v1/cameras", { credentials: "same-origin", cache: "no-store" });
+    const response = await fetch(CAMERAS_URL, { credentials: "same-origin", cache: "no-store" });
     const problem = problemOf(response);
     if (problem !== "ok") {
       showProblem(problem);
       return;
     }
-    ({ results } = await response.json());
+    const page = await response.json();
+    results = page.results;
+    followCameras(results, page.next == null);
   } catch (error) {
     showProblem("unreachable"); // no answer at all (or one cut short)
     return;
@@ -176,12 +227,11 @@ function refreshAll() {
   refreshStatuses();
 }
 
-if (tiles.length) {
-  refreshStills();
-  setInterval(refreshStills, STILL_MS);
-  setInterval(() => {
-    if (!document.hidden) refreshStatuses();
-  }, STATUS_MS);
-  document.addEventListener("visibilitychange", refreshAll);
-  window.addEventListener("online", refreshAll);
-}
+// Always, an empty grid included: the first camera added shows up without a reload.
+refreshStills();
+setInterval(refreshStills, STILL_MS);
+setInterval(() => {
+  if (!document.hidden) refreshStatuses();
+}, STATUS_MS);
+document.addEventListener("visibilitychange", refreshAll);
+window.addEventListener("online", refreshAll);

@@ -117,13 +117,13 @@ def test_the_grid_says_temporarily_unavailable_on_a_503_and_signed_out_on_a_401(
     def redis_away(route):
         route.fulfill(status=503, json=unavailable_body(), headers={"Retry-After": "5"})
 
-    page.route("**/api/v1/cameras", redis_away)
+    page.route("**/api/v1/cameras?*", redis_away)
     page.evaluate(REFRESH_NOW)
     page.wait_for_selector(notice, state="visible", timeout=10_000)
     assert "running but temporarily unavailable; retrying" in page.text_content(notice)
     assert "cannot be reached" not in page.text_content(notice)
     assert page.text_content(".camera-tile [data-status]") == "Unknown"
-    page.unroute("**/api/v1/cameras", redis_away)
+    page.unroute("**/api/v1/cameras?*", redis_away)
     page.evaluate(REFRESH_NOW)
     page.wait_for_selector(notice, state="hidden", timeout=10_000)
 

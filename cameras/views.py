@@ -45,7 +45,6 @@ from organizations.permissions import (
 )
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error, method_not_allowed
-from project.database_threads import in_database_thread
 from project.json_input import JsonBodyError, request_json
 from project.text_input import UnstorableText, text_storable_check
 
@@ -251,7 +250,7 @@ async def camera_source_test(request: HttpRequest, user) -> HttpResponse:
         problems = [f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()]
         return json_error(400, " ".join(problems), "invalid")
     try:
-        wait = await in_database_thread(_source_test_wait)(user, form.cleaned_data["organization"])
+        wait = await sync_to_async(_source_test_wait)(user, form.cleaned_data["organization"])
     except Http404 as missing:
         return json_error(404, str(missing), "not_found")
     except ActionForbidden as refusal:

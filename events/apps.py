@@ -12,3 +12,10 @@ class EventsConfig(AppConfig):
 
         context_provider_register(session_data_facts)
         data_provider_register(EventsAssistantData)
+
+        # Every processed frame, captured or pushed, reaches the recorder as a frame receiver
+        # (cameras/receivers.py).
+        from cameras.receivers import frame_receiver_register
+        from events.recording import RecorderReceiver
+
+        frame_receiver_register(RecorderReceiver())

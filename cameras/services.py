@@ -10,7 +10,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from cameras.models import Camera
-from events.services import camera_events_delete
 from organizations.models import Organization
 
 EDITABLE_FIELDS = (
@@ -77,8 +76,8 @@ def camera_update(*, camera: Camera, **fields: Any) -> Camera:
 
 
 def camera_delete(*, camera: Camera) -> None:
-    """Delete the camera, its sessions and its events, snapshot files included."""
-    camera_events_delete(camera=camera)
+    """Delete the camera with what other apps keep of it: their `pre_delete` receivers (events:
+    its events and their snapshot files) run first, and the rows cascade."""
     camera.delete()
 
 

@@ -209,14 +209,10 @@ def organization_update(
 
 @transaction.atomic
 def organization_delete(*, actor: AbstractBaseUser, organization: Organization) -> None:
-    """Delete the organization with its cameras (their events and snapshot files), chats and
-    memberships (owners only)."""
+    """Delete the organization with its memberships and whatever the apps built on it keep
+    (owners only). Those cascade, with their apps' `pre_delete` receivers: a camera's events and
+    snapshot files go with it, though organizations knows nothing of cameras or events."""
     permission_require(user=actor, organization=organization, action=Action.DELETE_ORGANIZATION)
-    # Imported here: cameras builds on organizations, not the other way round.
-    from cameras.services import camera_delete
-
-    for camera in organization.cameras.all():
-        camera_delete(camera=camera)
     # One by one, so that whoever listens for removed memberships hears each of them.
     for membership in organization.memberships.all():
         membership.delete()

@@ -111,7 +111,7 @@ def test_pages_need_login(client, demo_camera):
 
 
 def test_demo_setup_gives_the_demo_organization_a_demo_and_a_push_camera():
-    from organizations.services import demo_setup
+    from cameras.services import demo_setup
 
     organization, _ = demo_setup(password="demo-password-123")
     cameras = {camera.source: camera for camera in organization.cameras.all()}

@@ -15,10 +15,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from prometheus_client import REGISTRY
 
-from cameras.capture import CaptureWorker
 from cameras.ingest import frame_ingest
 from cameras.pipeline import FramePipeline
-from cameras.publishing import latest_frame_get
+from cameras.publishing import PublishedFrame, latest_frame_get
 from cameras.receivers import (
     ProcessedFrame,
     frame_receiver_register,
@@ -37,13 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 class Collecting:
     """Keeps what it is handed, and which function handed it each frame."""
 
-    def __init__(self, name: str = "collecting"):
-        self.name = name
+    name = "collecting"
+
+    def __init__(self, *, wanted: int = 1):
         self.frames: list[ProcessedFrame] = []
         self.callers: set[object] = set()
         self.stopped: list[CameraConfig] = []
+        self.wanted = wanted
         self.enough = threading.Event()
-        self.wanted = 1
 
     def frame_processed(self, frame: ProcessedFrame) -> None:
         self.callers.add(sys._getframe(1).f_code)
@@ -93,6 +93,21 @@ def _receiver_failures(camera_id: str, name: str) -> float:
     )
 
 
+async def _capture(camera, collecting: Collecting) -> list[PublishedFrame]:
+    """Capture `camera` until as many frames were broadcast as `collecting` wants, and it got
+    them too; then stop the worker (which must not have crashed)."""
+    layer, channel = await _subscribe(camera)
+    worker = _worker(camera)
+    worker.start()
+    try:
+        published = await _frames(layer, channel, collecting.wanted)
+        assert await asyncio.to_thread(collecting.enough.wait, 15)
+    finally:
+        await _stop(worker)
+    assert worker.failure is None
+    return published
+
+
 def test_events_registers_its_recorder_as_a_receiver():
     assert "recorder" in [receiver.name for receiver in frame_receivers()]
 
@@ -108,16 +123,9 @@ async def test_a_receiver_gets_every_captured_frame_with_the_published_jpeg(
         target_fps=30,
         detectors=["motion", "person"],
     )
-    collecting = registered(Collecting())
-    collecting.wanted = 15
-    layer, channel = await _subscribe(camera)
-    worker = _worker(camera)
-    worker.start()
-    try:
-        published = await _frames(layer, channel, 10)
-        assert await asyncio.to_thread(collecting.enough.wait, 15)
-    finally:
-        await _stop(worker)
+    collecting = registered(Collecting(wanted=10))
+
+    published = await _capture(camera, collecting)
 
     frame = collecting.frames[-1]
     assert frame.camera == CameraConfig.of(camera)
@@ -147,19 +155,11 @@ async def test_a_raising_receiver_is_logged_once_and_the_others_and_the_publish_
         organization=organization, name="Demo", source="demo:", target_fps=30
     )
     exploding = registered(Exploding())
-    collecting = registered(Collecting())
-    collecting.wanted = 10
-    layer, channel = await _subscribe(camera)
-    worker = _worker(camera)
-    worker.start()
-    try:
-        published = await _frames(layer, channel, 10)
-        assert await asyncio.to_thread(collecting.enough.wait, 15)
-    finally:
-        await _stop(worker)
+    collecting = registered(Collecting(wanted=10))
+
+    published = await _capture(camera, collecting)
 
     assert len(published) == 10
-    assert worker.failure is None
     assert exploding.calls >= 10
     assert len(collecting.frames) >= 10
     failures = [r for r in caplog.records if "'exploding'" in r.getMessage()]

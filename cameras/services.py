@@ -87,18 +87,10 @@ def camera_delete(*, camera: Camera) -> None:
 def demo_setup(*, password: str) -> tuple[Organization, AbstractBaseUser]:
     """The demo organization with its owner `demo` (the given password) and its cameras: live
     video with real detections on a fresh install, and a camera a browser webcam can publish
-    to (from /cameras/<id>/publish)."""
+    to (from /cameras/<id>/publish). Both take the model's default detectors."""
     organization, user = demo_organization_create(password=password)
-    camera_create(
-        organization=organization,
-        name="Demo camera",
-        source="demo:",
-        target_fps=15,
-        detectors=["motion"],
-    )
-    camera_create(
-        organization=organization, name="Browser webcam", source="push:", detectors=["motion"]
-    )
+    camera_create(organization=organization, name="Demo camera", source="demo:", target_fps=15)
+    camera_create(organization=organization, name="Browser webcam", source="push:")
     return organization, user
 
 

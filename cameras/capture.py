@@ -285,7 +285,7 @@ class CaptureWorker:
         self._last_timestamp = timestamp
         self._last_frame_at = timestamp / 1000
         self._captured.inc()
-        # Events see every processed frame, watched or not (through the pipeline's receivers).
+        # The receivers see every processed frame, watched or not.
         self._pipeline.process(frame, timestamp_ms=timestamp, publisher=self)
         # Bookkeeping only after the frame is on its way to the viewers.
         self._frames_since_status += 1

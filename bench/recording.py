@@ -3,7 +3,7 @@ events recorded versus without, in the same run.
 
     python -m bench.recording --seconds 10 --rounds 2 --detectors motion
 
-Per frame, as a capture worker does it (cameras/capture.py), minus the network: render the demo
+Per frame, as the frame pipeline does it (cameras/pipeline.py), minus the network: render the demo
 scene at the next 30 fps instant, resize, run the detectors, JPEG-encode, and (when recording)
 `Recorder.record_frame`, with the recorder's flusher thread writing events, sessions and
 snapshots to a real database and storage in the background. Frames are processed as fast as the
@@ -66,7 +66,7 @@ def _camera():
 
 
 class Pipeline:
-    """One camera's per-frame work, as in CaptureWorker._process, on virtual 30 fps time."""
+    """One camera's per-frame work, as in FramePipeline.process, on virtual 30 fps time."""
 
     def __init__(self, *, detectors: list[str], width: int, height: int):
         from cameras.vision.demo import DemoScene, demo_seed

@@ -125,10 +125,6 @@ class CameraAdmin(admin.ModelAdmin):
     def source_shown(self, camera: Camera) -> str:
         return camera_source_for_role(camera, getattr(camera, "member_role", None))
 
-    # Through the service, so the events' snapshot files go with the camera.
-    def delete_model(self, request, obj):
-        camera_delete(camera=obj)
-
     def delete_queryset(self, request, queryset):
         cameras = list(queryset)
         if not all(self._may_manage(request, camera) for camera in cameras):

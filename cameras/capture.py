@@ -1,8 +1,8 @@
 """Capture workers and the supervisor that owns them.
 
 One thread per camera, because OpenCV reads block. Per frame, in that thread: read, throttle to
-the camera's fps, resize once, run the detectors on that very frame (so boxes never drift from
-the picture they are sent with), JPEG-encode once, build both wire payloads once, and publish
+the camera's fps, stamp it, and take it through the camera's `cameras.pipeline.FramePipeline`
+(resize, detect, encode, publish, receivers), whose publisher the worker is: it sends the frame
 through `cameras.publishing` onto the supervisor's event loop. A publish still in flight when
 the next frame is ready makes that frame skip the broadcast: nothing queues without bound.
 
@@ -10,7 +10,7 @@ When nobody watches (no hub has marked the camera watched), detection still runs
 (motion needs the history) but the frame is encoded only once a second, to keep the latest
 picture fresh for stills and the next viewer.
 
-A worker survives what it can: a failed cache write, broadcast, recorder call or status write
+A worker survives what it can: a failed cache write, broadcast, frame receiver or status write
 costs that one frame's part (counted, logged once until it works again), never the worker.
 Anything else it did not expect (a source or detector raising) ends its thread.
 
@@ -43,6 +43,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from cameras.models import Camera
+from cameras.pipeline import FramePipeline
 from cameras.publishing import (
     PublishedFrame,
     camera_is_watched,
@@ -58,10 +59,8 @@ from cameras.selectors import (
     supervisor_heartbeat_ttl,
 )
 from cameras.services import camera_status_update, cameras_mark_offline, push_cameras_mark_stale
-from cameras.vision.detectors import DetectorConfigError, build_detectors, run_detectors
-from cameras.vision.frames import encode_jpeg, resize_to_width
+from cameras.vision.detectors import DetectorConfigError
 from cameras.vision.sources import FrameSource, SourceError, open_source
-from events.recording import camera_stopped, record_frame
 from project.contained import ContainedFailures
 from project.heartbeats import heartbeat_beat
 from project.metrics import (
@@ -125,7 +124,9 @@ class CaptureWorker:
         self._thread = threading.Thread(
             target=self._run, name=f"camera-{config.public_id}", daemon=True
         )
+        self._pipeline: FramePipeline | None = None  # built in the thread, with the detectors
         self._publishing: concurrent.futures.Future | None = None
+        self._broadcasting = False  # whether the frame being processed goes to the viewers
         self._encoder = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"camera-{config.public_id}-jpeg"
         )
@@ -163,7 +164,6 @@ class CaptureWorker:
                 ("frame_record", "Remembering a published frame"),
                 ("latest_frame", "Storing the latest frame"),
                 ("broadcast", "Broadcasting a frame"),
-                ("recorder", "Recording events"),
                 ("status", "Writing the camera's status"),
             )
         }
@@ -218,19 +218,14 @@ class CaptureWorker:
             self._encoder.shutdown(wait=True)
             if self._stop.is_set():
                 self._beat(Camera.Status.OFFLINE, fps=0.0, last_error="Capture stopped.")
-            with self._failures["recorder"]:
-                camera_stopped(camera_pk=self.config.pk)
+            if self._pipeline is not None:
+                self._pipeline.camera_stopped()
             connections.close_all()
 
     def _capture(self) -> None:
         config = self.config
         try:
-            detectors = build_detectors(
-                list(config.detectors),
-                min_confidence=config.min_confidence,
-                onnx_model=config.onnx_model or None,
-                onnx_labels=config.onnx_labels or None,
-            )
+            self._pipeline = FramePipeline(config, encoder=self._encoder)
         except DetectorConfigError as exc:
             # Retrying cannot help: the configuration has to change (which restarts us).
             self._waiting_for_configuration = True
@@ -245,7 +240,7 @@ class CaptureWorker:
                 self._source_failed(str(exc))
             else:
                 try:
-                    if self._stream(source, detectors):
+                    if self._stream(source):
                         backoff = self._backoff_first
                 finally:
                     source.close()
@@ -261,7 +256,7 @@ class CaptureWorker:
         )
         self._set_status(status, last_error=reason, force=True)
 
-    def _stream(self, source: FrameSource, detectors) -> bool:
+    def _stream(self, source: FrameSource) -> bool:
         """Read and publish until stopped or the source stalls; True if any frame arrived."""
         interval = 1.0 / self.config.target_fps
         next_due = 0.0
@@ -282,60 +277,48 @@ class CaptureWorker:
             if now + interval / 2 < next_due:
                 continue
             next_due = max(next_due + interval, now)
-            self._process(frame, detectors)
+            self._process(frame)
         return got_frames
 
-    def _process(self, frame, detectors) -> None:
-        config = self.config
+    def _process(self, frame) -> None:
         timestamp = max(timestamp_ms_now(), self._last_timestamp + 1)
         self._last_timestamp = timestamp
         self._last_frame_at = timestamp / 1000
         self._captured.inc()
-        frame = resize_to_width(frame, config.max_width)
-        now = time.monotonic()
-        watched = self._is_watched(now)
-        if watched:
-            # The previous frame still on its way means this one skips the broadcast rather
-            # than queue behind it.
-            wanted = self._publishing is None or self._publishing.done()
-            if not wanted:
-                self._dropped_busy.inc()
-        else:
-            wanted = now - self._last_latest_store >= UNWATCHED_LATEST_SECONDS
-        # JPEG encoding and detection both run in OpenCV without the GIL: side by side, the
-        # frame is ready as soon as the slower of the two is done.
-        encoding = self._encoder.submit(encode_jpeg, frame, config.jpeg_quality) if wanted else None
-        detections = (
-            [detection.as_dict() for detection in run_detectors(detectors, frame)]
-            if detectors
-            else None
-        )
-        if encoding is not None:
-            self._publish(encoding.result(), timestamp, detections, broadcast=watched)
-            self._last_latest_store = now
+        # The receivers see every processed frame, watched or not.
+        self._pipeline.process(frame, timestamp_ms=timestamp, publisher=self)
         # Bookkeeping only after the frame is on its way to the viewers.
         self._frames_since_status += 1
         self._report_online()
-        # Events see every processed frame, watched or not (the recorder only updates memory).
-        with self._failures["recorder"]:
-            record_frame(camera=config, timestamp_ms=timestamp, detections=detections, frame=frame)
 
-    def _publish(
-        self, jpeg: bytes, timestamp: int, detections: list[dict] | None, *, broadcast: bool
-    ) -> None:
+    # -- the pipeline's publisher (cameras.pipeline.Publisher), in the worker's thread ------
+
+    def wants_picture(self) -> bool:
+        now = time.monotonic()
+        self._broadcasting = self._is_watched(now)
+        if self._broadcasting:
+            # The previous frame still on its way means this one skips the broadcast rather
+            # than queue behind it.
+            if self._publishing is None or self._publishing.done():
+                return True
+            self._dropped_busy.inc()
+            return False
+        # Nobody watches: detection still runs on every frame (motion needs the history), but
+        # a picture once a second is enough to keep the latest frame fresh.
+        return now - self._last_latest_store >= UNWATCHED_LATEST_SECONDS
+
+    def publish(self, frame: PublishedFrame) -> None:
         """Send the frame on its way. A failed step (the cache or the layer away) costs that
         step for this frame only: the next frame tries again."""
-        published = PublishedFrame.build(
-            camera_id=self.config.public_id, jpeg=jpeg, timestamp=timestamp, detections=detections
-        )
+        self._last_latest_store = time.monotonic()
         # Recorded before it is sent, so that a viewer posting it straight back to ingest
         # finds it and gets "duplicate".
         with self._failures["frame_record"]:
-            frame_record_set(published)
-        if broadcast:
+            frame_record_set(frame)
+        if self._broadcasting:
             try:
                 self._publishing = asyncio.run_coroutine_threadsafe(
-                    frame_broadcast(self._channel_layer, published), self._loop
+                    frame_broadcast(self._channel_layer, frame), self._loop
                 )
             except RuntimeError:
                 # The loop is closed: the server is shutting down.
@@ -343,7 +326,7 @@ class CaptureWorker:
                 return
             self._publishing.add_done_callback(self._broadcast_done)
         with self._failures["latest_frame"]:
-            latest_frame_set(published)
+            latest_frame_set(frame)
 
     def _broadcast_done(self, future: concurrent.futures.Future) -> None:
         """Runs on the loop's thread when a broadcast finished; one is in flight at a time."""

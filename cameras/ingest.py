@@ -1,8 +1,9 @@
 """Frame ingest: frames POSTed to /api/v1/actions/actions/send, in the seed's body.
 
 Two kinds of caller send the same body:
-- publishers of a `push:` camera (our webcam page, scripts): a new frame is decoded, resized,
-  run through the camera's detectors and broadcast like a captured frame;
+- publishers of a `push:` camera (our webcam page, scripts): a new frame is decoded and taken
+  through the camera's `cameras.pipeline.FramePipeline` like a captured frame (resize, detect,
+  publish, receivers), with the sent bytes published as they are when they fit;
 - the seed's player, which forwards EVERY frame it receives back here (`postFrameToBackend`).
   Those frames were already published, so they are answered from the published-frame record
   (`"duplicate": true`, with the detections) and never broadcast or counted again: any number of
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from cameras.models import Camera
+from cameras.pipeline import FramePipeline
 from cameras.publishing import (
     PublishedFrame,
     frame_broadcast,
@@ -37,10 +39,8 @@ from cameras.publishing import (
 )
 from cameras.selectors import CameraConfig
 from cameras.services import camera_status_update
-from cameras.vision.detectors import build_detectors, run_detectors
-from cameras.vision.frames import InvalidFrame, decode_jpeg, encode_jpeg, resize_to_width
+from cameras.vision.frames import InvalidFrame, decode_jpeg
 from cameras.vision.sources import source_kind
-from events.recording import record_frame
 from organizations.permissions import Action, ActionForbidden, role_allows
 from project.counters import cache_counter_incr
 from project.metrics import INGEST_FRAMES
@@ -124,32 +124,39 @@ def base64_decode(value: str) -> bytes:
         raise IngestError(400, "frame is not valid base64.", "invalid_base64") from None
 
 
-class _PushDetectors:
-    """One detector set per push: camera per process, kept between frames so motion has history.
-
-    Detectors keep state and are not thread-safe, hence one lock per camera.
-    """
+class _PushPipelines:
+    """One pipeline per push: camera per process, kept between frames so that its detectors
+    keep their history (motion's background); rebuilt when the camera's configuration changes."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._sets: dict[str, tuple[CameraConfig, list, threading.Lock]] = {}
+        self._pipelines: dict[str, FramePipeline] = {}
 
-    def get(self, config: CameraConfig) -> tuple[list, threading.Lock]:
+    def get(self, config: CameraConfig) -> FramePipeline:
         with self._lock:
-            known = self._sets.get(config.public_id)
-            if known is None or known[0] != config:
-                detectors = build_detectors(
-                    list(config.detectors),
-                    min_confidence=config.min_confidence,
-                    onnx_model=config.onnx_model or None,
-                    onnx_labels=config.onnx_labels or None,
-                )
-                known = (config, detectors, threading.Lock())
-                self._sets[config.public_id] = known
-            return known[1], known[2]
+            pipeline = self._pipelines.get(config.public_id)
+            if pipeline is None or pipeline.config != config:
+                pipeline = self._pipelines[config.public_id] = FramePipeline(config)
+            return pipeline
 
 
-_push_detectors = _PushDetectors()
+_push_pipelines = _PushPipelines()
+
+
+class _IngestPublisher:
+    """Ingest's way to the viewers: every new frame is published, and before the answer, so
+    that a failure is answered (503 with Redis away) rather than lost."""
+
+    def __init__(self):
+        self.remembered = False
+
+    def wants_picture(self) -> bool:
+        return True
+
+    def publish(self, frame: PublishedFrame) -> None:
+        frame_remember(frame)
+        self.remembered = True
+        async_to_sync(frame_broadcast)(get_channel_layer(), frame)
 
 
 def _duplicate(camera: Camera, timestamp: int, record: dict) -> IngestResult:
@@ -223,32 +230,22 @@ def frame_ingest(
     _rate_check(camera)
     if not frame_record_claim(camera.public_id, timestamp):
         return _duplicate(camera, timestamp, frame_record_get(camera.public_id, timestamp) or {})
+    publisher = _IngestPublisher()
     try:
-        config = CameraConfig.of(camera)
-        resized = resize_to_width(image, config.max_width)
-        detectors, lock = _push_detectors.get(config)
-        with lock:
-            detections = (
-                [d.as_dict() for d in run_detectors(detectors, resized)] if detectors else None
-            )
-        published = PublishedFrame.build(
-            camera_id=camera.public_id,
-            # The bytes as sent when they fit; re-encoding would only cost time and quality.
-            jpeg=jpeg if resized is image else encode_jpeg(resized, config.jpeg_quality),
-            timestamp=timestamp,
-            detections=detections,
+        processed = _push_pipelines.get(CameraConfig.of(camera)).process(
+            image, timestamp_ms=timestamp, publisher=publisher, jpeg=jpeg
         )
-        frame_remember(published)
-        record_frame(camera=config, timestamp_ms=timestamp, detections=detections, frame=resized)
     except Exception:
-        frame_record_release(camera.public_id, timestamp)
+        # Unpublished, the timestamp is free again for a retry; once remembered, the frame
+        # stands as published (a failed broadcast included) and its copies are duplicates.
+        if not publisher.remembered:
+            frame_record_release(camera.public_id, timestamp)
         raise
-    async_to_sync(frame_broadcast)(get_channel_layer(), published)
     _status_report(camera)
     return IngestResult(
         camera_id=camera.public_id,
         timestamp=timestamp,
-        detections=detections or [],
+        detections=processed.detections or [],
         duplicate=False,
     )
 

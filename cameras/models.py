@@ -45,6 +45,11 @@ def validate_detector_names(value: object) -> None:
         raise ValidationError("Each detector may be listed once.", code="invalid_detectors")
 
 
+def detectors_default() -> list[str]:
+    """What a new camera detects unless told otherwise: what a user expects to see working."""
+    return ["motion", "person"]
+
+
 class Camera(models.Model):
     class Status(models.TextChoices):
         CONNECTING = "connecting", "Connecting"
@@ -81,7 +86,7 @@ class Camera(models.Model):
         default=75, validators=[MinValueValidator(10), MaxValueValidator(95)]
     )
     detectors = models.JSONField(
-        default=list,
+        default=detectors_default,
         blank=True,
         validators=[validate_detector_names],
         help_text='Detector names, e.g. ["motion", "person"]. Available: motion, person, face, onnx.',

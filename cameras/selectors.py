@@ -91,6 +91,7 @@ class CameraConfig:
 
     pk: int
     public_id: str
+    organization_pk: int
     source: str
     target_fps: int
     max_width: int
@@ -105,6 +106,7 @@ class CameraConfig:
         return cls(
             pk=camera.pk,
             public_id=camera.public_id,
+            organization_pk=camera.organization_id,
             source=camera.source,
             target_fps=camera.target_fps,
             max_width=camera.max_width,

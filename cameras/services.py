@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from cameras.models import Camera
-from events.services import camera_events_delete
 from organizations.models import Organization
+from organizations.services import demo_organization_create
 
 EDITABLE_FIELDS = (
     "name",
@@ -77,9 +78,20 @@ def camera_update(*, camera: Camera, **fields: Any) -> Camera:
 
 
 def camera_delete(*, camera: Camera) -> None:
-    """Delete the camera, its sessions and its events, snapshot files included."""
-    camera_events_delete(camera=camera)
+    """Delete the camera with what other apps keep of it: their `pre_delete` receivers (events:
+    its events and their snapshot files) run first, and the rows cascade."""
     camera.delete()
+
+
+@transaction.atomic
+def demo_setup(*, password: str) -> tuple[Organization, AbstractBaseUser]:
+    """The demo organization with its owner `demo` (the given password) and its cameras: live
+    video with real detections on a fresh install, and a camera a browser webcam can publish
+    to (from /cameras/<id>/publish). Both take the model's default detectors."""
+    organization, user = demo_organization_create(password=password)
+    camera_create(organization=organization, name="Demo camera", source="demo:", target_fps=15)
+    camera_create(organization=organization, name="Browser webcam", source="push:")
+    return organization, user
 
 
 def camera_status_update(

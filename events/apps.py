@@ -12,3 +12,20 @@ class EventsConfig(AppConfig):
 
         context_provider_register(session_data_facts)
         data_provider_register(EventsAssistantData)
+
+        # Cameras knows nothing of events: every processed frame, captured or pushed, reaches
+        # the recorder as a frame receiver (cameras/receivers.py), and a deleted camera's
+        # events, snapshot files included, go just before it.
+        from django.db.models.signals import pre_delete
+
+        from cameras.models import Camera
+        from cameras.receivers import frame_receiver_register
+        from events.recording import RecorderReceiver
+        from events.services import camera_events_delete_before_camera
+
+        frame_receiver_register(RecorderReceiver())
+        pre_delete.connect(
+            camera_events_delete_before_camera,
+            sender=Camera,
+            dispatch_uid="events.camera_events_delete_before_camera",
+        )

@@ -1,14 +1,15 @@
 """The recorder: turns the pipeline's frames into stored events, snapshots and sessions.
 
-The capture workers (and frame ingest) call `record_frame` for every processed frame, from
-their own threads, never from the event loop. That call only updates memory (an
+The recorder is one of the frame pipeline's receivers (`RecorderReceiver`, registered in
+`EventsConfig.ready`): capture workers and frame ingest hand it every processed frame from
+their own threads, never from the event loop. Taking a frame only updates memory (an
 `EventTracker` and a `SessionTally` per camera). A flusher thread writes what changed every
 `EVENTS_FLUSH_SECONDS` (sooner when an event closes or a camera stops), a few bulk queries per
 camera, and encodes and stores snapshots there, so detection at full rate is a few queries a
 second per process, not one write per frame.
 
-Sessions: a camera's session starts with its first processed frame and ends when the worker
-reports the camera stopped (`camera_stopped`), or when no frame has arrived for
+Sessions: a camera's session starts with its first processed frame and ends when the camera's
+capture worker stops (the pipeline's `camera_stopped`), or when no frame has arrived for
 `EVENTS_SESSION_IDLE_SECONDS` (a `push:` camera whose publisher went away). Sessions and events
 left open by a process that died are ended at their last stored frame and sighting by the
 recorder's first flush, and by one more once the idle time has passed.
@@ -32,10 +33,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import cv2
-import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -43,6 +42,8 @@ from django.db import connection, transaction
 from django.db.models import Count, F
 
 from cameras.models import Camera
+from cameras.receivers import ProcessedFrame
+from cameras.selectors import CameraConfig
 from events.models import CameraSession, DetectionEvent
 from events.tracking import Closed, EventTracker, Extended, Opened, SessionTally, TrackedEvent
 from project.contained import ContainedFailures
@@ -52,6 +53,9 @@ from project.metrics import (
     RECORDER_FLUSH_SECONDS,
     RECORDER_STATE_REBUILDS,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,10 @@ def snapshot_name(*, camera_public_id: str, label: str, started_ms: int) -> str:
 
 def snapshot_jpeg(frame: np.ndarray, *, label: str, boxes: list[tuple[list[int], float]]) -> bytes:
     """The frame as JPEG with each (bbox, confidence) box and `label (NN%)` drawn on a copy."""
+    # Imported here, in the flusher's thread: registering the recorder at start-up (and every
+    # management command) need not load OpenCV.
+    import cv2
+
     image = frame.copy()
     for (x, y, w, h), confidence in boxes:
         cv2.rectangle(image, (x, y), (x + w, y + h), _BOX_COLOR, 2)
@@ -896,21 +904,21 @@ def _close_at_exit(recorder: Recorder) -> None:
         logger.exception("Could not end the camera sessions at exit")
 
 
-def record_frame(
-    *,
-    camera: CameraLike,
-    timestamp_ms: int,
-    detections: list[dict[str, Any]] | None,
-    frame: np.ndarray | None = None,
-) -> None:
-    """The pipeline's one call per processed frame (a no-op with EVENTS_RECORDING off)."""
-    if settings.EVENTS_RECORDING:
-        get_recorder().record_frame(
-            camera=camera, timestamp_ms=timestamp_ms, detections=detections, frame=frame
-        )
+class RecorderReceiver:
+    """This process's recorder as a frame receiver of `cameras.pipeline`; takes nothing with
+    EVENTS_RECORDING off."""
 
+    name = "recorder"
 
-def camera_stopped(*, camera_pk: int) -> None:
-    """The pipeline's call when a camera goes offline or its worker stops."""
-    if settings.EVENTS_RECORDING and _recorder is not None:
-        _recorder.camera_stopped(camera_pk=camera_pk)
+    def frame_processed(self, frame: ProcessedFrame) -> None:
+        if settings.EVENTS_RECORDING:
+            get_recorder().record_frame(
+                camera=frame.camera,
+                timestamp_ms=frame.timestamp_ms,
+                detections=frame.detections,
+                frame=frame.image,
+            )
+
+    def camera_stopped(self, camera: CameraConfig) -> None:
+        if settings.EVENTS_RECORDING and _recorder is not None:
+            _recorder.camera_stopped(camera_pk=camera.pk)

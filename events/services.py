@@ -59,3 +59,9 @@ def camera_events_delete(*, camera: Camera) -> int:
     the files would stay on disk); returns how many files were removed."""
     _, snapshots_deleted = _events_delete(DetectionEvent.objects.filter(camera=camera))
     return snapshots_deleted
+
+
+def camera_events_delete_before_camera(sender, instance: Camera, **signal) -> None:
+    """`pre_delete` receiver for Camera (connected in EventsConfig.ready): however a camera is
+    deleted (the API, the admin, with its organization), its events go first, files included."""
+    camera_events_delete(camera=instance)

@@ -209,14 +209,10 @@ def organization_update(
 
 @transaction.atomic
 def organization_delete(*, actor: AbstractBaseUser, organization: Organization) -> None:
-    """Delete the organization with its cameras (their events and snapshot files), chats and
-    memberships (owners only)."""
+    """Delete the organization with its memberships and whatever the apps built on it keep
+    (owners only). Those cascade, with their apps' `pre_delete` receivers: a camera's events and
+    snapshot files go with it, though organizations knows nothing of cameras or events."""
     permission_require(user=actor, organization=organization, action=Action.DELETE_ORGANIZATION)
-    # Imported here: cameras builds on organizations, not the other way round.
-    from cameras.services import camera_delete
-
-    for camera in organization.cameras.all():
-        camera_delete(camera=camera)
     # One by one, so that whoever listens for removed memberships hears each of them.
     for membership in organization.memberships.all():
         membership.delete()
@@ -251,28 +247,13 @@ def api_token_touch(*, token: ApiToken) -> None:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
 
 
-@transaction.atomic
-def demo_setup(*, password: str) -> tuple[Organization, AbstractBaseUser]:
-    """Create the demo organization and its owner `demo` with the given password."""
+def demo_organization_create(*, password: str) -> tuple[Organization, AbstractBaseUser]:
+    """Create the demo organization and its owner `demo` with the given password (its cameras
+    are cameras' part of the demo: `cameras.services.demo_setup`)."""
     User = get_user_model()
     # A superuser, so the newcomer can reach /admin/ with the same printed credentials.
     user = User.objects.create_superuser(
         username="demo", password=password, email="demo@example.com"
     )
     organization = organization_create(name="Demo Organization", owner=user)
-    # Imported here: cameras builds on organizations, not the other way round.
-    from cameras.services import camera_create
-
-    # Live video with real detections on a fresh install, and a camera a browser webcam can
-    # publish to (from /cameras/<id>/publish).
-    camera_create(
-        organization=organization,
-        name="Demo camera",
-        source="demo:",
-        target_fps=15,
-        detectors=["motion"],
-    )
-    camera_create(
-        organization=organization, name="Browser webcam", source="push:", detectors=["motion"]
-    )
     return organization, user

@@ -42,8 +42,8 @@ CAPTURE_WORKERS = Gauge(
 )
 CAPTURE_ERRORS = Counter(
     "sightline_capture_errors",
-    "Failures a capture worker contained and went on from, by stage (frame_record, "
-    "latest_frame, broadcast, recorder, status).",
+    "Failures a capture worker or the frame pipeline contained and went on from, by stage "
+    "(frame_record, latest_frame, broadcast, status, or the name of a frame receiver: recorder).",
     ["camera", "stage"],
 )
 CAPTURE_SUPERVISOR_FAILURES = Counter(

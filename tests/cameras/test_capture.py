@@ -142,7 +142,9 @@ async def test_worker_publishes_through_redis(organization, redis_url):
     from channels_redis.core import RedisChannelLayer
 
     layer = RedisChannelLayer(hosts=[redis_url], capacity=50, expiry=10)
-    camera = await _camera(organization, name="Demo", source="demo:redis", target_fps=15)
+    camera = await _camera(
+        organization, name="Demo", source="demo:redis", target_fps=15, detectors=[]
+    )
     layer, channel = await _subscribe(camera, layer)
     worker = _worker(camera, layer)
     worker.start()
@@ -152,7 +154,7 @@ async def test_worker_publishes_through_redis(organization, redis_url):
         await _stop(worker)
         await layer.flush()
     assert [frame.camera_id for frame in frames] == [camera.public_id] * 5
-    assert frames[0].detections is None  # no detectors configured
+    assert frames[0].detections is None  # no detectors configured: FrameData says null
     assert decode_jpeg(frames[-1].jpeg).shape == (480, 640, 3)
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from cameras.publishing import PublishedFrame, frame_remember, latest_frame_get
+from cameras.services import camera_create, demo_setup
 from tests.cameras.conftest import jpeg_bytes, now_ms
 
 pytestmark = pytest.mark.django_db
@@ -110,11 +111,18 @@ def test_pages_need_login(client, demo_camera):
     assert "/login/" in response["Location"]
 
 
-def test_demo_setup_gives_the_demo_organization_a_demo_and_a_push_camera():
-    from organizations.services import demo_setup
-
+def test_demo_setup_gives_the_demo_organization_a_demo_and_a_push_camera_detecting_people():
     organization, _ = demo_setup(password="demo-password-123")
     cameras = {camera.source: camera for camera in organization.cameras.all()}
     assert set(cameras) == {"demo:", "push:"}
-    assert cameras["demo:"].detectors == ["motion"]
+    # What a user expects to see working: motion, and people as people.
+    assert cameras["demo:"].detectors == ["motion", "person"]
+    assert cameras["push:"].detectors == ["motion", "person"]
     assert cameras["demo:"].enabled
+
+
+def test_a_new_camera_detects_motion_and_people_unless_told_otherwise(organization):
+    porch = camera_create(organization=organization, name="Porch", source="push:")
+    shed = camera_create(organization=organization, name="Shed", source="push:", detectors=[])
+    assert porch.detectors == ["motion", "person"]
+    assert shed.detectors == []

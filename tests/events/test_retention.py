@@ -1,4 +1,5 @@
-"""Retention: prune_events deletes old events and sessions together with their snapshot files."""
+"""Retention: prune_events deletes old events and sessions together with their snapshot files,
+and so does deleting their camera, however it is deleted."""
 
 from __future__ import annotations
 
@@ -106,3 +107,19 @@ def test_deleting_a_camera_in_the_admin_deletes_its_snapshot_files(
     )
 
     assert not default_storage.exists(name)
+
+
+def test_deleting_an_organization_deletes_its_cameras_snapshot_files(
+    media_root, organization, alice, front_door, back_yard
+):
+    # organizations knows nothing of cameras or events: the cascade and events' pre_delete
+    # receiver on Camera do it.
+    from organizations.services import organization_delete
+
+    names = [aged(front_door, days=1).snapshot.name, aged(back_yard, days=2).snapshot.name]
+    assert all(default_storage.exists(name) for name in names)
+
+    organization_delete(actor=alice, organization=organization)
+
+    assert not DetectionEvent.objects.exists()
+    assert not any(default_storage.exists(name) for name in names)

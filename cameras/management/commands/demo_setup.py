@@ -1,4 +1,5 @@
-"""Create the demo organization and user on first run, printing a fresh password once."""
+"""Create the demo organization, its user and its cameras on first run, printing a fresh
+password once."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from organizations.services import demo_setup
+from cameras.services import demo_setup
 
 
 class Command(BaseCommand):
-    help = "Create the demo organization and its user 'demo' unless they exist; print the password once."
+    help = (
+        "Create the demo organization, its user 'demo' and its cameras unless they exist; "
+        "print the password once."
+    )
 
     def handle(self, *args, **options):
         if get_user_model().objects.filter(username="demo").exists():

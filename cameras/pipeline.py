@@ -1,0 +1,160 @@
+"""The way of a frame: the one path every new frame takes, whoever produced it.
+
+Capture workers (`cameras.capture`: a thread per camera reading its source) and frame ingest
+(`cameras.ingest`: frames pushed over HTTP) hand each new picture to their camera's
+`FramePipeline.process`, which takes it, top to bottom:
+
+1. resize, once, to the camera's `max_width` (no copy when it fits);
+2. detect: the camera's detectors on that very frame, so boxes never drift from the picture;
+   a tracker and zones, once they exist, come right after detection, before anything is sent;
+3. encode JPEG once, beside detection when the producer lends a thread for it, and only when
+   its publisher wants a picture of this frame (ingest's sent bytes serve when they fit);
+4. build the seed's FrameData once: both wire payloads (`cameras.publishing.PublishedFrame`);
+5. publish once, to the camera's group, through the producer's publisher; fan-out to the
+   viewers is `cameras.fanout`'s, per camera and never per viewer;
+6. hand the `ProcessedFrame` to the registered receivers (`cameras.receivers`: events'
+   recorder), each contained: one that raises is logged once, counted, and the frame goes on.
+
+What differs between the producers stays with them, behind the `Publisher` they pass in: where
+a picture goes and what a failure costs (a capture worker sends it onto the event loop and
+skips frames while one is in flight; ingest awaits it and answers failures), and how they report
+the camera's status (at most once a second, either way).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from functools import partial
+from typing import Protocol
+
+import numpy as np
+
+from cameras.publishing import PublishedFrame
+from cameras.receivers import FrameReceiver, ProcessedFrame, frame_receivers
+from cameras.selectors import CameraConfig
+from cameras.vision.detectors import build_detectors, run_detectors
+from cameras.vision.frames import encode_jpeg, resize_to_width
+from project.contained import ContainedFailures
+from project.metrics import CAPTURE_ERRORS
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    def wants_picture(self) -> bool:
+        """Whether this frame is to be encoded and published (asked before encoding)."""
+        ...
+
+    def publish(self, frame: PublishedFrame) -> None: ...
+
+
+class FramePipeline:
+    """One camera's frame path: its detectors (they keep state, motion's background) and the
+    failures of its receivers. Build it once per camera and configuration; raises
+    `DetectorConfigError` when the detectors cannot be built."""
+
+    def __init__(self, config: CameraConfig, *, encoder: Executor | None = None):
+        self.config = config
+        self._detectors = build_detectors(
+            list(config.detectors),
+            min_confidence=config.min_confidence,
+            onnx_model=config.onnx_model or None,
+            onnx_labels=config.onnx_labels or None,
+        )
+        # Detectors are not thread-safe, and ingest may process one camera in several
+        # request threads at once; a capture worker never waits on it.
+        self._detecting = threading.Lock()
+        self._encoder = encoder
+        self._receiver_failures: dict[str, ContainedFailures] = {}
+
+    def process(
+        self,
+        image: np.ndarray,
+        *,
+        timestamp_ms: int,
+        publisher: Publisher,
+        jpeg: bytes | None = None,
+    ) -> ProcessedFrame:
+        """Take one new frame its whole way (see the module's docstring). `jpeg`: the bytes
+        `image` was decoded from, published as they are if no resize changes the picture.
+
+        Raises what detection, encoding or the publisher raise; never what a receiver raises."""
+        config = self.config
+        # 1. Resize once.
+        frame = resize_to_width(image, config.max_width)
+        # 2. Detect, while 3. the JPEG is encoded once beside it (if a picture is wanted).
+        picture = self._picture_start(
+            frame, sent=jpeg if frame is image else None, wanted=publisher.wants_picture()
+        )
+        detections = self._detect(frame)
+        jpeg = picture()
+        # 4. FrameData once, 5. published once.
+        if jpeg is not None:
+            publisher.publish(
+                PublishedFrame.build(
+                    camera_id=config.public_id,
+                    jpeg=jpeg,
+                    timestamp=timestamp_ms,
+                    detections=detections,
+                )
+            )
+        # 6. The receivers.
+        height, width = frame.shape[:2]
+        processed = ProcessedFrame(
+            camera=config,
+            timestamp_ms=timestamp_ms,
+            width=width,
+            height=height,
+            detections=detections,
+            jpeg=jpeg,
+            image=frame,
+        )
+        for receiver in frame_receivers():
+            with self._failures_of(receiver):
+                receiver.frame_processed(processed)
+        return processed
+
+    def camera_stopped(self) -> None:
+        """Tell the receivers that this camera stopped (its worker ended)."""
+        for receiver in frame_receivers():
+            with self._failures_of(receiver):
+                receiver.camera_stopped(self.config)
+
+    def _picture_start(
+        self, frame: np.ndarray, *, sent: bytes | None, wanted: bool
+    ) -> Callable[[], bytes | None]:
+        """What will give the frame's JPEG once detection is done: nothing when no picture is
+        wanted; the sent bytes when they are the picture (re-encoding would only cost time and
+        quality); else the frame encoded, in the encoder's thread if the producer lent one."""
+        if not wanted:
+            return lambda: None
+        if sent is not None:
+            return lambda: sent
+        if self._encoder is None:
+            return partial(encode_jpeg, frame, self.config.jpeg_quality)
+        # Encoding and detection both run in OpenCV without the GIL: side by side, the frame
+        # is ready as soon as the slower of the two is done.
+        return self._encoder.submit(encode_jpeg, frame, self.config.jpeg_quality).result
+
+    def _detect(self, frame: np.ndarray) -> list[dict] | None:
+        if not self._detectors:
+            return None
+        with self._detecting:
+            return [detection.as_dict() for detection in run_detectors(self._detectors, frame)]
+
+    def _failures_of(self, receiver: FrameReceiver) -> ContainedFailures:
+        failures = self._receiver_failures.get(receiver.name)
+        if failures is None:
+            camera = self.config.public_id
+            failures = self._receiver_failures.setdefault(
+                receiver.name,
+                ContainedFailures(
+                    what=f"The frame receiver {receiver.name!r} for camera {camera}",
+                    count=CAPTURE_ERRORS.labels(camera=camera, stage=receiver.name).inc,
+                    logger=logger,
+                ),
+            )
+        return failures

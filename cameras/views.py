@@ -84,7 +84,9 @@ def camera_list(request: HttpRequest) -> HttpResponse:
         )
         for camera in cameras
     ]
-    return render(request, "cameras/list.html", {"tiles": tiles})
+    # Where each tile opens its stream (a variant of it, see static/js/camera_grid.js).
+    streams = {camera.public_id: _stream_settings(request, camera) for camera in cameras}
+    return render(request, "cameras/list.html", {"tiles": tiles, "streams": streams})
 
 
 @login_required

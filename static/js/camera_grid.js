@@ -1,23 +1,30 @@
-// The cameras grid: each tile shows the camera's latest still (refreshed every 2 s while the tab
-// is visible) and its status badge (from the API every 5 s). Stills cost one small request per
-// tile, not a video stream per tile.
+// The cameras grid: each tile plays its camera live at a reduced size and rate (the stream's
+// 320 px, 5 fps variant, encoded once by the server for every viewer of it, see
+// cameras/variants.py), with its status badge and health line (one API request for every tile,
+// every 5 s) and its latest object event (one request for every tile, every 10 s).
 //
-// The grid outlives server restarts: a tile loads at most one still at a time (a load that hangs
-// is abandoned after STILL_TIMEOUT_MS, so an outage cannot pile requests up), nothing stops on a
-// failure, and everything is refreshed at once when the tab becomes visible or the browser comes
-// back online. When the statuses cannot be had the page says why and since when, instead of
-// leaving the last badges up as if they were current: the server cannot be reached (network
+// Each tile's socket is a StreamSocket (stream_socket.js), the player's: it reconnects by itself
+// and is closed while the tab is hidden, so a hidden grid costs no bandwidth. Nothing stops on a
+// failure, and the statuses are refreshed at once when the tab becomes visible or the browser
+// comes back online. When the statuses cannot be had the page says why and since when, instead
+// of leaving the last badges up as if they were current: the server cannot be reached (network
 // failure), is running but temporarily unavailable (503, e.g. Redis away), or the session is
 // gone (401: a link to log in again, as retrying cannot help until then).
 
+import { parse } from "./frame_message.js";
+import { StreamSocket } from "./stream_socket.js";
 import { age, clock } from "./time_format.js";
 
-const STILL_MS = 2000;
-const STILL_TIMEOUT_MS = 10_000;
+const TILE_VARIANT = "width=320&fps=5";
 const STATUS_MS = 5000;
+const EVENTS_MS = 10_000;
+// The newest events of all the user's cameras, in one request: a tile shows its camera's newest
+// object event among them (motion alone is not an object).
+const EVENTS_URL = "/api/v1/events?limit=100";
+const BOX_COLOR = "#00ff00";
 const grid = document.getElementById("camera-grid");
 const tiles = [...document.querySelectorAll(".camera-tile")];
-const loading = new Map(); // tile -> { image, startedAt } of its still being loaded
+const streams = tiles.length ? JSON.parse(document.getElementById("tile-streams").textContent) : {};
 
 let failingSince = null;
 let notice = null;
@@ -54,7 +61,7 @@ function showProblem(problem) {
     badge.textContent = "Unknown";
   }
   const since = clock(failingSince);
-  const before = ` The stills and statuses below are from before ${since}.`;
+  const before = ` The pictures and statuses below are from before ${since}.`;
   if (problem === "signed-out") {
     const login = document.createElement("a");
     login.href = grid.dataset.loginUrl;
@@ -67,29 +74,68 @@ function showProblem(problem) {
   }
 }
 
-function refreshStill(tile) {
-  const pending = loading.get(tile);
-  if (pending) {
-    if (Date.now() - pending.startedAt < STILL_TIMEOUT_MS) return;
-    pending.image.src = ""; // abandon the hung request
-  }
-  const img = tile.querySelector("img");
+function tileStreamUrl(settings) {
+  const secure = location.protocol === "https:";
+  const scheme = settings.host ? settings.scheme : secure ? "wss" : "ws";
+  const host = settings.host || location.host;
+  return `${scheme}://${host}${settings.path}?${TILE_VARIANT}&format=binary`;
+}
+
+// One tile's live picture: the newest frame only (one decoding at a time, later frames replace
+// the one waiting), its detection boxes over it.
+function playTile(tile) {
+  const settings = streams[tile.dataset.cameraId];
+  const canvas = tile.querySelector("[data-tile-canvas]");
   const placeholder = tile.querySelector(".camera-still-empty");
-  const next = new Image();
-  loading.set(tile, { image: next, startedAt: Date.now() });
-  const done = () => {
-    if (loading.get(tile)?.image === next) loading.delete(tile);
-  };
-  next.onload = () => {
-    done();
-    img.src = next.src;
-    img.hidden = false;
-    placeholder.hidden = true;
-    tile.dataset.stills = String(Number(tile.dataset.stills || 0) + 1);
-  };
-  // 204 (no frame yet) and an unreachable server both fail to load: keep what is shown.
-  next.onerror = done;
-  next.src = `${img.dataset.src}?t=${Date.now()}`;
+  const context = canvas.getContext("2d");
+  let waiting = null;
+  let decoding = false;
+  let frames = 0;
+
+  async function drawNext() {
+    decoding = true;
+    while (waiting) {
+      const buffer = waiting;
+      waiting = null;
+      try {
+        const { header, jpeg } = parse(buffer);
+        const bitmap = await createImageBitmap(jpeg);
+        if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+          canvas.width = bitmap.width;
+          canvas.height = bitmap.height;
+        }
+        context.drawImage(bitmap, 0, 0);
+        bitmap.close();
+        context.strokeStyle = BOX_COLOR;
+        context.lineWidth = 1;
+        for (const detection of header.detections || []) {
+          const [x, y, w, h] = detection.bbox;
+          context.strokeRect(x, y, w, h);
+        }
+        canvas.hidden = false;
+        placeholder.hidden = true;
+        frames += 1;
+        tile.dataset.frames = String(frames);
+      } catch (error) {
+        // A frame that does not decode is skipped; the next one will do.
+      }
+    }
+    decoding = false;
+  }
+
+  const stream = new StreamSocket({
+    url: tileStreamUrl(settings),
+    steadyMs: (settings.retry_seconds || 30) * 1000,
+    onChange: () => {
+      tile.dataset.link = stream.link;
+    },
+    onMessage: (data) => {
+      if (!(data instanceof ArrayBuffer)) return;
+      waiting = data;
+      if (!decoding) drawNext();
+    },
+  });
+  stream.connect();
 }
 
 // "<label> <time datetime=…>N ago</time>", as templates/cameras/_health.html writes it.
@@ -166,22 +212,45 @@ async function refreshStatuses() {
   }
 }
 
-function refreshStills() {
-  if (!document.hidden) tiles.forEach(refreshStill);
+// "person · 3 min ago": the camera's newest object event, from one list for every tile.
+async function refreshEvents() {
+  let results;
+  try {
+    const response = await fetch(EVENTS_URL, { credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) return; // the statuses' notice says why
+    ({ results } = await response.json());
+  } catch (error) {
+    return;
+  }
+  const newest = new Map();
+  for (const event of results) {
+    if (event.class !== "motion" && !newest.has(event.camera_id)) newest.set(event.camera_id, event);
+  }
+  for (const tile of tiles) {
+    const line = tile.querySelector("[data-latest-event]");
+    const event = newest.get(tile.dataset.cameraId);
+    if (!event) continue; // not among the newest: keep what it said
+    const seconds = (Date.now() - Date.parse(event.started_at)) / 1000;
+    line.replaceChildren(...agoParts(event.class, event.started_at, Math.max(0, seconds)));
+    line.hidden = false;
+  }
 }
 
 function refreshAll() {
   if (document.hidden) return;
-  refreshStills();
   refreshStatuses();
+  refreshEvents();
 }
 
 if (tiles.length) {
-  refreshStills();
-  setInterval(refreshStills, STILL_MS);
+  tiles.forEach(playTile);
+  refreshEvents();
   setInterval(() => {
     if (!document.hidden) refreshStatuses();
   }, STATUS_MS);
+  setInterval(() => {
+    if (!document.hidden) refreshEvents();
+  }, EVENTS_MS);
   document.addEventListener("visibilitychange", refreshAll);
   window.addEventListener("online", refreshAll);
 }

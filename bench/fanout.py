@@ -18,6 +18,11 @@ opened and closed, its CPU (all its processes), the mean message size and the lo
 machine is shared: with `--repeat N` servers alternate and ratios compare medians). The Sightline
 camera runs the demo's motion detector by default; `--detectors ""` isolates the fan-out.
 
+With `--tile` (default `width=320&fps=5`, a grid tile; `--tile ""` skips it) every Sightline
+run measures the same viewers once more on the camera's reduced variant, in the same server
+(`server` column `tile`), and `KiB/s` gives the bytes per second each viewer received: the
+full stream against a grid tile, under the same load.
+
 Everything talks to 127.0.0.1 only; every loop is bounded in count and time; child processes are
 killed on the way out. Results go to bench/results/ as JSON.
 """
@@ -540,6 +545,12 @@ def summarize(
         "payload_kib_mean": (
             sum(t["payload_bytes"] for t in tallies) / messages / 1024 if messages else 0.0
         ),
+        # What one viewer costs the network: its payload bytes per second, averaged.
+        "kib_per_second_per_viewer": (
+            sum(t["payload_bytes"] for t in healthy) / len(healthy) / load.seconds / 1024
+            if healthy
+            else 0.0
+        ),
         "slow_failed": sum(1 for t in slow_tallies if not t["connected"] or t["closed_early"]),
         "slow_frames_mean": (
             sum(t["messages"] for t in slow_tallies) / len(slow_tallies) if slow_tallies else 0.0
@@ -774,13 +785,14 @@ def _row(result: dict) -> str:
         f"{result['source_fps']:>7.1f} {result['fps_mean']:>8.1f} {result['fps_min']:>7.1f} "
         f"{result['latency_ms_p50']:>7.1f} {result['latency_ms_p99']:>7.1f} "
         f"{result['failed']:>6} {rss:>11} {result['server_cpu_percent']:>6.0f}% "
-        f"{result['payload_kib_mean']:>6.1f} {result['load_average']:>5.2f}"
+        f"{result['payload_kib_mean']:>6.1f} {result['kib_per_second_per_viewer']:>7.1f} "
+        f"{result['load_average']:>5.2f}"
     )
 
 
 HEADER = (
     "viewers slow  server    src fps fps mean fps min  p50 ms  p99 ms failed  RSS MiB s->e   CPU"
-    "   KiB  load\n" + "-" * 106
+    "   KiB   KiB/s  load\n" + "-" * 114
 )
 
 
@@ -821,6 +833,17 @@ def _ratio_row(ratio: dict) -> str:
     )
 
 
+def _tile_of(target: Target, query: str) -> Target:
+    """The same server and camera, viewed through a reduced variant (`?width=&fps=`)."""
+    return Target(
+        name="tile",
+        url=f"{target.url}?{query}",
+        headers=target.headers,
+        pid=target.pid,
+        all_pids=target.all_pids,
+    )
+
+
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
     viewer_counts = [int(v) for v in args.viewers.split(",") if v.strip()]
     slow_counts = [0, args.slow] if args.slow else [0]
@@ -837,6 +860,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
             "repeat": args.repeat,
             "layer": args.layer,
             "detectors": args.detectors,
+            "tile": args.tile,
         },
         "scenarios": [],
     }
@@ -875,8 +899,12 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
                     if sightline is not None:
                         with sightline.server() as target:
                             result = measure(target, load)
-                        scenario.setdefault("sightline", []).append(result)
-                        emit(_row(result))
+                            scenario.setdefault("sightline", []).append(result)
+                            emit(_row(result))
+                            if args.tile:
+                                tile = measure(_tile_of(target, args.tile), load)
+                                scenario.setdefault("tile", []).append(tile)
+                                emit(_row(tile))
                 if "baseline" in scenario and "sightline" in scenario:
                     scenario["ratio"] = ratios(scenario["baseline"], scenario["sightline"])
                     emit(_ratio_row(scenario["ratio"]))
@@ -923,6 +951,11 @@ def parser() -> argparse.ArgumentParser:
         "--asgi-application",
         default="project.asgi:application",
         help="what daphne serves, e.g. a module wrapping it to try a change before making it",
+    )
+    parser.add_argument(
+        "--tile",
+        default="width=320&fps=5",
+        help='a stream variant measured too in every Sightline run ("" for none)',
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs")
     return parser

@@ -2,6 +2,11 @@
 for clients that ask with `?format=binary` or the `sightline.binary` subprotocol, binary
 messages (4-byte big-endian header length, JSON header, JPEG bytes) that skip base64.
 
+`?width=320&fps=5` asks for a reduced variant of the camera (see `cameras.variants`): the same
+messages, smaller and fewer, encoded once per process and variant. Values outside the bounds
+are closed with code 4400 and a reason saying the bounds, after the access check (a viewer
+refused the camera learns nothing more about it).
+
 The consumer is not a channel-layer group member: frames reach it through the process's
 `CameraHub` (see `cameras.fanout`), which is what keeps per-viewer cost flat. For the same reason
 revoked access reaches it through the process's one revocation listener (see
@@ -16,10 +21,11 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from cameras.fanout import CameraHub, Outgoing, Viewer, hub_join, hub_leave
+from cameras.fanout import CameraHub, Outgoing, VariantEncoder, Viewer, hub_join, hub_leave
 from cameras.publishing import PublishedFrame, alatest_frame_get
 from cameras.selectors import camera_get_for_user
 from cameras.transport import disable_nagle, framed_writer, pending_send_bytes
+from cameras.variants import VARIANT_CLOSE_CODE, InvalidVariant, Variant, variant_from_query
 from organizations.revocation import (
     WEBSOCKET_CLOSE_CODE,
     OpenAccess,
@@ -31,11 +37,15 @@ from organizations.revocation import (
 BINARY_SUBPROTOCOL = "sightline.binary"
 
 
+def _query(scope) -> dict[str, list[str]]:
+    # Blank values kept: `?width=` is a bad width, not the full stream.
+    return parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+
+
 def _wants_binary(scope) -> tuple[bool, str | None]:
     if BINARY_SUBPROTOCOL in scope.get("subprotocols", []):
         return True, BINARY_SUBPROTOCOL
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return query.get("format", [""])[0] == "binary", None
+    return _query(scope).get("format", [""])[0] == "binary", None
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -44,7 +54,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     camera_id: str | None = None
     viewer: Viewer | None = None
-    hub: CameraHub | None = None
+    variant: Variant | None = None
+    feed: CameraHub | VariantEncoder | None = None
     access: OpenAccess | None = None
     accepted = False
     closing: asyncio.Future | None = None
@@ -74,6 +85,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         self.access.organization_id = camera.organization_id
         binary, subprotocol = _wants_binary(self.scope)
+        try:
+            self.variant = variant_from_query(_query(self.scope))
+        except InvalidVariant as refusal:
+            # Accepted to be closed: a browser sees a close code and reason, never a 403's body.
+            await self._release_access()
+            await self.accept(subprotocol=subprotocol)
+            await self.close(code=VARIANT_CLOSE_CODE, reason=str(refusal))
+            return
         self.accepted = True
         await self.accept(subprotocol=subprotocol)
         disable_nagle(self.base_send)
@@ -87,12 +106,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.access.ended:
             return  # revoked while accepting: closing, and never joins the hub
         latest = await alatest_frame_get(self.camera_id)
-        if latest is not None:
+        if latest is not None and self.variant is None:
             await self.viewer.offer(Outgoing(latest))
-        self.hub = await hub_join(self.camera_id, self.viewer)
-        # The hub may hold a frame newer than the cache's (e.g. published while we joined).
-        if self.hub.latest is not None:
-            await self.viewer.offer(self.hub.latest)
+        self.feed = await hub_join(self.camera_id, self.viewer, self.variant)
+        if latest is not None and isinstance(self.feed, VariantEncoder):
+            # A variant that has no frame yet makes one of the cached frame (ignored if older).
+            self.feed.submit(latest)
+        # The feed may hold a frame newer than the cache's (e.g. published while we joined).
+        if self.feed.latest is not None:
+            await self.viewer.offer(self.feed.latest)
 
     async def _send_text(self, frame: PublishedFrame) -> None:
         await self.base_send({"type": "websocket.send", "text": frame.text})
@@ -120,6 +142,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         if self.viewer is not None and self.camera_id is not None:
-            await hub_leave(self.camera_id, self.viewer)
+            await hub_leave(self.camera_id, self.viewer, self.variant)
             self.viewer = None
         await self._release_access()

@@ -15,7 +15,14 @@ and a small drain task that sends the newest frame once the connection has drain
 viewer therefore skips frames, costs the others nothing, and the memory it pins is bounded by
 one frame in its slot plus what its connection buffers.
 
-The hub subscribes when its first viewer arrives and unsubscribes when its last one leaves.
+A viewer of a reduced variant (`?width=320&fps=5`, see `cameras.variants`) is served by the
+hub's `VariantEncoder` for that variant: at most `fps` times a second it takes the newest full
+frame, decodes, resizes and re-encodes it once in a worker thread (never on the loop), and fans
+the result out to the variant's viewers with the same `Viewer` slots as the full stream. An
+encoder starts with its variant's first viewer in the process and stops with its last.
+
+The hub subscribes when its first viewer (of any kind) arrives and unsubscribes when its last
+one leaves.
 It receives through a `GroupReceiver` (see `project.channel_layer`): a camera that publishes
 nothing for a while (its source reconnecting) or a Redis restart only pause the video, and
 frames reach the viewers again as soon as they flow, without the viewers reconnecting.
@@ -27,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.layers import get_channel_layer
 
@@ -39,9 +48,10 @@ from cameras.publishing import (
     group_name,
 )
 from cameras.transport import websocket_frame
+from cameras.variants import Variant, variant_encode
 from project.channel_layer import GroupReceiver
 from project.contained import ContainedFailures
-from project.metrics import FRAMES_DROPPED, VIEWERS
+from project.metrics import FRAMES_DROPPED, STREAM_VARIANTS, VARIANT_ENCODES, VIEWERS
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,12 @@ DRAIN_POLL_SECONDS = 0.015
 WATCHED_REFRESH_SECONDS = 3.0
 STOP_WAIT_SECONDS = 0.5
 RECEIVE_RETRY_SECONDS = 1.0
+
+# Variant encodes of every camera share these threads: OpenCV releases the GIL, so they run
+# beside the event loop, and a burst of encodes cannot take more cores than the machine has.
+_variant_threads = ThreadPoolExecutor(
+    max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="stream-variant"
+)
 
 
 class Outgoing:
@@ -162,10 +178,94 @@ class Viewer:
             self._drain_task.cancel()
 
 
+async def _offer_to_all(viewers: Iterable[Viewer], frame: Outgoing) -> int:
+    """Offer a frame to every viewer; how many of them skipped one (slow viewers)."""
+    skipped = 0
+    # A snapshot: viewers may leave while we are sending.
+    for viewer in list(viewers):
+        try:
+            if await viewer.offer(frame):
+                skipped += 1
+        except Exception:
+            logger.debug("sending a frame to a viewer failed", exc_info=True)
+    return skipped
+
+
+class VariantEncoder:
+    """One reduced variant of a camera in this process: its viewers and its one encoder task.
+
+    Frames are handed in with `submit` (no waiting: the newest replaces one not yet taken);
+    the task takes the newest, encodes it in a worker thread, sends it to every viewer, and waits
+    out the rest of the variant's frame interval before taking the next.
+    """
+
+    def __init__(self, camera_id: str, variant: Variant):
+        self.camera_id = camera_id
+        self.variant = variant
+        self.viewers: set[Viewer] = set()
+        self.latest: Outgoing | None = None
+        self._newest: PublishedFrame | None = None
+        self._newest_timestamp = -1
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._encodes = VARIANT_ENCODES.labels(camera=camera_id, variant=variant.label)
+        self._skipped = FRAMES_DROPPED.labels(camera=camera_id, reason="slow_viewer")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            # An encode already in its thread finishes there; its frame is dropped.
+            await asyncio.wait([self._task], timeout=STOP_WAIT_SECONDS)
+            self._task = None
+
+    def submit(self, frame: PublishedFrame) -> None:
+        if frame.timestamp <= self._newest_timestamp:
+            return
+        self._newest_timestamp = frame.timestamp
+        self._newest = frame
+        self._arrived.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = ContainedFailures(
+            what=f"{self.camera_id} ({self.variant.label})",
+            logger=logger,
+            failed_message="Could not encode the variant frames of camera %(what)s",
+            failed_level=logging.ERROR,
+            recovered_message="Variant frames of camera %(what)s are encoded again",
+        )
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            frame, self._newest = self._newest, None
+            started = loop.time()
+            try:
+                encoded = await loop.run_in_executor(
+                    _variant_threads, variant_encode, frame, self.variant
+                )
+            except Exception as error:
+                # One frame that does not decode must not end the variant for its viewers.
+                failures.failed(error)
+            else:
+                failures.succeeded()
+                if encoded is not frame:  # not a frame already narrow enough, sent as it is
+                    self._encodes.inc()
+                self.latest = Outgoing(encoded)
+                skipped = await _offer_to_all(self.viewers, self.latest)
+                if skipped:
+                    self._skipped.inc(skipped)
+            # At most `fps` frames a second, each the newest when its turn comes.
+            await asyncio.sleep(max(0.0, started + self.variant.interval_seconds - loop.time()))
+
+
 class CameraHub:
     def __init__(self, camera_id: str):
         self.camera_id = camera_id
         self.viewers: set[Viewer] = set()
+        self.variants: dict[Variant, VariantEncoder] = {}
         self.latest: Outgoing | None = None
         self._receiver = GroupReceiver(
             get_channel_layer(), where="hub", groups=[group_name(camera_id)]
@@ -180,6 +280,10 @@ class CameraHub:
             asyncio.create_task(self._receive_frames()),
             asyncio.create_task(self._keep_marked_watched()),
         ]
+
+    @property
+    def viewer_count(self) -> int:
+        return len(self.viewers) + sum(len(e.viewers) for e in self.variants.values())
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -219,14 +323,9 @@ class CameraHub:
         if self.latest is not None and frame.timestamp <= self.latest.timestamp:
             return
         self.latest = frame
-        skipped = 0
-        # A snapshot: viewers may leave while we are sending.
-        for viewer in list(self.viewers):
-            try:
-                if await viewer.offer(frame):
-                    skipped += 1
-            except Exception:
-                logger.debug("sending a frame to a viewer failed", exc_info=True)
+        for encoder in self.variants.values():
+            encoder.submit(frame.frame)
+        skipped = await _offer_to_all(self.viewers, frame)
         if skipped:
             self._skipped.inc(skipped)
 
@@ -280,7 +379,11 @@ def _freeze_startup_heap_once() -> None:
         gc.freeze()
 
 
-async def hub_join(camera_id: str, viewer: Viewer) -> CameraHub:
+async def hub_join(
+    camera_id: str, viewer: Viewer, variant: Variant | None = None
+) -> CameraHub | VariantEncoder:
+    """Add a viewer to the camera's full stream, or to one of its variants; returns what feeds
+    it (its `latest` is the newest frame the viewer could be given at once)."""
     _freeze_startup_heap_once()
     hubs, lock = _registry()
     async with lock:
@@ -289,26 +392,54 @@ async def hub_join(camera_id: str, viewer: Viewer) -> CameraHub:
             hub = CameraHub(camera_id)
             await hub.start()
             hubs[camera_id] = hub
-        hub.viewers.add(viewer)
-        VIEWERS.labels(camera=camera_id).set(len(hub.viewers))
-    return hub
+        feed: CameraHub | VariantEncoder = hub
+        if variant is None:
+            hub.viewers.add(viewer)
+        else:
+            encoder = hub.variants.get(variant)
+            if encoder is None:
+                encoder = VariantEncoder(camera_id, variant)
+                encoder.start()
+                if hub.latest is not None:
+                    encoder.submit(hub.latest.frame)
+                hub.variants[variant] = encoder
+                STREAM_VARIANTS.labels(camera=camera_id).set(len(hub.variants))
+            encoder.viewers.add(viewer)
+            feed = encoder
+        VIEWERS.labels(camera=camera_id).set(hub.viewer_count)
+    return feed
 
 
-async def hub_leave(camera_id: str, viewer: Viewer) -> None:
+async def hub_leave(camera_id: str, viewer: Viewer, variant: Variant | None = None) -> None:
     viewer.close()
     hubs, lock = _registry()
     async with lock:
         hub = hubs.get(camera_id)
         if hub is None:
             return
-        hub.viewers.discard(viewer)
-        VIEWERS.labels(camera=camera_id).set(len(hub.viewers))
-        if not hub.viewers:
+        if variant is None:
+            hub.viewers.discard(viewer)
+        elif (encoder := hub.variants.get(variant)) is not None:
+            encoder.viewers.discard(viewer)
+            if not encoder.viewers:
+                del hub.variants[variant]
+                STREAM_VARIANTS.labels(camera=camera_id).set(len(hub.variants))
+                await encoder.stop()
+        VIEWERS.labels(camera=camera_id).set(hub.viewer_count)
+        if not hub.viewer_count:
             del hubs[camera_id]
             await hub.stop()
 
 
 def hub_viewer_count(camera_id: str) -> int:
+    """Viewers of the camera in this process, of the full stream and of its variants."""
     hubs, _ = _registry()
     hub = hubs.get(camera_id)
-    return len(hub.viewers) if hub else 0
+    return hub.viewer_count if hub else 0
+
+
+def hub_variants(camera_id: str) -> dict[Variant, int]:
+    """The camera's variants with an encoder running in this process, and their viewers."""
+    hubs, _ = _registry()
+    hub = hubs.get(camera_id)
+    return {v: len(e.viewers) for v, e in hub.variants.items()} if hub else {}

@@ -35,6 +35,7 @@ from cameras.selectors import (
 from cameras.services import camera_create, camera_delete, camera_update
 from cameras.source_test import SourceTestFailed, source_test_jpeg, source_test_rate_limit_hit
 from organizations.authentication import api_user_required
+from organizations.models import Organization
 from organizations.permissions import (
     Action,
     ActionForbidden,
@@ -58,9 +59,9 @@ def _camera_or_404(request: HttpRequest, camera_id: str) -> Camera:
     return camera
 
 
-def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
-    """What player.js needs to open the WebSocket: the organization's host metadata."""
-    organization = camera.organization
+def _organization_stream_settings(request: HttpRequest, organization: Organization) -> dict:
+    """Where the organization's camera streams are served: its host metadata, for player.js and
+    for every tile of camera_grid.js (a camera added after the grid was loaded included)."""
     host = organization.server_host_url.strip()
     scheme = "wss" if request.is_secure() else "ws"
     if "://" in host:
@@ -70,13 +71,20 @@ def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
     if host and urlsplit(f"//{host}").port is None:
         host = f"{host}:{organization.ws_port}"
     return {
-        "camera_id": camera.public_id,
         "scheme": scheme,
         # Blank server_host_url: the page's own host (and port), which is what one daphne serves.
         "host": host,
+        "retry_seconds": settings.CAMERA_PLAYER_RETRY_SECONDS,
+    }
+
+
+def _stream_settings(request: HttpRequest, camera: Camera) -> dict:
+    """What player.js needs to open the camera's WebSocket and send actions."""
+    return {
+        **_organization_stream_settings(request, camera.organization),
+        "camera_id": camera.public_id,
         "path": camera.stream_path,
         "ingest_url": "/api/v1/actions/actions/send",
-        "retry_seconds": settings.CAMERA_PLAYER_RETRY_SECONDS,
     }
 
 
@@ -85,26 +93,37 @@ def camera_list(request: HttpRequest) -> HttpResponse:
     cameras = list(cameras_for_user(user=request.user).select_related("organization"))
     health = camera_health_many(cameras=cameras)
     roles = roles_by_organization(user=request.user)
+    # (camera, its health, whether its tile links to the webcam publisher)
     tiles = [
         (
             camera,
             health[camera.public_id],
-            role_allows(roles.get(camera.organization_id), Action.PUBLISH),
+            camera.is_push and role_allows(roles.get(camera.organization_id), Action.PUBLISH),
         )
         for camera in cameras
     ]
-    # What camera_grid.js needs to draw a tile for a camera added after the page was loaded.
+    # What camera_grid.js needs for every tile, those of cameras added after the page was
+    # loaded included: each camera's organization, and where that organization streams from.
     grid = {
         "organizations": {
             organization.pk: {
                 "name": organization.name,
                 "can_publish": role_allows(roles.get(organization.pk), Action.PUBLISH),
+                "stream": _organization_stream_settings(request, organization),
             }
             for organization in organizations_for_user(user=request.user)
         }
     }
-    can_add = any(role_allows(role, Action.MANAGE_CAMERAS) for role in roles.values())
-    return render(request, "cameras/list.html", {"tiles": tiles, "grid": grid, "can_add": can_add})
+    context = {
+        "tiles": tiles,
+        "grid": grid,
+        "can_add": any(role_allows(role, Action.MANAGE_CAMERAS) for role in roles.values()),
+        # The blank tile carries the publisher link only for those who may publish somewhere.
+        "can_publish_somewhere": any(
+            organization["can_publish"] for organization in grid["organizations"].values()
+        ),
+    }
+    return render(request, "cameras/list.html", context)
 
 
 @login_required

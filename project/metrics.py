@@ -55,6 +55,18 @@ VIEWERS = Gauge(
     "WebSocket viewers connected to this process, per camera.",
     ["camera"],
 )
+VARIANT_ENCODES = Counter(
+    "sightline_variant_encodes",
+    "Frames decoded, resized and re-encoded for a reduced stream variant (`?width=&fps=`), "
+    "once per variant frame in a process whatever its number of viewers; `variant` is e.g. "
+    "`320px@5fps` (bounded: see cameras/variants.py).",
+    ["camera", "variant"],
+)
+STREAM_VARIANTS = Gauge(
+    "sightline_stream_variants",
+    "Variant encoders running in this process, per camera (one per variant being watched).",
+    ["camera"],
+)
 INGEST_FRAMES = Counter(
     "sightline_ingest_frames",
     "Pushed frames by outcome (accepted, duplicate, rejected, rate_limited, unavailable, error).",

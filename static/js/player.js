@@ -4,10 +4,11 @@
 // decoded with createImageBitmap. Only the newest frame is drawn: a frame arriving while another
 // is decoding replaces the one waiting, so a slow tab skips frames instead of falling behind.
 //
-// The player never gives up while the page is visible (see reconnect.js for the policy): after a
-// lost connection it retries at 1, 2, 4, 8 and 16 s, then every 30 s, and at once when the
-// browser comes back online or the tab becomes visible; it says when the next try is and offers
-// "Retry now". While the tab is hidden the socket is closed and nothing is retried.
+// The player never gives up while the page is visible (its StreamSocket, see stream_socket.js and
+// reconnect.js for the policy): after a lost connection it retries at 1, 2, 4, 8 and 16 s, then
+// every 30 s, and at once when the browser comes back online or the tab becomes visible; it says
+// when the next try is and offers "Retry now". While the tab is hidden the socket is closed and
+// nothing is retried.
 //
 // What the page says comes from two witnesses that must agree: the stream (are frames arriving?)
 // and the camera API polled every 5 s (its `health` when the API gives one, else status and
@@ -16,12 +17,12 @@
 // reason; a push: camera nobody feeds is "waiting for a publisher". The status badge follows the
 // same verdict, so it cannot say "Online" over a dead stream.
 
-import { retryDelay, FIRST_TRIES, DEFAULT_STEADY_DELAY_MS } from "./reconnect.js";
+import { FIRST_TRIES, DEFAULT_STEADY_DELAY_MS } from "./reconnect.js";
+import { parse } from "./frame_message.js";
+import { StreamSocket } from "./stream_socket.js";
 import { clock } from "./time_format.js";
 
 const STATUS_POLL_MS = 5000;
-const CONNECT_TIMEOUT_MS = 10_000; // a handshake that hangs this long is given up and retried
-const LONG_LIVED_MS = 5000; // a socket that stayed open this long starts the retries afresh
 const STALE_MIN_MS = 3000; // frames are stale after this long without one...
 const STALE_FRAME_INTERVALS = 3; // ...or this many of the stream's frame intervals, if longer
 const OLD_ON_ARRIVAL_MS = 10_000; // the cached frame sent on connect may be hours old
@@ -45,14 +46,6 @@ const retryButton = document.getElementById("player-reconnect");
 const statusBadge = document.getElementById("camera-status");
 const cameraError = document.getElementById("camera-error");
 
-// The connection: "connecting", "open", "reconnecting" (waiting for retryAt), "paused" (hidden
-// tab) or "closed" (page left).
-let link = "connecting";
-let socket = null;
-let attempt = 0; // failed tries since the last good connection
-let retryTimer = null;
-let retryAt = 0;
-let openedAt = 0;
 let firstFrameOfSocket = true;
 let lastStreamReconnect = 0;
 
@@ -80,80 +73,19 @@ function streamUrl() {
 
 // --- the connection ------------------------------------------------------------------------
 
-function connect() {
-  clearTimeout(retryTimer);
-  retryTimer = null;
-  if (socket) return;
-  if (document.hidden) {
-    link = "paused";
-    showLabels();
-    return;
-  }
-  link = "connecting";
-  showLabels();
-  const ws = new WebSocket(streamUrl());
-  ws.binaryType = "arraybuffer";
-  socket = ws;
-  firstFrameOfSocket = true;
-  const handshakeTimer = setTimeout(() => {
-    if (ws.readyState === WebSocket.CONNECTING) ws.close();
-  }, CONNECT_TIMEOUT_MS);
-  ws.onopen = () => {
-    clearTimeout(handshakeTimer);
-    link = "open";
-    openedAt = Date.now();
-    showLabels();
-  };
-  ws.onmessage = (event) => {
-    if (!(event.data instanceof ArrayBuffer)) return;
-    waiting = event.data;
+const stream = new StreamSocket({
+  url: streamUrl,
+  steadyMs: steadyDelayMs,
+  onSocket: () => {
+    firstFrameOfSocket = true;
+  },
+  onChange: () => showLabels(),
+  onMessage: (data) => {
+    if (!(data instanceof ArrayBuffer)) return;
+    waiting = data;
     if (!decoding) drawNext();
-  };
-  ws.onerror = () => {
-    // onclose follows and decides what to do.
-  };
-  ws.onclose = () => {
-    clearTimeout(handshakeTimer);
-    if (socket !== ws) return; // closed on purpose (hidden tab, page left, reconnect)
-    socket = null;
-    if (openedAt && Date.now() - openedAt >= LONG_LIVED_MS) attempt = 0;
-    openedAt = 0;
-    scheduleRetry();
-  };
-}
-
-function disconnect(reason) {
-  clearTimeout(retryTimer);
-  retryTimer = null;
-  const ws = socket;
-  socket = null;
-  openedAt = 0;
-  if (ws) ws.close();
-  link = reason;
-  showLabels();
-}
-
-function scheduleRetry() {
-  if (document.hidden) {
-    link = "paused"; // visibilitychange reconnects
-    showLabels();
-    return;
-  }
-  const delay = retryDelay(attempt, steadyDelayMs);
-  attempt += 1;
-  link = "reconnecting";
-  retryAt = Date.now() + delay;
-  retryTimer = setTimeout(connect, delay);
-  showLabels();
-}
-
-// Give up the open socket and connect again at once (the stream fell behind the camera).
-function reconnectNow() {
-  const ws = socket;
-  socket = null;
-  if (ws) ws.close();
-  connect();
-}
+  },
+});
 
 // --- what the page says ----------------------------------------------------------------------
 
@@ -192,6 +124,7 @@ function cameraBadge(known) {
 
 // The verdict: what the player is doing, in the HUD, over the picture and on the badge.
 function describe(now) {
+  const { link, attempt, retryAt } = stream;
   const staleText = shown ? `stale since ${clock(shownAt)}` : "";
   const noConnection = ["connecting", "No connection"];
   if (link === "paused" || link === "closed") {
@@ -319,15 +252,6 @@ function showLabels() {
 
 // --- the picture -----------------------------------------------------------------------------
 
-function parse(buffer) {
-  const view = new DataView(buffer);
-  const headerLength = view.getUint32(0);
-  const headerBytes = new Uint8Array(buffer, 4, headerLength);
-  const header = JSON.parse(new TextDecoder().decode(headerBytes));
-  const jpeg = new Blob([new Uint8Array(buffer, 4 + headerLength)], { type: "image/jpeg" });
-  return { header, jpeg };
-}
-
 // Whether a frame that just arrived shows the camera now. Only the first frame of a socket can
 // be old (the server sends its cached latest frame on connect); judging the later ones by their
 // arrival keeps a skewed server clock from making a live stream look stale.
@@ -401,7 +325,7 @@ function render() {
 // --- once a second and every 5 s -------------------------------------------------------------
 
 function tick() {
-  fpsLabel.textContent = link === "open" ? String(framesThisSecond) : "–";
+  fpsLabel.textContent = stream.link === "open" ? String(framesThisSecond) : "–";
   framesThisSecond = 0;
   if (latencies.length) {
     latencies.sort((a, b) => a - b);
@@ -417,7 +341,7 @@ function tick() {
 // stuck (a half-open connection after a network change, say). Both times are the server's clock.
 function streamFellBehind() {
   const known = cameraNow();
-  if (link !== "open" || !shown || !known || known.capture !== "online") return false;
+  if (stream.link !== "open" || !shown || !known || known.capture !== "online") return false;
   const ourFrameAt = Number(shown.header.timestamp);
   if (!Number.isFinite(known.lastFrameAt) || !Number.isFinite(ourFrameAt)) return false;
   return known.lastFrameAt - ourFrameAt > STREAM_BEHIND_MS && !framesAreFresh(Date.now());
@@ -448,7 +372,7 @@ async function pollStatus() {
   const now = Date.now();
   if (streamFellBehind() && now - lastStreamReconnect >= STREAM_RECONNECT_MIN_MS) {
     lastStreamReconnect = now;
-    reconnectNow();
+    stream.reconnectNow();
   }
   showLabels();
 }
@@ -456,26 +380,12 @@ async function pollStatus() {
 // --- events ----------------------------------------------------------------------------------
 
 toggle.addEventListener("change", render);
-retryButton.addEventListener("click", connect);
+retryButton.addEventListener("click", () => stream.connect());
+// The stream pauses and resumes itself with the page; the camera's state is asked again too.
 document.addEventListener("visibilitychange", () => {
-  if (document.hidden) {
-    disconnect("paused");
-  } else {
-    attempt = 0;
-    connect();
-    pollStatus();
-  }
-});
-window.addEventListener("online", () => {
-  if (socket) return;
-  attempt = 0;
-  connect();
-});
-window.addEventListener("pagehide", () => disconnect("closed"));
-window.addEventListener("pageshow", (event) => {
-  if (event.persisted) connect();
+  if (!document.hidden) pollStatus();
 });
 setInterval(tick, 1000);
 setInterval(pollStatus, STATUS_POLL_MS);
-connect();
+stream.connect();
 pollStatus();

@@ -138,3 +138,48 @@ def test_the_grid_says_temporarily_unavailable_on_a_503_and_signed_out_on_a_401(
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/cameras/")
     assert page.is_hidden(notice) or page.query_selector(notice) is None
+
+
+TILE_PIXELS = """() => {
+  const canvas = document.querySelector(".camera-tile [data-tile-canvas]");
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0;
+  for (let i = 0; i < pixels.length; i += 4) sum = (sum * 31 + pixels[i] + pixels[i + 1]) % 1e9;
+  return sum;
+}"""
+
+
+def test_the_grid_plays_each_camera_live_at_tile_size_and_a_click_opens_its_player(
+    live_daphne, alice, organization, page
+):
+    camera = camera_create(
+        organization=organization,
+        name="Lobby",
+        source="demo:",
+        target_fps=10,
+        max_width=640,
+        detectors=["motion"],
+    )
+    server = live_daphne(CAMERAS_IN_PROCESS="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
+    login(page, server.url, "alice", "alice-password")
+    page.goto(f"{server.url}/cameras/")
+    tile = ".camera-tile"
+    page.wait_for_function(
+        "Number(document.querySelector('.camera-tile').dataset.frames) > 2", timeout=20_000
+    )
+    # The 320 px variant, not the camera's 640 px stream.
+    assert page.eval_on_selector(f"{tile} [data-tile-canvas]", "c => c.width") == 320
+    assert page.is_hidden(f"{tile} .camera-still-empty")
+    first = page.evaluate(TILE_PIXELS)
+    frames = int(page.eval_on_selector(tile, "el => el.dataset.frames"))
+    time.sleep(3)
+    # The demo scene moves: the picture changed, at the variant's 5 fps (not the camera's 10).
+    assert page.evaluate(TILE_PIXELS) != first
+    drawn = int(page.eval_on_selector(tile, "el => el.dataset.frames")) - frames
+    assert 5 <= drawn <= 5 * 3 + 3
+    assert page.eval_on_selector(tile, "el => el.dataset.link") == "open"
+    assert page.text_content(f"{tile} [data-status]") == "Online"
+
+    page.click(f"{tile} [data-tile-canvas]")
+    page.wait_for_url(f"{server.url}/cameras/{camera.public_id}/")
+    page.wait_for_function("Number(document.getElementById('player').dataset.frames) > 2")

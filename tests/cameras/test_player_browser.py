@@ -63,8 +63,8 @@ def countdown(page) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def stills_loaded(page) -> int:
-    return int(page.eval_on_selector(".camera-tile", "el => el.dataset.stills || '0'"))
+def tile_frames_drawn(page) -> int:
+    return int(page.eval_on_selector(".camera-tile", "el => el.dataset.frames || '0'"))
 
 
 def test_the_player_and_the_grid_come_back_by_themselves_after_a_minute_long_outage(
@@ -89,7 +89,7 @@ def test_the_player_and_the_grid_come_back_by_themselves_after_a_minute_long_out
     assert page.text_content("#camera-status") == "Online"
     # The default policy: the seed's five tries, then every 30 s for good.
     assert page.evaluate(RETRY_PLAN) == [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
-    grid.wait_for_function("Number(document.querySelector('.camera-tile').dataset.stills) > 0")
+    grid.wait_for_function("Number(document.querySelector('.camera-tile').dataset.frames) > 0")
 
     server.stop()
     stopped_at = time.monotonic()
@@ -127,10 +127,10 @@ def test_the_player_and_the_grid_come_back_by_themselves_after_a_minute_long_out
     )
     assert player_state(page) == "reconnecting"
     assert 0 <= countdown(page) <= STEADY_RETRY_SECONDS
-    # The grid says its stills are old instead of going on as if they were current.
+    # The grid says its pictures are old instead of going on as if they were current.
     assert grid.is_visible("#camera-grid-notice")
     assert grid.text_content(".camera-tile [data-status]") == "Unknown"
-    stills_before = stills_loaded(grid)
+    tile_frames_before = tile_frames_drawn(grid)
 
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped_at)))
     server.start()
@@ -150,7 +150,7 @@ def test_the_player_and_the_grid_come_back_by_themselves_after_a_minute_long_out
     print(f"player back {recovered_after:.1f} s after the server was")
 
     grid.wait_for_function(
-        f"Number(document.querySelector('.camera-tile').dataset.stills) > {stills_before + 1}",
+        f"Number(document.querySelector('.camera-tile').dataset.frames) > {tile_frames_before + 1}",
         timeout=15_000,
     )
     grid.wait_for_selector("#camera-grid-notice", state="hidden", timeout=15_000)

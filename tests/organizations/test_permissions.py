@@ -378,7 +378,7 @@ def test_admin_changes_and_actions_on_cameras_need_an_admin_role(
             "target_fps": 10,
             "max_width": 640,
             "jpeg_quality": 70,
-            "detectors": "[]",
+            "detectors": ["motion"],  # checkboxes (issue 9): one value per ticked box
             "min_confidence": 0.5,
             "onnx_model": "",
             "onnx_labels": "",

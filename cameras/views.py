@@ -143,13 +143,13 @@ def camera_detail(request: HttpRequest, camera_id: str) -> HttpResponse:
     )
 
 
-def _manage_check(request: HttpRequest, camera: Camera) -> None:
-    """403 (with the reason) unless the user may change the camera."""
+def _permission_check(request: HttpRequest, camera: Camera, action: Action) -> None:
+    """403 (with the reason) unless the user may do `action` to the camera."""
     try:
         permission_require(
             user=request.user,
             organization=camera.organization,
-            action=Action.MANAGE_CAMERAS,
+            action=action,
             role=camera.member_role,
         )
     except ActionForbidden as refusal:
@@ -159,7 +159,7 @@ def _manage_check(request: HttpRequest, camera: Camera) -> None:
 def _camera_to_manage(request: HttpRequest, camera_id: str) -> Camera:
     """The camera, if the user may change it: 404 outside their organizations, 403 below admin."""
     camera = _camera_or_404(request, camera_id)
-    _manage_check(request, camera)
+    _permission_check(request, camera, Action.MANAGE_CAMERAS)
     return camera
 
 
@@ -203,7 +203,7 @@ def camera_edit(request: HttpRequest, camera_id: str) -> HttpResponse:
     """The camera's settings: a form for admins and owners, read-only for everyone else."""
     camera = _camera_or_404(request, camera_id)
     if request.method == "POST":
-        _manage_check(request, camera)
+        _permission_check(request, camera, Action.MANAGE_CAMERAS)
         # Validated on a copy: an invalid form must not rename the camera shown on the page.
         form = CameraForm(request.POST, instance=copy.copy(camera))
         if form.is_valid():
@@ -292,15 +292,7 @@ async def camera_source_test(request: HttpRequest, user) -> HttpResponse:
 @login_required
 def camera_publish(request: HttpRequest, camera_id: str) -> HttpResponse:
     camera = _camera_or_404(request, camera_id)
-    try:
-        permission_require(
-            user=request.user,
-            organization=camera.organization,
-            action=Action.PUBLISH,
-            role=camera.member_role,
-        )
-    except ActionForbidden as refusal:
-        raise PermissionDenied(refusal.message) from None
+    _permission_check(request, camera, Action.PUBLISH)
     return render(
         request,
         "cameras/publish.html",

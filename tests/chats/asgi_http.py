@@ -26,6 +26,8 @@ class Stream:
     communicator: ApplicationCommunicator
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    # Every header as sent, repeated ones (Set-Cookie) included.
+    header_list: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     finished: bool = False
 
@@ -33,7 +35,8 @@ class Stream:
         message = await self.communicator.receive_output(limit)
         assert message["type"] == "http.response.start", message
         self.status = message["status"]
-        self.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+        self.header_list = [(k.decode().lower(), v.decode()) for k, v in message["headers"]]
+        self.headers = dict(self.header_list)
         return self
 
     async def next_part(self, limit: float = 20) -> bytes:
@@ -83,11 +86,12 @@ async def request(
     token: str | None = None,
     body: bytes | dict | list | str | None = None,
     headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
 ) -> Stream:
     if isinstance(body, (dict, list, str)) and not isinstance(body, bytes):
         body = json.dumps(body).encode()
     path, _, query = path.partition("?")
-    raw_headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
+    raw_headers = [(b"host", b"127.0.0.1"), (b"content-type", content_type.encode())]
     if body:
         # As every real client sends it: DRF reads no body without it.
         raw_headers.append((b"content-length", str(len(body)).encode()))

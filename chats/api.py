@@ -202,6 +202,19 @@ class ChatMessageListApi(APIView):
         return _branch_page(request, self, chat, through=query.validated_data.get("message"))
 
 
+# POST answers a page like the message list's GET, but drf-spectacular wraps only GET lists in
+# their pagination: say so here.
+BRANCH_PAGE = inline_serializer(
+    name="MessageBranchPage",
+    fields={
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": MessageOutputSerializer(many=True),
+    },
+)
+
+
 class ChatBranchApi(APIView):
     class InputSerializer(serializers.Serializer):
         message_id = IdField(help_text="A message of this chat, on the branch to show.")
@@ -212,7 +225,7 @@ class ChatBranchApi(APIView):
         "`message_id`, as it was last continued: page through alternatives with the ids in "
         "a message's `siblings`. Answers the branch's messages, as the message list does.",
         request=InputSerializer,
-        responses=MessageOutputSerializer(many=True),
+        responses=BRANCH_PAGE,
     )
     def post(self, request, chat_id: int):
         chat = _chat_or_404(request, chat_id)

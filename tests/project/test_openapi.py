@@ -115,6 +115,14 @@ def test_every_list_is_paged_the_same_way(schema):
         assert {"limit", "offset"} <= names, path
 
 
+def test_switching_branch_is_documented_as_the_page_it_answers(schema):
+    # POST, so drf-spectacular would document a bare array; it answers the message list's page.
+    operation = schema["paths"]["/api/v1/chats/{chat_id}/branch"]["post"]
+    body = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    component = schema["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert set(component["properties"]) == {"count", "next", "previous", "results"}
+
+
 @pytest.mark.parametrize("url", ["/api/v1/docs", "/api/v1/redoc"])
 def test_the_documentation_pages_load_only_this_servers_files(client, url):
     response = client.get(url)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from urllib.parse import urlencode
 
 from django.utils import timezone
@@ -92,9 +92,20 @@ def format_time(moment: datetime, scope: Scope, *, seconds: bool = False) -> str
     return f"{local:%Y-%m-%d} {clock}"
 
 
+def format_span(start: datetime, end: datetime, scope: Scope) -> str:
+    """`start`–`end` as format_time writes them, except that an end at the midnight closing
+    the start's day is "00:00", not the next day's date: the hour 23:00–00:00 is one hour."""
+    local_start, local_end = start.astimezone(scope.tz), end.astimezone(scope.tz)
+    closes_start_day = (
+        local_end.time() == time() and local_end.date() - local_start.date() == timedelta(days=1)
+    )
+    end_text = "00:00" if closes_start_day else format_time(end, scope)
+    return f"{format_time(start, scope)}–{end_text}"
+
+
 def _window(period: Period, scope: Scope) -> str:
     assert period.start is not None and period.end is not None
-    return f"{period.description} ({format_time(period.start, scope)}–{format_time(period.end, scope)})"
+    return f"{period.description} ({format_span(period.start, period.end, scope)})"
 
 
 def _where(camera_names: tuple[str, ...]) -> str:
@@ -298,7 +309,7 @@ def _answer_busiest_hour(question: Question, scope: Scope) -> str:
     detail = {label: counts[best] for label, counts in activity.series.items() if counts[best]}
     return (
         f"The busiest hour {_where(question.cameras)} {_window(period, scope)} was "
-        f"**{format_time(start, scope)}–{format_time(start + activity.bucket, scope)}** with "
+        f"**{format_span(start, start + activity.bucket, scope)}** with "
         f"{_events_word(totals[best])} ({_counts_sentence(detail)})."
     )
 
@@ -365,7 +376,7 @@ def _answer_compare(question: Question, scope: Scope) -> str:
     return "\n".join(
         [
             f"Events {_where(question.cameras)} {_window(current, scope)} against the same length "
-            f"of time before ({format_time(previous.start, scope)}–{format_time(previous.end, scope)}):",
+            f"of time before ({format_span(previous.start, previous.end, scope)}):",
             "",
             "| class | now | before | change |",
             "|---|---|---|---|",

@@ -312,3 +312,17 @@ def test_the_linked_page_for_several_cameras_sums_to_the_answer(
     links = CHECK.findall(answer)
     assert "on Front door](" in answer and "on Back yard](" in answer
     assert counts[0] == sum(checked_count(alice_api, alice_page, link) for link in links), answer
+
+
+def test_the_busiest_hour_before_midnight_ends_at_0000_not_at_tomorrows_date(
+    organization, front_door
+):
+    local_now = timezone.now().astimezone(organization.tzinfo).replace(hour=23, minute=18)
+    event_make(front_door, label="person", at=local_now - timedelta(minutes=5))
+    event_make(front_door, label="person", at=local_now - timedelta(minutes=10))
+    event_make(front_door, label="car", at=local_now - timedelta(hours=3))
+    answer = ask(
+        organization, "What was the busiest hour on front door in the last 8 hours?", local_now
+    )
+    assert "**23:00–00:00** with **2 events** (person 2)" in answer, answer
+    assert "(15:18–23:18)" in answer, answer

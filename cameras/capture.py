@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import os
 import socket
 import sys
@@ -42,6 +43,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from cameras.leases import LocalLeases, RedisLeases, leases_for_settings
 from cameras.models import Camera
 from cameras.pipeline import FramePipeline
 from cameras.publishing import (
@@ -64,6 +66,8 @@ from cameras.vision.sources import FrameSource, SourceError, open_source
 from project.contained import ContainedFailures
 from project.heartbeats import heartbeat_beat
 from project.metrics import (
+    CAMERA_LEASE_CHANGES,
+    CAMERA_LEASES,
     CAPTURE_ERRORS,
     CAPTURE_SUPERVISOR_FAILURES,
     CAPTURE_WORKER_RESTARTS,
@@ -112,8 +116,14 @@ class CaptureWorker:
         backoff_first_seconds: float = BACKOFF_FIRST_SECONDS,
         backoff_max_seconds: float = BACKOFF_MAX_SECONDS,
         source_opener: Callable[..., FrameSource] = open_source,
+        lease_deadline: float = math.inf,
     ):
         self.config = config
+        # Monotonic time after which no frame may be taken: the supervisor moves it on at every
+        # renewal of the camera's lease (cameras/leases.py), and the thread stops at it.
+        self.lease_deadline = lease_deadline
+        self.lease_lapsed = False
+        self._handed_over = False
         self._loop = loop
         self._channel_layer = channel_layer
         self._offline_after = offline_after_seconds
@@ -174,7 +184,10 @@ class CaptureWorker:
         self.started_monotonic = time.monotonic()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, handed_over: bool = False) -> None:
+        """Stop the thread. `handed_over`: another process reads the camera next, so this
+        worker does not report it offline on the way out."""
+        self._handed_over = handed_over
         self._stop.set()
 
     def join(self, timeout: float) -> bool:
@@ -216,7 +229,7 @@ class CaptureWorker:
             )
         finally:
             self._encoder.shutdown(wait=True)
-            if self._stop.is_set():
+            if self._stop.is_set() and not (self._handed_over or self.lease_lapsed):
                 self._beat(Camera.Status.OFFLINE, fps=0.0, last_error="Capture stopped.")
             if self._pipeline is not None:
                 self._pipeline.camera_stopped()
@@ -233,7 +246,7 @@ class CaptureWorker:
             return
         backoff = self._backoff_first
         self._set_status(Camera.Status.CONNECTING, last_error="")
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._lease_ran_out():
             try:
                 source = self._open_source(config.source, read_timeout=SOURCE_READ_TIMEOUT_SECONDS)
             except SourceError as exc:
@@ -247,6 +260,28 @@ class CaptureWorker:
             if self._stop.wait(backoff):
                 break
             backoff = min(backoff * 2, self._backoff_max)
+
+    def _lease_ran_out(self) -> bool:
+        """Past the lease's deadline another process may read the camera: stop (the
+        supervisor starts a new worker once it renews the lease again)."""
+        if time.monotonic() < self.lease_deadline:
+            return False
+        self.lease_lapsed = True
+        self._stop.set()
+        CAMERA_LEASE_CHANGES.labels(change="lapsed").inc()
+        logger.warning(
+            "camera %s: capture paused, its lease could not be renewed in time; it resumes "
+            "once the lease is renewed",
+            self.config.public_id,
+        )
+        self._set_status(
+            Camera.Status.OFFLINE,
+            last_error="Capture paused: the camera process could not renew its lease on this "
+            "camera in time (is Redis reachable?).",
+            measured_fps=0.0,
+            force=True,
+        )
+        return True
 
     def _source_failed(self, reason: str) -> None:
         """Keep saying `connecting` while retrying; `offline` once frames are overdue."""
@@ -264,6 +299,8 @@ class CaptureWorker:
         while not self._stop.is_set():
             frame = source.read()
             now = time.monotonic()
+            if now >= self.lease_deadline and self._lease_ran_out():
+                return got_frames
             if frame is None:
                 if now - self._last_frame_monotonic >= self._offline_after:
                     self._source_failed(
@@ -407,7 +444,8 @@ class _RestartStreak:
 
 
 class CameraSupervisor:
-    """Keeps one CaptureWorker running per enabled, non-push camera (optionally a subset)."""
+    """Keeps one CaptureWorker running per enabled, non-push camera (optionally a subset)
+    whose lease this process holds (all of them without Redis; cameras/leases.py)."""
 
     def __init__(
         self,
@@ -420,6 +458,7 @@ class CameraSupervisor:
         restart_max_seconds: float = BACKOFF_MAX_SECONDS,
         restart_healthy_seconds: float = RESTART_HEALTHY_SECONDS,
         source_opener: Callable[..., FrameSource] = open_source,
+        leases: LocalLeases | RedisLeases | None = None,
     ):
         self.public_ids = public_ids
         self.reload_seconds = reload_seconds or settings.CAMERA_RELOAD_SECONDS
@@ -431,6 +470,11 @@ class CameraSupervisor:
         self._source_opener = source_opener
         self.workers: dict[str, CaptureWorker] = {}
         self._streaks: dict[str, _RestartStreak] = {}
+        # Made in run() unless given: a Redis client belongs to the loop it runs on.
+        self._leases = leases
+        self._wanted: dict[str, CameraConfig] = {}
+        self._held: frozenset[str] = frozenset()
+        self._lease_deadline = math.inf
         self._reload_failures = ContainedFailures(
             what="The capture supervisor's reload of the cameras",
             count=CAPTURE_SUPERVISOR_FAILURES.inc,
@@ -441,32 +485,48 @@ class CameraSupervisor:
             count=CAPTURE_SUPERVISOR_FAILURES.inc,
             logger=logger,
         )
+        self._lease_failures = ContainedFailures(
+            what="The capture supervisor's renewal of its camera leases",
+            count=CAPTURE_SUPERVISOR_FAILURES.inc,
+            logger=logger,
+        )
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         channel_layer = get_channel_layer()
+        if self._leases is None:
+            self._leases = leases_for_settings()
         logger.info("camera supervisor started")
-        next_reload = loop.time()
+        next_reload = next_lease_turn = loop.time()
         try:
             while not self._stopping.is_set():
-                # A failed turn (the database briefly away, a bug) keeps the running workers
-                # and is retried at the next turn; it never ends the supervisor.
+                # A failed turn (the database or Redis briefly away, a bug) keeps the running
+                # workers and is retried at the next turn; it never ends the supervisor.
                 if loop.time() >= next_reload:
                     next_reload = loop.time() + self.reload_seconds
                     with self._reload_failures:
-                        await self.reconcile(loop=loop, channel_layer=channel_layer)
+                        await self.reconcile()
+                    # Cameras added or changed get their leases now, not a turn later.
+                    next_lease_turn = loop.time()
+                if loop.time() >= next_lease_turn:
+                    next_lease_turn = loop.time() + self._leases.turn_seconds
+                    with self._lease_failures:
+                        await self.lease_turn(loop=loop, channel_layer=channel_layer)
                 with self._check_failures:
                     self.revive(loop=loop, channel_layer=channel_layer)
                     await self._beat()
-                wait = min(self.check_seconds, max(0.0, next_reload - loop.time()))
+                now = loop.time()
+                wait = min(self.check_seconds, next_reload - now, next_lease_turn - now)
+                wait = max(0.0, wait)
                 try:
                     await asyncio.wait_for(self._stopping.wait(), wait)
                 except TimeoutError:
                     pass
         finally:
             await self._stop_all(reason="Capture stopped (the camera process shut down).")
+            await self._give_back_leases()
             CAPTURE_WORKERS.labels(state="running").set(0)
             CAPTURE_WORKERS.labels(state="restarting").set(0)
             self._finished.set()
@@ -476,9 +536,12 @@ class CameraSupervisor:
         self._stopping.set()
         await self._finished.wait()
 
-    async def reconcile(self, *, loop, channel_layer) -> None:
+    async def reconcile(self) -> None:
+        """Re-read the cameras: stop the workers of cameras removed, disabled or changed (the
+        next lease turn starts the changed ones again and gives back the others' leases)."""
         configs = await database_sync_to_async(camera_configs_enabled)(public_ids=self.public_ids)
         wanted = {config.public_id: config for config in configs if not config.is_push}
+        self._wanted = wanted
         retired = [
             worker
             for public_id, worker in self.workers.items()
@@ -494,13 +557,72 @@ class CameraSupervisor:
             await database_sync_to_async(cameras_mark_offline)(
                 camera_pks=gone, reason="Capture stopped: the camera was disabled or removed."
             )
-        for public_id, config in wanted.items():
-            if public_id not in self.workers:
-                self._start(config, loop=loop, channel_layer=channel_layer)
-                logger.info("capturing camera %s", public_id)
         await database_sync_to_async(push_cameras_mark_stale)(
             offline_after_seconds=self.offline_after
         )
+
+    async def lease_turn(self, *, loop, channel_layer) -> None:
+        """Renew, take and give back camera leases, and run a worker for each camera held."""
+        turn = await self._leases.turn(wanted=self._wanted, held=self._held)
+        for public_id in sorted(turn.lost):
+            CAMERA_LEASE_CHANGES.labels(change="lost").inc()
+            logger.warning(
+                "camera %s: another camera process holds its lease now; stopped reading it here",
+                public_id,
+            )
+        give_back = turn.held - self._wanted.keys()
+        if turn.surplus is not None:
+            give_back |= {turn.surplus}
+        # Our workers stop before their leases go: nobody may start reading a camera while
+        # this process still does.
+        stopping = [
+            self.workers.pop(public_id)
+            for public_id in sorted(turn.lost | give_back)
+            if public_id in self.workers
+        ]
+        for worker in stopping:
+            worker.stop(handed_over=True)
+            self._streaks.pop(worker.config.public_id, None)
+        await self._join(stopping)
+        self._held = turn.held - give_back
+        self._lease_deadline = turn.deadline
+        for worker in self.workers.values():
+            worker.lease_deadline = turn.deadline
+        CAMERA_LEASES.set(len(self._held))
+        if give_back:
+            # Should this fail, the leases expire on their own within CAMERA_LEASE_SECONDS.
+            await self._leases.release(give_back)
+            CAMERA_LEASE_CHANGES.labels(change="released").inc(len(give_back))
+            if turn.surplus is not None:
+                logger.info(
+                    "gave back camera %s: %d camera processes share the cameras now",
+                    turn.surplus,
+                    turn.holders,
+                )
+        CAMERA_LEASE_CHANGES.labels(change="taken").inc(len(turn.taken))
+        await self._start_held(loop=loop, channel_layer=channel_layer)
+
+    async def _start_held(self, *, loop, channel_layer) -> None:
+        """A worker for every held camera without one, or whose worker stopped at its lease's
+        deadline (Redis was away longer than a lease; the renewal that just worked re-claimed
+        the camera)."""
+        lapsed = [
+            worker
+            for public_id, worker in self.workers.items()
+            if public_id in self._held and worker.lease_lapsed
+        ]
+        await self._join(lapsed)
+        for public_id in sorted(self._held):
+            config = self._wanted.get(public_id)
+            worker = self.workers.get(public_id)
+            if config is None or (worker is not None and not worker.lease_lapsed):
+                continue
+            self._start(config, loop=loop, channel_layer=channel_layer)
+            logger.info(
+                "capturing camera %s%s",
+                public_id,
+                " again: its lease is renewed" if worker is not None else "",
+            )
 
     def revive(self, *, loop, channel_layer) -> None:
         """Restart workers whose thread died, each after its backoff; forget streaks of workers
@@ -568,6 +690,7 @@ class CameraSupervisor:
             channel_layer=channel_layer,
             offline_after_seconds=self.offline_after,
             source_opener=self._source_opener,
+            lease_deadline=self._lease_deadline,
         )
         self.workers[config.public_id] = worker
         worker.start()
@@ -595,6 +718,23 @@ class CameraSupervisor:
             # A blocked network read returns within its timeout; join off the loop meanwhile.
             if not await asyncio.to_thread(worker.join, SOURCE_READ_TIMEOUT_SECONDS * 2):
                 logger.warning("camera %s did not stop in time", worker.config.public_id)
+
+    async def _give_back_leases(self) -> None:
+        """On the way out, after the workers stopped: the other processes take the cameras at
+        their next turn instead of waiting for the leases to expire."""
+        held, self._held = self._held, frozenset()
+        CAMERA_LEASES.set(0)
+        try:
+            await self._leases.release(held)
+            await self._leases.close()
+        except Exception:
+            logger.warning(
+                "Could not give back the camera leases on the way out; the other camera "
+                "processes take the cameras once the leases expire (CAMERA_LEASE_SECONDS)",
+                exc_info=True,
+            )
+        else:
+            CAMERA_LEASE_CHANGES.labels(change="released").inc(len(held))
 
     async def _stop_all(self, *, reason: str) -> None:
         workers = list(self.workers.values())

@@ -40,6 +40,16 @@ CAPTURE_WORKERS = Gauge(
     "Capture workers of this process: `running`, or `restarting` (crashed, waiting to restart).",
     ["state"],
 )
+CAMERA_LEASES = Gauge(
+    "sightline_camera_leases",
+    "Cameras whose lease this process holds (with REDIS_URL: each camera is read by one process).",
+)
+CAMERA_LEASE_CHANGES = Counter(
+    "sightline_camera_lease_changes",
+    "Camera leases this process took, gave back (shutting down, or above its fair share), lost "
+    "to another process, or let lapse (it could not renew them in time, e.g. Redis was away).",
+    ["change"],
+)
 CAPTURE_ERRORS = Counter(
     "sightline_capture_errors",
     "Failures a capture worker or the frame pipeline contained and went on from, by stage "

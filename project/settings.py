@@ -462,6 +462,11 @@ CAMERA_FRAME_RECORD_SECONDS = env_int("CAMERA_FRAME_RECORD_SECONDS", 120, minimu
 CAMERA_OFFLINE_AFTER_SECONDS = env_float("CAMERA_OFFLINE_AFTER_SECONDS", 10.0, minimum=1.0)
 # How often the capture supervisor re-reads the cameras table for added/changed/removed cameras.
 CAMERA_RELOAD_SECONDS = env_float("CAMERA_RELOAD_SECONDS", 3.0, minimum=0.1)
+# With REDIS_URL, each camera is read by the one capture process holding its lease (cameras/
+# leases.py), renewed every fifth of this: a process that dies hands its cameras to the others
+# within a lease and a renewal (12 s by default); a shorter lease hands over sooner but makes a
+# Redis outage stop capture sooner too (the cameras stop once their lease could have expired).
+CAMERA_LEASE_SECONDS = env_float("CAMERA_LEASE_SECONDS", 10.0, minimum=1.0)
 # `manage.py runcameras` serves its own Prometheus metrics on 127.0.0.1 at this port (0 = off).
 CAMERA_METRICS_PORT = env_int("CAMERA_METRICS_PORT", 0, minimum=0)
 # The player's steady retry period once its first five tries (1, 2, 4, 8, 16 s) have failed: it

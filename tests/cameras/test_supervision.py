@@ -26,7 +26,7 @@ from cameras.selectors import CameraConfig
 from cameras.services import camera_create
 from cameras.vision.sources import open_source
 from project.heartbeats import heartbeats_read
-from tests.conftest import ROOT, _database_url_of_test_database, free_port
+from tests.conftest import ROOT, _database_url_of_test_database, camera_lease_epoch_aged, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -295,6 +295,9 @@ async def test_runcameras_survives_a_five_second_redis_outage(organization, own_
         organization=organization, name="Gate", source="demo:gate", target_fps=5
     )
     metrics_port = free_port()
+    # A Redis that held leases before (no first-start grace); the restart below loses them,
+    # and the camera process must re-claim its camera.
+    camera_lease_epoch_aged(own_redis.url)
     process = _runcameras(camera, own_redis.url, metrics_port)
     layer = RedisChannelLayer(hosts=own_redis.layer_hosts(), capacity=50, expiry=10)
 

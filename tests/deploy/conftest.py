@@ -93,3 +93,14 @@ def nginx_running(nginx: str, config: Path, port: int) -> Iterator[subprocess.Po
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that ran processes shows their logs' tails (`item.topology_log_tail`, set
+    by the test's fixture), whatever failed: an assertion, a timeout, a closed connection."""
+    report = yield
+    log_tail = getattr(item, "topology_log_tail", None)
+    if report.failed and log_tail is not None:
+        report.sections.append(("topology logs", log_tail()))
+    return report

@@ -43,7 +43,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis.asyncio
+import redis.exceptions
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +109,9 @@ local taken = {}
 local wanted = tonumber(ARGV[3])
 for i = 2, #KEYS do
   if #taken >= wanted then break end
-  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  -- (Already ours: this script ran before, and its answer was lost with the connection.)
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2])
+      or redis.call('GET', KEYS[i]) == ARGV[1] then
     taken[#taken + 1] = i - 1
   end
 end
@@ -184,8 +189,14 @@ class RedisLeases:
         # Every deadline set before the epoch was born has passed once this much time has.
         self._grace_ms = self.lease_ms - int(self._margin * 1000)
         # Quick single commands: a lease turn must fail fast rather than outlast the deadline.
+        # One retry on a fresh connection, because the first command after a Redis restart
+        # meets the pool's dead one (every script is safe to run twice).
         self._redis = redis.asyncio.Redis.from_url(
-            url, socket_timeout=self.turn_seconds, socket_connect_timeout=self.turn_seconds
+            url,
+            socket_timeout=self.turn_seconds,
+            socket_connect_timeout=self.turn_seconds,
+            retry=Retry(NoBackoff(), retries=1),
+            retry_on_error=[redis.exceptions.ConnectionError],
         )
         self._register = self._redis.register_script(_REGISTER)
         self._renew = self._redis.register_script(_RENEW)

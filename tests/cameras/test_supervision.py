@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -26,7 +24,8 @@ from cameras.selectors import CameraConfig
 from cameras.services import camera_create
 from cameras.vision.sources import open_source
 from project.heartbeats import heartbeats_read
-from tests.conftest import ROOT, _database_url_of_test_database, camera_lease_epoch_aged, free_port
+from tests.cameras.camera_processes import runcameras_start
+from tests.conftest import camera_lease_epoch_aged, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -250,28 +249,8 @@ async def test_a_worker_goes_on_through_a_redis_outage_and_delivers_again(
 
 
 def _runcameras(camera: Camera, redis_url: str, metrics_port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url_of_test_database(),
-        "DJANGO_SECRET_KEY": "test-only-secret-key",
-        "REDIS_URL": redis_url,
-        "CAMERA_RELOAD_SECONDS": "0.5",
-        "EVENTS_RECORDING": "0",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "runcameras",
-            "--camera",
-            camera.public_id,
-            "--metrics-port",
-            str(metrics_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    return runcameras_start(
+        redis_url, args=("--camera", camera.public_id, "--metrics-port", str(metrics_port))
     )
 
 

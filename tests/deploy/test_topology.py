@@ -2,7 +2,8 @@
 PostgreSQL database and a redis-server of the test's own, used through nginx only, as a browser
 and a camera viewer would: the real log-in form, a reply streamed over SSE, a camera over the
 WebSocket, a frame ingested, a reply resumed on the other web process; then with faults
-injected: a web process SIGKILLed, Redis restarted.
+injected: a web process SIGKILLed, the camera process reading a camera SIGKILLed (the other takes
+the camera over), Redis restarted.
 
 How the topology is started. The first test runs `honcho start`, exactly as README says. honcho
 ends every process as soon as one of them exits, so a killed daphne would take the whole topology
@@ -35,9 +36,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
+from cameras.leases import lease_key
 from cameras.services import camera_create
 from chats.models import Message
 from chats.services import chat_create
@@ -48,6 +51,7 @@ from tests.own_redis import OwnRedis
 
 PROCFILE = ROOT / "Procfile"
 WEB_PROCESSES = ("web1", "web2")
+CAMERA_PROCESSES = ("cameras1", "cameras2")
 # A pause between the builtin answer's word pieces, so a reply lasts long enough to time.
 PIECE_DELAY_MS = 120
 TEAM_PROMPT = "Who is on the team?"  # 11 pieces: about 1.3 s
@@ -56,6 +60,9 @@ TEAM_PROMPT = "Who is on the team?"  # 11 pieces: about 1.3 s
 LONG_PROMPT = "Who is on the team, how many chats do I have, and which organization is this?"
 STARTS_WITHIN = 60
 FRAMES_WITHIN = 20
+# A dead camera worker's cameras are read by another within CAMERA_LEASE_SECONDS (10) and a
+# lease turn (2); a little more for the source to open under load.
+TAKEN_OVER_WITHIN = 15
 # README "Health, metrics and recovery": video is back 1-3 s after Redis is.
 RECOVERS_WITHIN = 15
 LOG_TAIL_CHARS = 4000
@@ -303,6 +310,14 @@ def stored_reply(message_id: int) -> Message:
 # --- cameras ---------------------------------------------------------------------------
 
 
+def lease_holder_pid(topology: Topology, camera) -> int:
+    """The pid of the camera process holding `camera`'s lease (cameras/leases.py names the
+    holder host:pid:suffix)."""
+    holder = redis.Redis.from_url(topology.redis.url).get(lease_key(camera.public_id))
+    assert holder, f"nobody holds the lease of {camera.public_id}"
+    return int(holder.decode().split(":")[1])
+
+
 def frame_after(viewer, camera, after_ms: int, *, seconds: float = FRAMES_WITHIN) -> dict:
     """The first frame of `camera` captured after `after_ms` (Unix ms) that `viewer` receives;
     frames already on their way are skipped."""
@@ -347,7 +362,9 @@ def serving(topology: Topology, name: str, labels: str = "") -> str:
 
 
 def the_other(process: str) -> str:
-    return next(p for p in WEB_PROCESSES if p != process)
+    """The other web process, or the other camera process."""
+    pair = WEB_PROCESSES if process in WEB_PROCESSES else CAMERA_PROCESSES
+    return next(p for p in pair if p != process)
 
 
 # --- the tests --------------------------------------------------------------------------
@@ -460,6 +477,16 @@ def test_service_continues_through_nginx_when_a_web_process_is_killed_and_redis_
             answer = browser.client.get("/api/v1/chats")
             assert answer.status_code == 200, answer.text
         assert_streamed_piece_by_piece(reply_streamed(browser, chat, TEAM_PROMPT))
+
+        # --- a camera worker dies (SIGKILL): the one holding the yard's lease ---
+        holder = lease_holder_pid(topology, yard)
+        reader = next(name for name in CAMERA_PROCESSES if topology.pid(name) == holder)
+        os.kill(holder, signal.SIGKILL)
+        killed_at = now_ms()
+        # The other one takes the camera once the lease expires; the viewer, still connected,
+        # gets its frames.
+        frame_after(viewer, yard, killed_at, seconds=TAKEN_OVER_WITHIN)
+        assert lease_holder_pid(topology, yard) == topology.pid(the_other(reader))
 
         # --- Redis restarts (empty: no persistence), under a reply and a viewer ---
         with browser.send_prompt(chat, LONG_PROMPT) as response:

@@ -56,8 +56,23 @@ def unavailable(reason: str) -> None:
 def _fresh_cache():
     # Rate limits, latest frames and the like live in the cache; no test may see another's.
     cache.clear()
+    _suite_redis_held_leases_before()
     yield
     cache.clear()
+
+
+def _suite_redis_held_leases_before() -> None:
+    # With REDIS_URL (as in CI) the cache is that Redis, and clearing it empties the database,
+    # camera leases' epoch included. The suite's Redis has held leases for long: no test waits
+    # for the first-start grace; the tests of that grace use a Redis of their own.
+    if not os.environ.get("REDIS_URL"):
+        return
+    import redis
+
+    try:
+        camera_lease_epoch_aged(_redis_url())
+    except redis.RedisError:
+        pass  # the tests that need Redis say it is unreachable
 
 
 @pytest.fixture(autouse=True)
@@ -164,20 +179,6 @@ def camera_lease_epoch_aged(url: str) -> None:
     from cameras.leases import EPOCH_KEY
 
     redis.Redis.from_url(url, socket_connect_timeout=1).set(EPOCH_KEY, 0, nx=True)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _camera_lease_epoch_aged():
-    # The suite's Redis (REDIS_URL, as in CI) has held leases for long: no test waits for the
-    # first-start grace; the tests of that grace use a Redis of their own.
-    if not os.environ.get("REDIS_URL"):
-        return
-    import redis
-
-    try:
-        camera_lease_epoch_aged(_redis_url())
-    except redis.RedisError:
-        pass  # the tests that need Redis say it is unreachable
 
 
 @pytest.fixture

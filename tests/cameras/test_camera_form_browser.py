@@ -131,7 +131,10 @@ def test_an_admin_adds_a_demo_camera_tests_its_source_and_the_open_grid_plays_it
     assert [other for other in sockets if camera.stream_path in other.url] == [socket]
 
     # However many tiles and triggers, one cameras request per 5 s and one events request per
-    # 10 s for the whole page (a little slack for the timers).
+    # 10 s for the whole page. The times are when Playwright told this process of a request,
+    # which a loaded machine can delay by a second: a gap may shrink by that much, and the
+    # requests of the whole test may not outnumber its periods.
     for name, every in [("cameras", 5), ("events", 10)]:
         gaps = [later - earlier for earlier, later in pairwise(polls[name])]
-        assert gaps and min(gaps) > every - 0.3, (name, gaps)
+        assert gaps and min(gaps) > every - 1.0, (name, gaps)
+        assert len(gaps) <= (polls[name][-1] - polls[name][0] + 1.0) / every, (name, gaps)

@@ -185,6 +185,8 @@ class RoundResult:
     wall: float
     cpu: float  # the web processes'
     proxy_cpu: float | None = None  # nginx's, with its workers, when there is one
+    # The machine's 1-minute load average as the round began: it is shared with other work.
+    load_average: float = 0.0
     streams: list[StreamResult] = field(default_factory=list)
 
 
@@ -226,6 +228,7 @@ async def run_round(urls: list[str], headers: dict, *, server_pids, proxy_pids=(
     timeout = httpx.Timeout(ROUND_TIMEOUT, connect=30.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         cpu_before, proxy_before = _cpu_of(server_pids), _cpu_of(proxy_pids)
+        load_average = os.getloadavg()[0]
         started = time.perf_counter()
         async with asyncio.timeout(ROUND_TIMEOUT):
             streams = await asyncio.gather(*(one_stream(client, url, headers) for url in urls))
@@ -235,6 +238,7 @@ async def run_round(urls: list[str], headers: dict, *, server_pids, proxy_pids=(
         cpu=_cpu_of(server_pids) - cpu_before,
         proxy_cpu=_cpu_of(proxy_pids) - proxy_before if proxy_pids else None,
         streams=list(streams),
+        load_average=load_average,
     )
 
 
@@ -269,6 +273,7 @@ def summarize(name: str, rounds: list[RoundResult]) -> dict:
         "proxy_cpu_ms_per_reply": 1000 * sum(r.proxy_cpu for r in rounds) / len(streams)
         if streams and all(r.proxy_cpu is not None for r in rounds)
         else None,
+        "load_average": statistics.mean(r.load_average for r in rounds),
     }
 
 
@@ -279,9 +284,9 @@ def print_table(rows: list[dict], streams: int, rounds: int) -> None:
     )
     print(
         "| target | streams ok | TTFC p50 | TTFC p99 | done p50 | done p99 | events/s "
-        "| events/stream | server CPU | CPU/reply | nginx CPU/reply |"
+        "| events/stream | server CPU | CPU/reply | nginx CPU/reply | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         fmt = lambda v: "n/a" if v is None else f"{v:.1f} ms"  # noqa: E731
         print(
@@ -289,7 +294,8 @@ def print_table(rows: list[dict], streams: int, rounds: int) -> None:
             f"| {fmt(row['ttfc_p50_ms'])} | {fmt(row['ttfc_p99_ms'])} | {fmt(row['done_p50_ms'])} "
             f"| {fmt(row['done_p99_ms'])} | {row['events_per_s']:.0f} "
             f"| {row['events_per_stream']:.1f} | {row['server_cpu_s']:.2f} s "
-            f"| {row['server_cpu_ms_per_reply']:.1f} ms | {fmt(row['proxy_cpu_ms_per_reply'])} |"
+            f"| {row['server_cpu_ms_per_reply']:.1f} ms | {fmt(row['proxy_cpu_ms_per_reply'])} "
+            f"| {row['load_average']:.1f} |"
         )
     for row in rows:
         if row["failed"]:

@@ -49,7 +49,7 @@ from bench.topology import (  # noqa: E402
     Topology,
     add_topology_arguments,
     daphne_command,
-    nginx_command,
+    nginx_process,
     topologies_of,
     with_children,
 )
@@ -163,10 +163,13 @@ class Nginx(Listening):
 
     def __init__(self, backends: list[Daphne], log: Path):
         port = free_port()
-        command = nginx_command(
-            log.parent / f"nginx-{port}", port=port, backend_ports=[b.port for b in backends]
+        command, env = nginx_process(
+            log.parent / f"nginx-{port}",
+            port=port,
+            backend_ports=[backend.port for backend in backends],
+            env=dict(os.environ),
         )
-        super().__init__(command, port=port, env=dict(os.environ), log=log)
+        super().__init__(command, port=port, env=env, log=log)
 
 
 # --- measuring -----------------------------------------------------------------------------

@@ -71,7 +71,7 @@ from bench.topology import (
     Topology,
     add_topology_arguments,
     daphne_command,
-    nginx_command,
+    nginx_process,
     topologies_of,
     with_children,
 )
@@ -775,7 +775,9 @@ class Sightline:
         if topology.through_nginx:
             port = free_port()
             nginx_dir = self.work_dir / f"nginx-{port}"
-            commands.append((nginx_command(nginx_dir, port=port, backend_ports=web_ports), env))
+            commands.append(
+                nginx_process(nginx_dir, port=port, backend_ports=web_ports, env=self.env)
+            )
         log = self.work_dir / f"sightline-{port}.log"
         with running(commands, log) as processes:
             url = f"ws://{LOCALHOST}:{port}/ws/stream/{self.camera_id}"

@@ -33,9 +33,13 @@ def daphne_command(application: str, port: int) -> list[str]:
     ]
 
 
-def nginx_command(directory: Path, *, port: int, backend_ports: list[int]) -> list[str]:
-    """nginx on 127.0.0.1:port in front of daphne on `backend_ports`, its configuration rendered
-    into `directory` from deploy/nginx/sightline.conf; unprivileged, in the foreground."""
+def nginx_process(
+    directory: Path, *, port: int, backend_ports: list[int], env: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of nginx on 127.0.0.1:port in front of daphne on
+    `backend_ports`, its configuration rendered into `directory` from deploy/nginx/sightline.conf;
+    unprivileged, in the foreground. nginx takes a variable NGINX for sockets inherited on an
+    upgrade (as the Procfile says), so the one naming its binary here is not passed on."""
     backends = [f"--backend=127.0.0.1:{backend}" for backend in backend_ports]
     rendered = subprocess.run(
         [sys.executable, "deploy/render.py", "nginx", "--dir", str(directory)]
@@ -46,7 +50,8 @@ def nginx_command(directory: Path, *, port: int, backend_ports: list[int]) -> li
         text=True,
         timeout=30,
     )
-    return [NGINX, "-e", "stderr", "-c", rendered.stdout.strip()]
+    command = [NGINX, "-e", "stderr", "-c", rendered.stdout.strip()]
+    return command, {name: value for name, value in env.items() if name != "NGINX"}
 
 
 def with_children(pid: int) -> tuple[int, ...]:

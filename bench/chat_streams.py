@@ -11,6 +11,11 @@ and one chat per stream, then runs N concurrent `POST /chats/<id>/messages` stre
 load. Reported per target: time to first chunk p50/p99, time to `done` p50/p99, events per
 second over the round, and the server process's CPU time.
 
+With `--through-nginx` the streams go through nginx running the shipped site (rendered by
+deploy/render.py, as the Procfile does) in front of `--web-processes` daphne processes (e.g.
+`1,2`, a row each; use PostgreSQL and Redis for more than one); the CPU is then all the daphne
+processes' together, and nginx's (with its workers) apart. The baseline is still reached directly.
+
 Everything talks to 127.0.0.1; counts and times are bounded; the servers are stopped on exit.
 """
 
@@ -35,11 +40,24 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    # Run as `python bench/chat_streams.py` (README's command), `bench` is not importable yet.
+    sys.path.insert(0, str(ROOT))
+
+from bench.topology import (  # noqa: E402
+    BEHIND_NGINX,
+    Topology,
+    add_topology_arguments,
+    daphne_command,
+    nginx_process,
+    topologies_of,
+    with_children,
+)
+
 PROMPT = "Who is on the team, and how many chats do I have?"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_STREAMS = 1000
 ROUND_TIMEOUT = 120.0
-LISTEN_BACKLOG = 1024
 
 SETUP = """
 import json, os
@@ -101,37 +119,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-class Daphne:
-    def __init__(self, application: str, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+class Listening:
+    """A server process on 127.0.0.1:`port`, ready once the port takes connections."""
+
+    def __init__(self, command: list[str], *, port: int, env: dict[str, str], log: Path):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                # As scripts/serve: daphne's default backlog of 50 overflows at a burst of 500.
-                "-e",
-                f"tcp:port={self.port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}",
-                application,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
         )
+        name = Path(command[0]).name if command[0] != sys.executable else command[2]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SystemExit(f"daphne exited early:\n{log.read_text()[-3000:]}")
+                raise SystemExit(f"{name} exited early:\n{log.read_text()[-3000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise SystemExit("daphne did not start within 30 s")
+        raise SystemExit(f"{name} did not start within 30 s")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -141,6 +150,26 @@ class Daphne:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class Daphne(Listening):
+    def __init__(self, application: str, env: dict[str, str], log: Path):
+        port = free_port()
+        super().__init__(daphne_command(application, port), port=port, env=env, log=log)
+
+
+class Nginx(Listening):
+    """nginx with the shipped site in front of `backends`, as the Procfile runs it."""
+
+    def __init__(self, backends: list[Daphne], log: Path):
+        port = free_port()
+        command, env = nginx_process(
+            log.parent / f"nginx-{port}",
+            port=port,
+            backend_ports=[backend.port for backend in backends],
+            env=dict(os.environ),
+        )
+        super().__init__(command, port=port, env=env, log=log)
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -157,7 +186,10 @@ class StreamResult:
 @dataclass
 class RoundResult:
     wall: float
-    cpu: float
+    cpu: float  # the web processes'
+    proxy_cpu: float | None = None  # nginx's, with its workers, when there is one
+    # The machine's 1-minute load average as the round began: it is shared with other work.
+    load_average: float = 0.0
     streams: list[StreamResult] = field(default_factory=list)
 
 
@@ -186,18 +218,30 @@ async def one_stream(client: httpx.AsyncClient, url: str, headers: dict) -> Stre
     return result
 
 
-async def run_round(server: Daphne, urls: list[str], headers: dict) -> RoundResult:
+def _cpu_of(pids) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+async def run_round(urls: list[str], headers: dict, *, server_pids, proxy_pids=()) -> RoundResult:
+    """One round of a stream per URL; the CPU time of the server's processes (and apart, of the
+    proxy's) over it."""
     limits = httpx.Limits(max_connections=len(urls) + 10, max_keepalive_connections=len(urls) + 10)
     # A stream may wait for its first byte as long as the round lasts: at 500 streams the last
     # prompts queue for setup for tens of seconds, which TTFC reports, not a client timeout.
     timeout = httpx.Timeout(ROUND_TIMEOUT, connect=30.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        cpu_before, started = cpu_seconds(server.process.pid), time.perf_counter()
+        cpu_before, proxy_before = _cpu_of(server_pids), _cpu_of(proxy_pids)
+        load_average = os.getloadavg()[0]
+        started = time.perf_counter()
         async with asyncio.timeout(ROUND_TIMEOUT):
             streams = await asyncio.gather(*(one_stream(client, url, headers) for url in urls))
         wall = time.perf_counter() - started
     return RoundResult(
-        wall=wall, cpu=cpu_seconds(server.process.pid) - cpu_before, streams=list(streams)
+        wall=wall,
+        cpu=_cpu_of(server_pids) - cpu_before,
+        proxy_cpu=_cpu_of(proxy_pids) - proxy_before if proxy_pids else None,
+        streams=list(streams),
+        load_average=load_average,
     )
 
 
@@ -229,16 +273,23 @@ def summarize(name: str, rounds: list[RoundResult]) -> dict:
         "server_cpu_ms_per_reply": 1000 * sum(r.cpu for r in rounds) / len(streams)
         if streams
         else 0.0,
+        "proxy_cpu_ms_per_reply": 1000 * sum(r.proxy_cpu for r in rounds) / len(streams)
+        if streams and all(r.proxy_cpu is not None for r in rounds)
+        else None,
+        "load_average": statistics.mean(r.load_average for r in rounds),
     }
 
 
 def print_table(rows: list[dict], streams: int, rounds: int) -> None:
-    print(f"\n{streams} concurrent streams x {rounds} rounds, one daphne process each:\n")
+    print(
+        f"\n{streams} concurrent streams x {rounds} rounds, one daphne process each unless the "
+        "target says otherwise (server CPU: all its daphne processes; nginx's apart):\n"
+    )
     print(
         "| target | streams ok | TTFC p50 | TTFC p99 | done p50 | done p99 | events/s "
-        "| events/stream | server CPU | CPU/reply |"
+        "| events/stream | server CPU | CPU/reply | nginx CPU/reply | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         fmt = lambda v: "n/a" if v is None else f"{v:.1f} ms"  # noqa: E731
         print(
@@ -246,7 +297,8 @@ def print_table(rows: list[dict], streams: int, rounds: int) -> None:
             f"| {fmt(row['ttfc_p50_ms'])} | {fmt(row['ttfc_p99_ms'])} | {fmt(row['done_p50_ms'])} "
             f"| {fmt(row['done_p99_ms'])} | {row['events_per_s']:.0f} "
             f"| {row['events_per_stream']:.1f} | {row['server_cpu_s']:.2f} s "
-            f"| {row['server_cpu_ms_per_reply']:.1f} ms |"
+            f"| {row['server_cpu_ms_per_reply']:.1f} ms | {fmt(row['proxy_cpu_ms_per_reply'])} "
+            f"| {row['load_average']:.1f} |"
         )
     for row in rows:
         if row["failed"]:
@@ -273,44 +325,79 @@ def create_fixtures(env: dict[str, str], streams: int) -> dict:
     return manage_shell_json(setup_env, SETUP)
 
 
+async def reply_once(base_url: str, chat: int, headers: dict) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            f"{base_url}/chats/{chat}/messages", json={"prompt": PROMPT}, headers=headers
+        )
+    response.raise_for_status()
+    return response
+
+
+async def measure_sightline(
+    topology: Topology, args: argparse.Namespace, env: dict[str, str], setup: dict, workdir: Path
+) -> tuple[dict, httpx.Response]:
+    """Sightline's row for `topology`, and a reply it gave (whose events feed the baseline)."""
+    headers = {"Authorization": f"Bearer {setup['token']}"}
+    env = {**env, **BEHIND_NGINX} if topology.through_nginx else env
+    servers: list[Listening] = []
+    try:
+        for _ in range(topology.web_processes):
+            servers.append(Daphne("project.asgi:application", env, workdir / "sightline.log"))
+        web_pids = [server.process.pid for server in servers]
+        if topology.through_nginx:
+            servers.append(Nginx(servers[:], workdir / "nginx.log"))
+        # Warm-up (imports, connections) on the first chat: every web process directly, since
+        # nginx picks one, and then nginx.
+        for server in servers:
+            reply = await reply_once(server.url, setup["chats"][0], headers)
+        front = servers[-1]
+        # nginx's workers are up: they carried the warm-up's reply.
+        proxy_pids = with_children(front.process.pid) if topology.through_nginx else ()
+        urls = [f"{front.url}/chats/{chat}/messages" for chat in setup["chats"]]
+        rounds = [
+            await run_round(urls, headers, server_pids=web_pids, proxy_pids=proxy_pids)
+            for _ in range(args.rounds)
+        ]
+        label = (
+            f"Sightline through nginx, {topology.web_processes} daphne"
+            if topology.through_nginx
+            else "Sightline POST /chats/<id>/messages"
+        )
+        row = summarize(label, rounds)
+        if row["failed"]:
+            print(
+                "Server log (last lines):\n"
+                + "\n".join(servers[0].log.read_text().splitlines()[-20:])
+            )
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    return row, reply
+
+
 async def measure(
     args: argparse.Namespace, env: dict[str, str], setup: dict, workdir: Path
 ) -> list[dict]:
-    headers = {"Authorization": f"Bearer {setup['token']}"}
     rows = []
-
-    sightline = Daphne("project.asgi:application", env, workdir / "sightline.log")
-    try:
-        # Warm-up (imports, connections) on the first chat; its events feed the baseline.
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.post(
-                f"{sightline.url}/chats/{setup['chats'][0]}/messages",
-                json={"prompt": PROMPT},
-                headers=headers,
-            )
-            response.raise_for_status()
-        received = [json.loads(block[6:]) for block in response.text.split("\n\n") if block]
-        text = "".join(event["text"] for event in received if event["type"] == "chunk")
-        events = [
-            f"data: {json.dumps({'type': 'chunk', 'text': piece})}\n\n"
-            for piece in re.findall(r"\s*\S+", text)
-        ] + [f"data: {json.dumps(received[-1])}\n\n"]
-        urls = [f"{sightline.url}/chats/{chat}/messages" for chat in setup["chats"]]
-        rounds = [await run_round(sightline, urls, headers) for _ in range(args.rounds)]
-        rows.append(summarize("Sightline POST /chats/<id>/messages", rounds))
-        if rows[-1]["failed"]:
-            print(
-                "Server log (last lines):\n"
-                + "\n".join(sightline.log.read_text().splitlines()[-20:])
-            )
-    finally:
-        sightline.stop()
+    for topology in topologies_of(args):
+        row, reply = await measure_sightline(topology, args, env, setup, workdir)
+        rows.append(row)
+    received = [json.loads(block[6:]) for block in reply.text.split("\n\n") if block]
+    text = "".join(event["text"] for event in received if event["type"] == "chunk")
+    events = [
+        f"data: {json.dumps({'type': 'chunk', 'text': piece})}\n\n"
+        for piece in re.findall(r"\s*\S+", text)
+    ] + [f"data: {json.dumps(received[-1])}\n\n"]
 
     baseline_env = {**env, "BENCH_BASELINE_EVENTS": json.dumps(events)}
     baseline = Daphne("bench.chat_streams:baseline_app", baseline_env, workdir / "baseline.log")
     try:
         urls = [f"{baseline.url}/chats/{chat}/messages" for chat in setup["chats"]]
-        rounds = [await run_round(baseline, urls, {}) for _ in range(args.rounds)]
+        rounds = [
+            await run_round(urls, {}, server_pids=[baseline.process.pid])
+            for _ in range(args.rounds)
+        ]
         rows.insert(0, summarize("baseline: minimal SSE generator", rounds))
     finally:
         baseline.stop()
@@ -329,9 +416,14 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of N streams (default 3)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    add_topology_arguments(parser)
     args = parser.parse_args()
     if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.rounds <= 20:
         parser.error(f"--streams must be 1..{MAX_STREAMS} and --rounds 1..20")
+    try:
+        topologies_of(args)
+    except ValueError as error:
+        parser.error(str(error))
 
     workdir = Path(tempfile.mkdtemp(prefix="chat-streams-bench-"))
     env = {

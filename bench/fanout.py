@@ -23,6 +23,15 @@ run measures the same viewers once more on the camera's reduced variant, in the 
 (`server` column `tile`), and `KiB/s` gives the bytes per second each viewer received: the
 full stream against a grid tile, under the same load.
 
+With `--through-nginx` the viewers reach Sightline as in production: through nginx running the
+shipped site (deploy/nginx/sightline.conf, rendered by deploy/render.py as the Procfile does) in
+front of `--web-processes` daphne processes (a comma-separated list, each count its own run,
+`server` column `nginx+<n>web`), which it spreads the viewers over. More than one web process
+needs `--layer redis` (one `runcameras` for all of them). The baseline is still reached
+directly, so the ratio is what the whole production path costs. RSS is then that of all the
+daphne processes together, and `CPU by part` splits the server's CPU into web (every daphne),
+cameras (`runcameras`) and nginx (its workers).
+
 Everything talks to 127.0.0.1 only; every loop is bounded in count and time; child processes are
 killed on the way out. Results go to bench/results/ as JSON.
 """
@@ -49,13 +58,23 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from bench.topology import (
+    BEHIND_NGINX,
+    Topology,
+    add_topology_arguments,
+    daphne_command,
+    nginx_process,
+    topologies_of,
+    with_children,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -81,6 +100,14 @@ class Target:
     pid: int  # the process viewers connect to: its RSS must stay flat
     # Every process of the server (e.g. also `runcameras`): their CPU is the server's CPU.
     all_pids: tuple[int, ...]
+    # The processes whose RSS (summed) must stay flat, when not just `pid`: behind nginx, the
+    # daphne processes it spreads the viewers over.
+    rss_pids: tuple[int, ...] = ()
+    # The server's processes by role ("web", "cameras", "nginx"), for the CPU of each.
+    parts: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def rss_kib(self) -> int:
+        return sum(rss_kib(pid) for pid in self.rss_pids or (self.pid,))
 
 
 @dataclass(frozen=True)
@@ -474,18 +501,20 @@ def measure(target: Target, load: Load) -> dict:
         for _, pipe in workers:
             pipe.send(("window", start, end))
         time.sleep(max(0.0, start - time.time()))
-        rss_start = rss_kib(target.pid)
+        rss_start = target.rss_kib()
         load_average = os.getloadavg()[0]
         cpu_start = sum(cpu_seconds(pid) for pid in target.all_pids)
+        parts_start = _cpu_of_parts(target)
         rss_max = rss_start
         # One sample a second; bounded by the window's length.
         for _ in range(int(load.seconds) + 1):
             time.sleep(max(0.0, min(1.0, end - time.time())))
-            rss_max = max(rss_max, rss_kib(target.pid))
+            rss_max = max(rss_max, target.rss_kib())
             if time.time() >= end:
                 break
-        rss_end = rss_kib(target.pid)
+        rss_end = target.rss_kib()
         cpu_end = sum(cpu_seconds(pid) for pid in target.all_pids)
+        parts_end = _cpu_of_parts(target)
         results = [_receive(pipe, "done", load.seconds + 30) for _, pipe in workers]
     finally:
         for process, pipe in workers:
@@ -500,8 +529,13 @@ def measure(target: Target, load: Load) -> dict:
         results,
         rss=(rss_start, rss_end, rss_max),
         server_cpu=cpu_end - cpu_start,
+        parts_cpu={name: parts_end[name] - parts_start[name] for name in parts_start},
         load_average=load_average,
     )
+
+
+def _cpu_of_parts(target: Target) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in target.parts}
 
 
 def summarize(
@@ -512,6 +546,7 @@ def summarize(
     rss: tuple[int, int, int],
     server_cpu: float,
     load_average: float,
+    parts_cpu: dict[str, float] | None = None,
 ) -> dict:
     tallies = [t for r in results for t in r["tallies"]]
     slow_tallies = [t for r in results for t in r["slow_tallies"]]
@@ -560,6 +595,10 @@ def summarize(
         "server_rss_mib_end": rss[1] / 1024,
         "server_rss_mib_max": rss[2] / 1024,
         "server_cpu_percent": 100.0 * server_cpu / load.seconds,
+        # The same by role (web, cameras, nginx), where the server has more than one.
+        "cpu_percent_by_part": {
+            name: 100.0 * seconds / load.seconds for name, seconds in (parts_cpu or {}).items()
+        },
         # Whole-life CPU of the client processes (connecting and warm-up included).
         "clients_cpu_seconds": sum(r["cpu_seconds"] for r in results),
         # The machine's 1-minute load average as the window opened: other work skews figures.
@@ -724,24 +763,49 @@ class Sightline:
         self.jpeg_quality = setup["jpeg_quality"]
 
     @contextmanager
-    def server(self) -> Iterator[Target]:
-        port = free_port()
-        daphne = [sys.executable, "-m", "daphne", "-b", LOCALHOST, "-p", str(port)]
-        commands = [([*daphne, self.asgi_application], self.env)]
+    def server(self, topology: Topology) -> Iterator[Target]:
+        """Sightline served as `topology` says, with `runcameras` beside it on the Redis layer."""
+        web_ports = [free_port() for _ in range(topology.web_processes)]
+        env = {**self.env, **BEHIND_NGINX} if topology.through_nginx else self.env
+        commands = [(daphne_command(self.asgi_application, port), env) for port in web_ports]
         if self.layer == "redis":
             runcameras = [sys.executable, "manage.py", "runcameras", "--camera", self.camera_id]
             commands.append((runcameras, self.env))
+        port = web_ports[0]
+        if topology.through_nginx:
+            port = free_port()
+            nginx_dir = self.work_dir / f"nginx-{port}"
+            commands.append(
+                nginx_process(nginx_dir, port=port, backend_ports=web_ports, env=self.env)
+            )
         log = self.work_dir / f"sightline-{port}.log"
         with running(commands, log) as processes:
             url = f"ws://{LOCALHOST}:{port}/ws/stream/{self.camera_id}"
             headers = {"Authorization": f"Bearer {self.token}"}
-            wait_for_frames(processes[0], url, headers, log)
+            # Every web process serves frames before nginx may send a viewer to it: nginx
+            # answers 502 for one still starting, and then leaves it out for a while.
+            web_processes = processes[: topology.web_processes]
+            for web_port, process in zip(web_ports, web_processes, strict=True):
+                web_url = f"ws://{LOCALHOST}:{web_port}/ws/stream/{self.camera_id}"
+                wait_for_frames(process, web_url, headers, log)
+            front = processes[-1] if topology.through_nginx else processes[0]
+            if topology.through_nginx:
+                wait_for_frames(front, url, headers, log)
+            web = tuple(process.pid for process in web_processes)
+            parts = [("web", web)]
+            if self.layer == "redis":
+                parts.append(("cameras", (processes[topology.web_processes].pid,)))
+            if topology.through_nginx:
+                # Its workers are up: they carried the frames wait_for_frames saw.
+                parts.append(("nginx", with_children(front.pid)))
             yield Target(
-                name="sightline",
+                name=topology.name,
                 url=url,
                 headers=headers,
-                pid=processes[0].pid,
-                all_pids=tuple(process.pid for process in processes),
+                pid=front.pid,
+                all_pids=tuple(pid for _, pids in parts for pid in pids),
+                rss_pids=web,
+                parts=tuple(parts),
             )
 
 
@@ -780,19 +844,22 @@ print(json.dumps({{
 
 def _row(result: dict) -> str:
     rss = f"{result['server_rss_mib_start']:.0f}->{result['server_rss_mib_end']:.0f}"
+    parts = " ".join(
+        f"{name} {percent:.0f}%" for name, percent in result["cpu_percent_by_part"].items()
+    )
     return (
-        f"{result['viewers']:>7} {result['slow']:>4}  {result['server']:<9} "
+        f"{result['viewers']:>7} {result['slow']:>4}  {result['server']:<11} "
         f"{result['source_fps']:>7.1f} {result['fps_mean']:>8.1f} {result['fps_min']:>7.1f} "
         f"{result['latency_ms_p50']:>7.1f} {result['latency_ms_p99']:>7.1f} "
         f"{result['failed']:>6} {rss:>11} {result['server_cpu_percent']:>6.0f}% "
         f"{result['payload_kib_mean']:>6.1f} {result['kib_per_second_per_viewer']:>7.1f} "
-        f"{result['load_average']:>5.2f}"
+        f"{result['load_average']:>5.2f}  {parts}"
     )
 
 
 HEADER = (
-    "viewers slow  server    src fps fps mean fps min  p50 ms  p99 ms failed  RSS MiB s->e   CPU"
-    "   KiB   KiB/s  load\n" + "-" * 114
+    "viewers slow  server      src fps fps mean fps min  p50 ms  p99 ms failed  RSS MiB s->e   CPU"
+    "   KiB   KiB/s  load  CPU by part\n" + "-" * 129
 )
 
 
@@ -825,23 +892,17 @@ def ratios(baselines: list[dict], sightlines: list[dict]) -> dict:
     }
 
 
-def _ratio_row(ratio: dict) -> str:
+def _ratio_row(ratio: dict, name: str) -> str:
     verdict = "meets targets" if ratio["meets_targets"] else "MISSES targets"
     return (
-        f"{'':>13}  ratio     fps x{ratio['fps_ratio']:.3f} (>= 0.98)   "
+        f"{'':>13}  ratio of {name}: fps x{ratio['fps_ratio']:.3f} (>= 0.98)   "
         f"p99 x{ratio['p99_ratio']:.2f} (<= 1.5)   RSS {ratio['rss_growth_mib']:+.1f} MiB   {verdict}"
     )
 
 
-def _tile_of(target: Target, query: str) -> Target:
+def _tile_of(target: Target, query: str, name: str) -> Target:
     """The same server and camera, viewed through a reduced variant (`?width=&fps=`)."""
-    return Target(
-        name="tile",
-        url=f"{target.url}?{query}",
-        headers=target.headers,
-        pid=target.pid,
-        all_pids=target.all_pids,
-    )
+    return replace(target, name=name, url=f"{target.url}?{query}")
 
 
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
@@ -849,6 +910,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
     slow_counts = [0, args.slow] if args.slow else [0]
     work_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     servers = ["baseline", "sightline"] if args.only == "both" else [args.only]
+    topologies = topologies_of(args)
     report: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
@@ -861,6 +923,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
             "layer": args.layer,
             "detectors": args.detectors,
             "tile": args.tile,
+            "topologies": [asdict(topology) for topology in topologies],
         },
         "scenarios": [],
     }
@@ -896,18 +959,23 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
                             result = measure(target, load)
                         scenario.setdefault("baseline", []).append(result)
                         emit(_row(result))
-                    if sightline is not None:
-                        with sightline.server() as target:
+                    for topology in topologies if sightline is not None else []:
+                        with sightline.server(topology) as target:
                             result = measure(target, load)
-                            scenario.setdefault("sightline", []).append(result)
+                            scenario.setdefault(topology.name, []).append(result)
                             emit(_row(result))
                             if args.tile:
-                                tile = measure(_tile_of(target, args.tile), load)
-                                scenario.setdefault("tile", []).append(tile)
+                                tile_target = _tile_of(target, args.tile, topology.tile_name)
+                                tile = measure(tile_target, load)
+                                scenario.setdefault(topology.tile_name, []).append(tile)
                                 emit(_row(tile))
-                if "baseline" in scenario and "sightline" in scenario:
-                    scenario["ratio"] = ratios(scenario["baseline"], scenario["sightline"])
-                    emit(_ratio_row(scenario["ratio"]))
+                if "baseline" in scenario:
+                    for topology in topologies:
+                        if topology.name not in scenario:
+                            continue
+                        ratio = ratios(scenario["baseline"], scenario[topology.name])
+                        scenario.setdefault("ratios", {})[topology.name] = ratio
+                        emit(_ratio_row(ratio, topology.name))
     finally:
         if not args.keep_logs:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -942,6 +1010,7 @@ def parser() -> argparse.ArgumentParser:
         default="memory",
         help="memory: capture worker inside daphne; redis: channels-redis and runcameras",
     )
+    add_topology_arguments(parser)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/4")
     parser.add_argument("--database-url", default="", help="default: a temporary SQLite file")
     parser.add_argument(
@@ -965,6 +1034,13 @@ def main() -> None:
     args = parser().parse_args()
     if args.viewers.strip() == "" or args.seconds <= 0 or args.processes < 1 or args.repeat < 1:
         parser().error("need viewer counts, a positive --seconds, --processes and --repeat")
+    try:
+        topologies = topologies_of(args)
+    except ValueError as error:
+        parser().error(str(error))
+    if any(t.web_processes > 1 for t in topologies) and args.layer != "redis":
+        # On the in-memory layer every daphne would capture the camera for its own viewers.
+        parser().error("more than one web process needs --layer redis")
     run(args)
 
 

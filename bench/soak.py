@@ -9,7 +9,8 @@ end), migrates it, and creates through the project's services an organization, i
 API token, and N `demo:` cameras at `--fps`, each a different scene with a different detector
 set (motion+person+face on the first). It starts the servers itself, each logging to its own
 file: one daphne with the cameras in its process (default), or with `--layer redis` a daphne
-with CAMERAS_IN_PROCESS=0 and a `manage.py runcameras` process, both on `--redis-url`. Then,
+with CAMERAS_IN_PROCESS=0 and `--camera-workers` `manage.py runcameras` processes (sharing the
+cameras through their leases), all on `--redis-url`. Then,
 from this process (asyncio, 127.0.0.1 only, bounded in count and time):
 
 - M WebSocket viewers per camera (bearer token; half the seed's FrameData JSON, half
@@ -31,7 +32,8 @@ At the end it judges the run: every minute each camera's frames received, frames
 events are within x2 of the first minute's (events, a few a minute, also within +-2, and all
 cameras' together within x2); the server processes stay up; no ERROR line or traceback in any
 log (warm-up and shutdown included); each server's RSS grows less than 50 MiB from the first
-minute to the last; replies complete every minute and none fail; no viewer is dropped. It also
+minute to the last; replies complete every minute and none fail; no viewer is dropped; no camera
+records more frames than one reader of it can (two camera processes reading one camera would). It also
 says what share of the recorded frames the viewers got, how many messages channels-redis dropped
 for full channels (an INFO line, but frames or reply pieces lost), and what /readyz answered.
 Exit status 1 when a target is missed (the work directory with the logs is then kept), 2 when
@@ -255,10 +257,16 @@ def _misses(minutes: list[Row], cameras: list[str], attribute: str, slack: int) 
 
 
 def judge(
-    warmup: Row, minutes: list[Row], cameras: list[str], after_stop: dict[str, int]
+    warmup: Row,
+    minutes: list[Row],
+    cameras: list[str],
+    after_stop: dict[str, int],
+    *,
+    frames_most: float | None = None,
 ) -> list[Check]:
     """The targets, each with what was seen. `after_stop`: ERROR lines + tracebacks written
-    while the servers stopped (a clean shutdown logs none either)."""
+    while the servers stopped (a clean shutdown logs none either). `frames_most`: the most
+    frames one reader of a camera can record in a row (fps x seconds, with slack)."""
     if not minutes:
         return [Check("at least one minute measured", False, "the run ended in its warm-up")]
     checks = []
@@ -278,6 +286,22 @@ def judge(
                 + " of the first",
                 not misses,
                 "; ".join(misses[:6]) or f"totals {' / '.join(map(str, totals))}",
+            )
+        )
+
+    if frames_most is not None:
+        # Two processes reading one camera would record each frame twice over.
+        twice = [
+            f"minute {index} {camera}: {count}"
+            for index, row in enumerate(minutes, start=1)
+            for camera, count in zip(cameras, row.recorded, strict=True)
+            if count > frames_most
+        ]
+        checks.append(
+            Check(
+                f"each camera read by one process: at most {frames_most:g} frames recorded a row",
+                not twice,
+                "; ".join(twice[:6]),
             )
         )
 
@@ -809,7 +833,9 @@ def soak(args: argparse.Namespace) -> int:
             daphne = [sys.executable, "-m", "daphne", "-b", LOCALHOST, "-p", str(port)]
             commands = [("daphne", [*daphne, "project.asgi:application"])]
             if args.layer == "redis":
-                commands.append(("runcameras", [sys.executable, "manage.py", "runcameras"]))
+                for number in range(1, args.camera_workers + 1):
+                    name = "runcameras" if args.camera_workers == 1 else f"runcameras{number}"
+                    commands.append((name, [sys.executable, "manage.py", "runcameras"]))
             servers = []
             for name, command in commands:
                 log = work_dir / f"{name}.log"
@@ -841,7 +867,9 @@ def soak(args: argparse.Namespace) -> int:
         after_stop[server.name] = tally.errors + tally.tracebacks
 
     server_names = [server.name for server in servers]
-    checks = judge(warmup, minutes, names, after_stop)
+    # One reader of a camera records at most its fps (10 % slack for the row's edges).
+    frames_most = round(args.fps * args.interval * 1.1)
+    checks = judge(warmup, minutes, names, after_stop, frames_most=frames_most)
     passed = all(check.passed for check in checks)
     print()
     print(describe(args, specs, database_url))
@@ -947,6 +975,13 @@ def parser() -> argparse.ArgumentParser:
         "two cores; at 10 the three face cameras alone need about 1.5 cores)",
     )
     parser.add_argument("--layer", choices=["memory", "redis"], default="memory")
+    parser.add_argument(
+        "--camera-workers",
+        type=int,
+        default=1,
+        help="with --layer redis: runcameras processes, sharing the cameras through their leases "
+        "(default 1)",
+    )
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--port", type=int, default=0, help="daphne's port (default: a free one)")
     parser.add_argument(

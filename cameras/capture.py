@@ -475,6 +475,9 @@ class CameraSupervisor:
         self._wanted: dict[str, CameraConfig] = {}
         self._held: frozenset[str] = frozenset()
         self._lease_deadline = math.inf
+        self._lease_turn_due = asyncio.Event()
+        # Cameras whose worker is stopping, by public id: the task that finishes the job.
+        self._retiring: dict[str, asyncio.Task] = {}
         self._reload_failures = ContainedFailures(
             what="The capture supervisor's reload of the cameras",
             count=CAPTURE_SUPERVISOR_FAILURES.inc,
@@ -499,33 +502,34 @@ class CameraSupervisor:
         if self._leases is None:
             self._leases = leases_for_settings()
         logger.info("camera supervisor started")
-        next_reload = next_lease_turn = loop.time()
+        # Leases are renewed on a task of their own, so that nothing the supervisor waits for
+        # (a worker's source that takes seconds to close, a slow database) delays a renewal
+        # past the workers' deadlines.
+        keeping_leases = asyncio.create_task(
+            self._keep_leases(loop=loop, channel_layer=channel_layer)
+        )
+        next_reload = loop.time()
         try:
             while not self._stopping.is_set():
-                # A failed turn (the database or Redis briefly away, a bug) keeps the running
-                # workers and is retried at the next turn; it never ends the supervisor.
+                # A failed turn (the database briefly away, a bug) keeps the running workers
+                # and is retried at the next turn; it never ends the supervisor.
                 if loop.time() >= next_reload:
                     next_reload = loop.time() + self.reload_seconds
                     with self._reload_failures:
                         await self.reconcile()
-                    # Cameras added or changed get their leases now, not a turn later.
-                    next_lease_turn = loop.time()
-                if loop.time() >= next_lease_turn:
-                    next_lease_turn = loop.time() + self._leases.turn_seconds
-                    with self._lease_failures:
-                        await self.lease_turn(loop=loop, channel_layer=channel_layer)
                 with self._check_failures:
                     self.revive(loop=loop, channel_layer=channel_layer)
                     await self._beat()
-                now = loop.time()
-                wait = min(self.check_seconds, next_reload - now, next_lease_turn - now)
-                wait = max(0.0, wait)
+                wait = min(self.check_seconds, max(0.0, next_reload - loop.time()))
                 try:
                     await asyncio.wait_for(self._stopping.wait(), wait)
                 except TimeoutError:
                     pass
         finally:
+            keeping_leases.cancel()
+            await asyncio.gather(keeping_leases, return_exceptions=True)
             await self._stop_all(reason="Capture stopped (the camera process shut down).")
+            await asyncio.gather(*self._retiring.values(), return_exceptions=True)
             await self._give_back_leases()
             CAPTURE_WORKERS.labels(state="running").set(0)
             CAPTURE_WORKERS.labels(state="restarting").set(0)
@@ -538,28 +542,41 @@ class CameraSupervisor:
 
     async def reconcile(self) -> None:
         """Re-read the cameras: stop the workers of cameras removed, disabled or changed (the
-        next lease turn starts the changed ones again and gives back the others' leases)."""
+        next lease turn, at once, starts the changed ones again once their old worker stopped,
+        and gives back the others' leases)."""
         configs = await database_sync_to_async(camera_configs_enabled)(public_ids=self.public_ids)
         wanted = {config.public_id: config for config in configs if not config.is_push}
         self._wanted = wanted
-        retired = [
-            worker
-            for public_id, worker in self.workers.items()
-            if wanted.get(public_id) != worker.config
-        ]
-        for worker in retired:
-            del self.workers[worker.config.public_id]
+        for public_id, worker in list(self.workers.items()):
+            if wanted.get(public_id) == worker.config:
+                continue
+            del self.workers[public_id]
             # A new configuration may well cure a crashing camera: it starts with a clean slate.
-            self._streaks.pop(worker.config.public_id, None)
-        await self._join(retired)
-        gone = [w.config.pk for w in retired if w.config.public_id not in wanted]
-        if gone:
-            await database_sync_to_async(cameras_mark_offline)(
-                camera_pks=gone, reason="Capture stopped: the camera was disabled or removed."
+            self._streaks.pop(public_id, None)
+            self._retire(
+                public_id,
+                worker,
+                offline_reason=None
+                if public_id in wanted
+                else "Capture stopped: the camera was disabled or removed.",
             )
+        self._lease_turn_due.set()
         await database_sync_to_async(push_cameras_mark_stale)(
             offline_after_seconds=self.offline_after
         )
+
+    async def _keep_leases(self, *, loop, channel_layer) -> None:
+        wait = self._leases.turn_seconds
+        while True:
+            with self._lease_failures:
+                await self.lease_turn(loop=loop, channel_layer=channel_layer)
+            try:
+                await asyncio.wait_for(
+                    self._lease_turn_due.wait(), None if math.isinf(wait) else wait
+                )
+            except TimeoutError:
+                pass
+            self._lease_turn_due.clear()
 
     async def lease_turn(self, *, loop, channel_layer) -> None:
         """Renew, take and give back camera leases, and run a worker for each camera held."""
@@ -573,56 +590,97 @@ class CameraSupervisor:
         give_back = turn.held - self._wanted.keys()
         if turn.surplus is not None:
             give_back |= {turn.surplus}
-        # Our workers stop before their leases go: nobody may start reading a camera while
-        # this process still does.
-        stopping = [
-            self.workers.pop(public_id)
-            for public_id in sorted(turn.lost | give_back)
-            if public_id in self.workers
-        ]
-        for worker in stopping:
-            worker.stop(handed_over=True)
-            self._streaks.pop(worker.config.public_id, None)
-        await self._join(stopping)
+            logger.info(
+                "giving back camera %s: %d camera processes share the cameras now",
+                turn.surplus,
+                turn.holders,
+            )
+        for public_id in sorted(turn.lost | give_back):
+            self._streaks.pop(public_id, None)
+            self._retire(
+                public_id,
+                self.workers.pop(public_id, None),
+                handed_over=True,
+                release=public_id in give_back,
+            )
         self._held = turn.held - give_back
         self._lease_deadline = turn.deadline
         for worker in self.workers.values():
             worker.lease_deadline = turn.deadline
         CAMERA_LEASES.set(len(self._held))
-        if give_back:
-            # Should this fail, the leases expire on their own within CAMERA_LEASE_SECONDS.
-            await self._leases.release(give_back)
-            CAMERA_LEASE_CHANGES.labels(change="released").inc(len(give_back))
-            if turn.surplus is not None:
-                logger.info(
-                    "gave back camera %s: %d camera processes share the cameras now",
-                    turn.surplus,
-                    turn.holders,
-                )
         CAMERA_LEASE_CHANGES.labels(change="taken").inc(len(turn.taken))
-        await self._start_held(loop=loop, channel_layer=channel_layer)
+        self._start_held(loop=loop, channel_layer=channel_layer)
 
-    async def _start_held(self, *, loop, channel_layer) -> None:
-        """A worker for every held camera without one, or whose worker stopped at its lease's
-        deadline (Redis was away longer than a lease; the renewal that just worked re-claimed
-        the camera)."""
-        lapsed = [
-            worker
-            for public_id, worker in self.workers.items()
-            if public_id in self._held and worker.lease_lapsed
-        ]
-        await self._join(lapsed)
+    def _start_held(self, *, loop, channel_layer) -> None:
+        """A worker for every held camera without one (and whose old worker, if any, has
+        stopped). A worker that stopped at its lease's deadline (Redis was away longer than a
+        lease; the renewal that just worked re-claimed the camera) is replaced."""
         for public_id in sorted(self._held):
-            config = self._wanted.get(public_id)
             worker = self.workers.get(public_id)
-            if config is None or (worker is not None and not worker.lease_lapsed):
+            if worker is not None and worker.lease_lapsed:
+                self._retire(public_id, self.workers.pop(public_id), handed_over=True)
+                continue  # started once it has stopped, at the turn that follows
+            config = self._wanted.get(public_id)
+            if config is None or worker is not None or public_id in self._retiring:
                 continue
             self._start(config, loop=loop, channel_layer=channel_layer)
-            logger.info(
-                "capturing camera %s%s",
-                public_id,
-                " again: its lease is renewed" if worker is not None else "",
-            )
+            logger.info("capturing camera %s", public_id)
+
+    def _retire(
+        self,
+        public_id: str,
+        worker: CaptureWorker | None,
+        *,
+        handed_over: bool = False,
+        offline_reason: str | None = None,
+        release: bool = False,
+    ) -> None:
+        """Stop `worker` now and, in the background once it has stopped, mark the camera
+        offline and give its lease back. Until then the camera counts as retiring: no new
+        worker of this process reads it, and its lease (no longer renewed) is not given back,
+        so no other process reads it either."""
+        if worker is not None:
+            worker.stop(handed_over=handed_over)
+        previous = self._retiring.get(public_id)
+        task = asyncio.create_task(
+            self._finish_retiring(public_id, worker, previous, offline_reason, release)
+        )
+        self._retiring[public_id] = task
+
+    async def _finish_retiring(
+        self,
+        public_id: str,
+        worker: CaptureWorker | None,
+        previous: asyncio.Task | None,
+        offline_reason: str | None,
+        release: bool,
+    ) -> None:
+        try:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            if worker is not None:
+                await self._join([worker])
+            if offline_reason is not None and worker is not None:
+                with self._reload_failures:
+                    await database_sync_to_async(cameras_mark_offline)(
+                        camera_pks=[worker.config.pk], reason=offline_reason
+                    )
+            if release:
+                try:
+                    await self._leases.release([public_id])
+                except Exception:
+                    logger.warning(
+                        "Could not give back the lease of camera %s; it expires within %g s",
+                        public_id,
+                        settings.CAMERA_LEASE_SECONDS,
+                        exc_info=True,
+                    )
+                else:
+                    CAMERA_LEASE_CHANGES.labels(change="released").inc()
+        finally:
+            if self._retiring.get(public_id) is asyncio.current_task():
+                del self._retiring[public_id]
+                self._lease_turn_due.set()
 
     def revive(self, *, loop, channel_layer) -> None:
         """Restart workers whose thread died, each after its backoff; forget streaks of workers

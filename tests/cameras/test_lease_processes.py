@@ -28,10 +28,10 @@ from asgiref.sync import sync_to_async
 from channels_redis.core import RedisChannelLayer
 
 from cameras.leases import lease_key
-from cameras.publishing import PublishedFrame, acamera_mark_watched, group_name
+from cameras.publishing import PublishedFrame, group_name
 from cameras.services import camera_create
 from cameras.vision.frames import encode_jpeg
-from tests.cameras.camera_processes import runcameras_start
+from tests.cameras.camera_processes import camera_watched, runcameras_start
 from tests.conftest import camera_lease_epoch_aged
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -268,34 +268,26 @@ async def test_a_killed_process_s_camera_plays_again_within_15_s_and_a_stopped_o
     processes = CameraProcesses(own_redis.url, tmp_path, {})
     layer = RedisChannelLayer(hosts=own_redis.layer_hosts(), capacity=100, expiry=10)
 
-    async def keep_watched():
-        while True:
-            await acamera_mark_watched(camera.public_id)
-            await asyncio.sleep(2)
-
-    watching = None
     try:
         processes.start()
         processes.start()
         channel = await layer.new_channel()
         await layer.group_add(group_name(camera.public_id), channel)
-        watching = asyncio.create_task(keep_watched())
-        await frames_of(layer, channel, camera.public_id, 0, seconds=60)
+        async with camera_watched(camera.public_id):
+            await frames_of(layer, channel, camera.public_id, 0, seconds=60)
 
-        holder = processes.by_pid(processes.holder_pid(camera.public_id))
-        killed_at = int(time.time() * 1000)
-        await asyncio.to_thread(processes.kill, holder)
-        after_kill = await frames_of(layer, channel, camera.public_id, killed_at, seconds=20)
-        survivor = processes.holder_pid(camera.public_id)
+            holder = processes.by_pid(processes.holder_pid(camera.public_id))
+            killed_at = int(time.time() * 1000)
+            await asyncio.to_thread(processes.kill, holder)
+            after_kill = await frames_of(layer, channel, camera.public_id, killed_at, seconds=20)
+            survivor = processes.holder_pid(camera.public_id)
 
-        processes.start()
-        await asyncio.sleep(3)  # the newcomer is up and registered
-        stopped_at = int(time.time() * 1000)
-        await asyncio.to_thread(processes.terminate, processes.by_pid(survivor))
-        after_stop = await frames_of(layer, channel, camera.public_id, stopped_at, seconds=20)
+            processes.start()
+            await asyncio.sleep(3)  # the newcomer is up and registered
+            stopped_at = int(time.time() * 1000)
+            await asyncio.to_thread(processes.terminate, processes.by_pid(survivor))
+            after_stop = await frames_of(layer, channel, camera.public_id, stopped_at, seconds=20)
     finally:
-        if watching is not None:
-            watching.cancel()
         await asyncio.to_thread(processes.stop_all)
         await layer.flush()
 

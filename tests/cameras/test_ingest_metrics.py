@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.cameras.conftest import jpeg_b64, now_ms
-from tests.conftest import free_port
+from tests.conftest import free_port, start_with_room_in_the_window
 from tests.own_redis import caches
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,6 +35,7 @@ def body(camera, timestamp: int, frame: str | None = None) -> dict:
 
 def test_ingest_outcomes_are_counted(alice_api, push_camera, settings):
     settings.CAMERA_INGEST_MAX_FRAMES_PER_SECOND = 1
+    start_with_room_in_the_window(0.6, window=1)  # the accepted and the refused frame in one second
     before = outcomes()
     timestamp = now_ms()
     assert alice_api.post(URL, body(push_camera, timestamp), format="json").status_code == 200

@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from chats.models import Message
 from chats.services import chat_create, message_send
 from tests.chats.asgi_http import request
+from tests.conftest import start_with_room_in_the_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,6 +102,7 @@ async def test_a_session_without_csrf_is_refused(chat, alice):
 
 async def test_the_rate_limit_answers_429_with_retry_after(chat, alice_api, settings):
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 1
+    start_with_room_in_the_window(5, window=60)  # both prompts in one minute
     first = await request(
         "POST", f"/chats/{chat.pk}/messages", token=alice_api.raw_token, body={"prompt": "hi"}
     )

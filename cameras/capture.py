@@ -16,8 +16,10 @@ Anything else it did not expect (a source or detector raising) ends its thread.
 
 The supervisor is a coroutine: inside daphne (in-process mode, started from project/asgi.py)
 it runs on the server's loop; `manage.py runcameras` runs it under `asyncio.run`. It re-reads
-the enabled cameras every CAMERA_RELOAD_SECONDS and starts, stops or restarts workers whose
-configuration changed. Every second it also restarts workers whose thread died, with backoff
+the enabled cameras every CAMERA_RELOAD_SECONDS and stops workers of cameras removed, disabled or
+changed; a task of its own keeps the camera leases (cameras/leases.py) and runs a worker for each
+camera this process holds, and a worker stops at its lease's deadline if the renewals stop
+reaching Redis. Every second the supervisor also restarts workers whose thread died, with backoff
 (1 s doubling to 30 s, forgotten once the new worker has run well for a minute), and leaves
 heartbeats for /readyz and the cameras pages: `capture` from the supervisor, and
 `capture:<camera id>` from each worker at its once-a-second status report.

@@ -7,7 +7,7 @@ narrows to it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from django import template
 from django.utils import timezone
@@ -20,6 +20,14 @@ register = template.Library()
 HOURS = 24
 
 
+def chart_since(now: datetime, tz: tzinfo) -> datetime:
+    """The chart's start: 23 finished clock hours before the current one. Counted in real hours
+    (in UTC), because an aware datetime's arithmetic is wall-clock time: on the day clocks change
+    it would give 22 or 24 hours."""
+    current_hour = now.astimezone(tz).replace(minute=0, second=0, microsecond=0)
+    return current_hour.astimezone(UTC) - timedelta(hours=HOURS - 1)
+
+
 @register.inclusion_tag("events/_activity_chart.html")
 def activity_chart(*, camera=None, organization=None) -> dict:
     if (camera is None) == (organization is None):
@@ -28,10 +36,7 @@ def activity_chart(*, camera=None, organization=None) -> dict:
         )
     tz = timezone.get_current_timezone()
     now = timezone.now()
-    # Whole clock hours: 23 finished ones and the current one.
-    since = now.astimezone(tz).replace(minute=0, second=0, microsecond=0) - timedelta(
-        hours=HOURS - 1
-    )
+    since = chart_since(now, tz)
     if camera is not None:
         events = events_for_organization(organization=camera.organization)
         filters = EventFilter(camera_public_ids=(camera.public_id,))

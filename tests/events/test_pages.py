@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.test import Client
 
 from events.recording import snapshot_jpeg
+from events.templatetags.activity_charts import chart_since
 from organizations.services import membership_add
 from tests.events.conftest import event_make, session_make
 
@@ -279,3 +281,16 @@ def test_the_camera_page_draws_that_cameras_activity_chart(alice_client, front_d
 
 def test_charlie_cannot_see_alices_camera_page_or_its_chart(charlie_client, front_door):
     assert charlie_client.get(f"/cameras/{front_door.public_id}/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2026, 11, 1, 12, 30, tzinfo=UTC),  # New York falls back at 06:00 UTC that day
+        datetime(2027, 3, 14, 12, 30, tzinfo=UTC),  # and springs forward at 07:00 UTC
+        datetime(2026, 12, 6, 12, 30, tzinfo=UTC),  # an ordinary day
+    ],
+)
+def test_the_chart_spans_24_real_hours_on_the_days_clocks_change(now):
+    since = chart_since(now, zoneinfo.ZoneInfo("America/New_York"))
+    assert now - since == timedelta(hours=23, minutes=30)

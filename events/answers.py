@@ -94,13 +94,18 @@ def format_time(moment: datetime, scope: Scope, *, seconds: bool = False) -> str
 
 def format_span(start: datetime, end: datetime, scope: Scope) -> str:
     """`start`–`end` as format_time writes them, except that an end at the midnight closing
-    the start's day is "00:00", not the next day's date: the hour 23:00–00:00 is one hour."""
+    the start's day is "00:00", not the next day's date (the hour 23:00–00:00 is one hour), and
+    that a span across a change of the clocks names the zone at both ends: the hour after 01:00
+    on the night clocks go back is "01:00 EDT–01:00 EST", not "01:00–01:00"."""
     local_start, local_end = start.astimezone(scope.tz), end.astimezone(scope.tz)
     closes_start_day = (
         local_end.time() == time() and local_end.date() - local_start.date() == timedelta(days=1)
     )
+    start_text = format_time(start, scope)
     end_text = "00:00" if closes_start_day else format_time(end, scope)
-    return f"{format_time(start, scope)}–{end_text}"
+    if local_start.utcoffset() != local_end.utcoffset():
+        start_text, end_text = f"{start_text} {local_start:%Z}", f"{end_text} {local_end:%Z}"
+    return f"{start_text}–{end_text}"
 
 
 def _window(period: Period, scope: Scope) -> str:

@@ -329,3 +329,14 @@ def test_the_busiest_hour_before_midnight_ends_at_0000_not_at_tomorrows_date(
     )
     assert "**23:00–00:00** with **2 events** (person 2)" in answer, answer
     assert "(15:18–23:18)" in answer, answer
+
+
+def test_the_busiest_hour_on_the_night_clocks_go_back_names_the_zones(organization, front_door):
+    organization.time_zone = "America/New_York"
+    organization.save()
+    # 2026-11-01: 01:00–02:00 happens twice in New York, first in EDT (05:00 UTC), then in EST.
+    now = datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
+    event_make(front_door, label="person", at=datetime(2026, 11, 1, 5, 10, tzinfo=UTC))
+    event_make(front_door, label="person", at=datetime(2026, 11, 1, 5, 20, tzinfo=UTC))
+    answer = ask(organization, "What was the busiest hour on front door in the last 3 hours?", now)
+    assert "**01:00 EDT–01:00 EST** with **2 events**" in answer, answer

@@ -203,6 +203,8 @@ class GroupReceiver:
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
+            if self.channel is not None:
+                _forget_buffered(self.layer, self.channel)
 
     def _rejoin_due(self) -> bool:
         return (
@@ -245,6 +247,23 @@ class GroupReceiver:
         self._health.recovered()
         # Joined just now: the recovery this receiver reported needs no second join.
         self._joined_generation = self._health.recoveries
+
+
+def _forget_buffered(layer: BaseChannelLayer, channel: str) -> None:
+    """Drop what the layer holds in this process for a channel nobody will read again.
+
+    channels-redis reads one Redis list per process and files each message under its channel
+    in `receive_buffer`, whoever asked: messages for a closed receiver (the deltas after a
+    reply ended, the wake-up of `close`) would stay there for the life of the process, a few
+    KiB a reply. Dropped now, and once more when anything still in Redis for the channel has
+    expired and so can no longer arrive.
+    """
+    buffer = getattr(layer, "receive_buffer", None)
+    if buffer is None:
+        return  # the in-memory layer expires its channels' messages itself
+    buffer.pop(channel, None)
+    expiry = getattr(layer, "expiry", 60)
+    asyncio.get_running_loop().call_later(expiry + 1, buffer.pop, channel, None)
 
 
 class InMemoryLayerWithPeriodicExpiry(InMemoryChannelLayer):

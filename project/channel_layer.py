@@ -202,9 +202,15 @@ class GroupReceiver:
             logger.debug("%s receiver closed without the layer", self.where, exc_info=True)
         finally:
             if pending is not None and not pending.done():
+                # channels-redis drops the channel's buffer itself as the cancellation lands
+                # (and must find it there: it deletes it, and holds the process's receive lock
+                # until it has).
                 pending.cancel()
-            if self.channel is not None:
+                if self.channel is not None:
+                    _forget_buffered_later(self.layer, self.channel)
+            elif self.channel is not None:
                 _forget_buffered(self.layer, self.channel)
+                _forget_buffered_later(self.layer, self.channel)
 
     def _rejoin_due(self) -> bool:
         return (
@@ -255,15 +261,19 @@ def _forget_buffered(layer: BaseChannelLayer, channel: str) -> None:
     channels-redis reads one Redis list per process and files each message under its channel
     in `receive_buffer`, whoever asked: messages for a closed receiver (the deltas after a
     reply ended, the wake-up of `close`) would stay there for the life of the process, a few
-    KiB a reply. Dropped now, and once more when anything still in Redis for the channel has
-    expired and so can no longer arrive.
+    KiB a reply. Never call it while a receive on the channel is pending or being cancelled.
     """
     buffer = getattr(layer, "receive_buffer", None)
-    if buffer is None:
-        return  # the in-memory layer expires its channels' messages itself
-    buffer.pop(channel, None)
-    expiry = getattr(layer, "expiry", 60)
-    asyncio.get_running_loop().call_later(expiry + 1, buffer.pop, channel, None)
+    if buffer is not None:  # (the in-memory layer expires its channels' messages itself)
+        buffer.pop(channel, None)
+
+
+def _forget_buffered_later(layer: BaseChannelLayer, channel: str) -> None:
+    """Once more when anything still in Redis for the channel has expired, and so can no longer
+    arrive and be filed."""
+    if getattr(layer, "receive_buffer", None) is not None:
+        expiry = getattr(layer, "expiry", 60)
+        asyncio.get_running_loop().call_later(expiry + 1, _forget_buffered, layer, channel)
 
 
 class InMemoryLayerWithPeriodicExpiry(InMemoryChannelLayer):

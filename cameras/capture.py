@@ -627,6 +627,8 @@ class CameraSupervisor:
                 continue
             self._start(config, loop=loop, channel_layer=channel_layer)
             logger.info("capturing camera %s", public_id)
+        # At once, not at the next beat: the metrics say a worker runs before its first frame.
+        self._count_workers()
 
     def _retire(
         self,
@@ -755,10 +757,14 @@ class CameraSupervisor:
         self.workers[config.public_id] = worker
         worker.start()
 
-    async def _beat(self) -> None:
+    def _count_workers(self) -> int:
         alive = sum(1 for worker in self.workers.values() if worker.is_alive())
         CAPTURE_WORKERS.labels(state="running").set(alive)
         CAPTURE_WORKERS.labels(state="restarting").set(len(self.workers) - alive)
+        return alive
+
+    async def _beat(self) -> None:
+        alive = self._count_workers()
         # Off the loop: with Redis as the cache a write can wait for its socket timeout, and
         # this loop carries every frame's broadcast.
         await asyncio.to_thread(

@@ -206,10 +206,9 @@ class GroupReceiver:
                 # (and must find it there: it deletes it, and holds the process's receive lock
                 # until it has).
                 pending.cancel()
-                if self.channel is not None:
-                    _forget_buffered_later(self.layer, self.channel)
             elif self.channel is not None:
                 _forget_buffered(self.layer, self.channel)
+            if self.channel is not None:
                 _forget_buffered_later(self.layer, self.channel)
 
     def _rejoin_due(self) -> bool:

@@ -14,7 +14,7 @@ import time
 import pytest
 import redis
 
-from cameras.leases import EPOCH_KEY, RedisLeases, lease_key
+from cameras.leases import EPOCH_KEY, HOLDERS_KEY, RedisLeases, lease_key
 from tests.conftest import camera_lease_epoch_aged
 
 CAMERAS = [f"camera{number}" for number in range(6)]
@@ -82,7 +82,7 @@ async def test_holders_starting_together_spread_the_cameras(url):
     for holder in holders:
         # All three registered before anyone takes: each takes its share of two at once.
         await holder.leases._register(
-            keys=["sightline:camera-lease-holders", EPOCH_KEY],
+            keys=[HOLDERS_KEY, EPOCH_KEY],
             args=[holder.leases.holder, holder.leases.lease_ms, 0],
         )
     await turn_all(*holders, rounds=2)

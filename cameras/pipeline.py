@@ -6,7 +6,8 @@ Capture workers (`cameras.capture`: a thread per camera reading its source) and 
 
 1. resize, once, to the camera's `max_width` (no copy when it fits);
 2. detect: the camera's detectors on that very frame, so boxes never drift from the picture;
-   a tracker and zones, once they exist, come right after detection, before anything is sent;
+   then track: each object's detection gets the `track_id` it has had since it came into view
+   (`cameras.vision.tracking`), before anything is sent;
 3. encode JPEG once, beside detection when the producer lends a thread for it, and only when
    its publisher wants a picture of this frame (ingest's sent bytes serve when they fit);
 4. build the seed's FrameData once: both wire payloads (`cameras.publishing.PublishedFrame`);
@@ -31,12 +32,14 @@ from functools import partial
 from typing import Protocol
 
 import numpy as np
+from django.conf import settings
 
 from cameras.publishing import PublishedFrame
 from cameras.receivers import FrameReceiver, ProcessedFrame, frame_receivers
 from cameras.selectors import CameraConfig
 from cameras.vision.detectors import build_detectors, run_detectors
 from cameras.vision.frames import encode_jpeg, resize_to_width
+from cameras.vision.tracking import ObjectTracker
 from project.contained import ContainedFailures
 from project.metrics import CAPTURE_ERRORS
 
@@ -64,8 +67,12 @@ class FramePipeline:
             onnx_model=config.onnx_model or None,
             onnx_labels=config.onnx_labels or None,
         )
-        # Detectors are not thread-safe, and ingest may process one camera in several
-        # request threads at once; a capture worker never waits on it.
+        self._tracker = ObjectTracker(
+            max_lost_ms=int(settings.TRACK_LOST_SECONDS * 1000),
+            min_hits=settings.TRACK_MIN_HITS,
+        )
+        # Detectors and the tracker are not thread-safe, and ingest may process one camera in
+        # several request threads at once; a capture worker never waits on it.
         self._detecting = threading.Lock()
         self._encoder = encoder
         self._receiver_failures: dict[str, ContainedFailures] = {}
@@ -89,7 +96,7 @@ class FramePipeline:
         picture = self._picture_start(
             frame, sent=jpeg if frame is image else None, wanted=publisher.wants_picture()
         )
-        detections = self._detect(frame)
+        detections = self._detect(frame, timestamp_ms)
         jpeg = picture()
         # 4. FrameData once, 5. published once.
         if jpeg is not None:
@@ -139,11 +146,14 @@ class FramePipeline:
         # is ready as soon as the slower of the two is done.
         return self._encoder.submit(encode_jpeg, frame, self.config.jpeg_quality).result
 
-    def _detect(self, frame: np.ndarray) -> list[dict] | None:
+    def _detect(self, frame: np.ndarray, timestamp_ms: int) -> list[dict] | None:
         if not self._detectors:
             return None
         with self._detecting:
-            return [detection.as_dict() for detection in run_detectors(self._detectors, frame)]
+            detections = [
+                detection.as_dict() for detection in run_detectors(self._detectors, frame)
+            ]
+            return self._tracker.update(detections, timestamp_ms)
 
     def _failures_of(self, receiver: FrameReceiver) -> ContainedFailures:
         failures = self._receiver_failures.get(receiver.name)

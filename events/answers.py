@@ -131,6 +131,9 @@ def _page_url(filters: EventFilter, scope: Scope) -> str:
         params["camera"] = filters.camera_public_ids[0]
     if len(filters.labels) == 1:
         params["class"] = filters.labels[0]
+    else:
+        # The page leaves motion out unless asked; the answer counted it.
+        params["motion"] = "1"
     if filters.since:
         params["since"] = _utc_param(filters.since)
     if filters.until:

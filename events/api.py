@@ -41,6 +41,7 @@ class EventOutputSerializer(serializers.ModelSerializer):
     camera_name = serializers.CharField(source="camera.name")
     ongoing = serializers.BooleanField(source="is_open")
     bbox = serializers.JSONField(source="best_bbox")
+    duration_seconds = serializers.FloatField(read_only=True)
     snapshot_url = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
@@ -56,7 +57,10 @@ class EventOutputSerializer(serializers.ModelSerializer):
             "ongoing",
             "peak_confidence",
             "frames_seen",
+            "duration_seconds",
             "bbox",
+            "track_id",
+            "path",
             "session_id",
             "snapshot_url",
             "url",

@@ -1,7 +1,8 @@
 """What the cameras saw, kept: detection events with snapshots, and camera sessions.
 
-The unit every count in the product uses is the *event* (see `events.tracking`): a continuous
-presence of one class on one camera, counted once, in the period in which it started.
+The unit every count in the product uses is the *event* (see `events.tracking`): one tracked
+object's visit to one camera (for motion, a continuous presence of motion), counted once, in the
+period in which it started.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class CameraSession(models.Model):
 
 
 class DetectionEvent(models.Model):
-    """A continuous presence of one class on one camera (short gaps tolerated)."""
+    """One tracked object's visit to one camera, or for an untracked class (motion) a
+    continuous presence of it; short gaps tolerated."""
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="detection_events"
@@ -63,6 +65,11 @@ class DetectionEvent(models.Model):
         related_name="events",
     )
     label = models.CharField(max_length=64, help_text="The detector's class, e.g. person.")
+    track_id = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The object's track id in the live stream's detections; empty for motion.",
+    )
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     ended_at = models.DateTimeField(
@@ -72,6 +79,14 @@ class DetectionEvent(models.Model):
     frames_seen = models.PositiveIntegerField(default=1)
     best_bbox = models.JSONField(
         default=list, help_text="[x, y, width, height] of the best detection, in frame pixels."
+    )
+    path = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "Where the object's box was: [ms since the start, x, y, width, height] points, the "
+            "box in fractions of the frame, oldest first (see events.tracking.Path)."
+        ),
     )
     # A JPEG of the best frame with its box drawn, written through the default storage by the
     # recorder (see events.recording.snapshot_name for the layout).

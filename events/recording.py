@@ -75,10 +75,19 @@ def _as_datetime(timestamp_ms: int) -> datetime:
     return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
 
 
-def snapshot_name(*, camera_public_id: str, label: str, started_ms: int) -> str:
+def snapshot_name(
+    *, camera_public_id: str, label: str, started_ms: int, track_id: int | None = None
+) -> str:
     day = _as_datetime(started_ms).strftime("%Y/%m/%d")
     safe_label = "".join(c if c.isalnum() else "-" for c in label)[:40] or "event"
+    if track_id is not None:
+        safe_label = f"{safe_label}-{track_id}"
     return f"snapshots/{camera_public_id}/{day}/{safe_label}-{started_ms}.jpg"
+
+
+def box_caption(label: str, track_id: int | None) -> str:
+    """How a box is named on snapshots, as the live player names it: `person #3`."""
+    return f"{label} #{track_id}" if track_id is not None else label
 
 
 def snapshot_jpeg(frame: np.ndarray, *, label: str, boxes: list[tuple[list[int], float]]) -> bytes:
@@ -337,7 +346,12 @@ class Recorder:
         """Feed the frame to the camera's tracker and tally (call holding the lock); returns
         whether an event closed, so the flusher should write soon."""
         operations = (
-            state.tracker.observe(timestamp_ms, detections, frame)
+            state.tracker.observe(
+                timestamp_ms,
+                detections,
+                frame,
+                frame_size=(frame.shape[1], frame.shape[0]) if frame is not None else None,
+            )
             if detections is not None
             else state.tracker.close_stale(timestamp_ms)
         )
@@ -729,12 +743,15 @@ class Recorder:
             state=event_state,
             values={
                 "label": tracked.label,
+                "track_id": tracked.track_id,
                 "started_at": _as_datetime(tracked.started_ms),
                 "last_seen_at": _as_datetime(tracked.last_seen_ms),
                 "ended_at": _as_datetime(tracked.last_seen_ms) if tracked.closed else None,
                 "peak_confidence": round(tracked.peak_confidence, 4),
                 "frames_seen": tracked.frames_seen,
                 "best_bbox": list(tracked.best_bbox),
+                # Points are replaced, never changed in place: a shallow copy stays true.
+                "path": list(tracked.path.points),
             },
             snapshot_frame=tracked.best_frame if wants_snapshot else None,
             snapshot_boxes=list(tracked.best_frame_boxes),
@@ -786,13 +803,16 @@ class Recorder:
                 continue
             values = event.values
             jpeg = snapshot_jpeg(
-                event.snapshot_frame, label=values["label"], boxes=event.snapshot_boxes
+                event.snapshot_frame,
+                label=box_caption(values["label"], values["track_id"]),
+                boxes=event.snapshot_boxes,
             )
             name = default_storage.save(
                 snapshot_name(
                     camera_public_id=state.public_id,
                     label=values["label"],
                     started_ms=event.state.tracked.started_ms,
+                    track_id=values["track_id"],
                 ),
                 ContentFile(jpeg),
             )
@@ -869,6 +889,7 @@ class Recorder:
                     "peak_confidence",
                     "frames_seen",
                     "best_bbox",
+                    "path",
                     "snapshot",
                 ],
             )

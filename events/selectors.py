@@ -10,7 +10,7 @@ Counting rule: an event counts in a window `[since, until)` when it *started* in
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -54,6 +54,8 @@ class EventFilter:
 
     camera_public_ids: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    # Classes left out (the events page leaves motion out unless asked for it).
+    excluded_labels: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
     session_id: int | None = None
@@ -64,6 +66,8 @@ def _filtered(events: QuerySet[DetectionEvent], filters: EventFilter) -> QuerySe
         events = events.filter(camera__public_id__in=filters.camera_public_ids)
     if filters.labels:
         events = events.filter(label__in=filters.labels)
+    if filters.excluded_labels:
+        events = events.exclude(label__in=filters.excluded_labels)
     if filters.since is not None:
         events = events.filter(started_at__gte=filters.since)
     if filters.until is not None:
@@ -206,13 +210,7 @@ def event_activity(
         )
     starts = [since + i * bucket for i in range(count)]
     activity = Activity(since=since, until=until, bucket=bucket, starts=starts)
-    narrowed = EventFilter(
-        camera_public_ids=filters.camera_public_ids,
-        labels=filters.labels,
-        since=since,
-        until=until,
-        session_id=filters.session_id,
-    )
+    narrowed = replace(filters, since=since, until=until)
     rows = (
         _filtered(events, narrowed)
         .order_by()

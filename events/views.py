@@ -6,6 +6,7 @@ lists exactly the events an answer counted."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 
 from django import forms
@@ -18,6 +19,7 @@ from django.utils import timezone
 from cameras.selectors import cameras_for_user
 from events.selectors import (
     EventFilter,
+    event_count,
     event_get_for_user,
     event_labels,
     event_list,
@@ -27,6 +29,7 @@ from project.query_params import ID_MAX, ParamError, date_in_bounds, time_in_bou
 
 PAGE_SIZE = 24
 LABEL_MAX = 64  # DetectionEvent.label's length
+MOTION = "motion"
 
 
 class EventFilterForm(forms.Form):
@@ -36,6 +39,9 @@ class EventFilterForm(forms.Form):
     label = forms.ChoiceField(required=False, label="Class")
     date_from = forms.DateField(required=False, label="From")
     date_to = forms.DateField(required=False, label="To")
+    # Motion events are many and say little once objects are tracked: listed on request (or
+    # when motion is the class asked for).
+    motion = forms.BooleanField(required=False, label="Show motion")
     # Not shown as inputs (hidden ones keep them across a re-filter): set by links that must
     # match an API query, such as the assistant's answers. `until` is exclusive, as in the API.
     since = forms.DateTimeField(required=False, widget=forms.HiddenInput, label="Since")
@@ -84,7 +90,7 @@ class EventFilterForm(forms.Form):
 
     def to_filter(self) -> EventFilter:
         if not self.is_valid():
-            return EventFilter()
+            return EventFilter(excluded_labels=(MOTION,))
         data = self.cleaned_data
         tz = timezone.get_current_timezone()
 
@@ -103,6 +109,7 @@ class EventFilterForm(forms.Form):
         return EventFilter(
             camera_public_ids=(data["camera"],) if data.get("camera") else (),
             labels=(data["label"],) if data.get("label") else (),
+            excluded_labels=((MOTION,) if not data.get("label") and not data.get("motion") else ()),
             since=max(starts) if starts else None,
             until=min(ends) if ends else None,
             session_id=data.get("session"),
@@ -134,6 +141,12 @@ def event_list_page(request: HttpRequest) -> HttpResponse:
     page = Paginator(event_list(events=events, filters=filters), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    # Said beside the list, with a link to show them: hidden is not the same as none.
+    hidden_motion = (
+        event_count(events=events, filters=replace(filters, excluded_labels=(), labels=(MOTION,)))
+        if filters.excluded_labels
+        else 0
+    )
     # Filters travel with the pagination links.
     kept = query.copy()
     kept.pop("page", None)
@@ -157,8 +170,17 @@ def event_list_page(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "has_cameras": bool(cameras),
             "query": kept.urlencode(),
+            "hidden_motion": hidden_motion,
+            "motion_query": _with(kept, motion="1"),
         },
     )
+
+
+def _with(query, **values: str) -> str:
+    changed = query.copy()
+    for name, value in values.items():
+        changed[name] = value
+    return changed.urlencode()
 
 
 @login_required

@@ -501,10 +501,15 @@ def env_paths(name: str, default: list[Path]) -> list[Path]:
 CAMERA_FILE_ROOTS = env_paths("CAMERA_FILE_ROOTS", [MEDIA_ROOT / "videos"])
 CAMERA_ALLOW_DEVICES = env_bool("CAMERA_ALLOW_DEVICES", False)
 CAMERA_ALLOWED_NETWORKS = env_networks("CAMERA_ALLOWED_NETWORKS", [])
+# An object its detector misses for at most this long (hidden behind another, a few missed
+# frames) keeps its track id, and so its event (see cameras/vision/tracking.py).
+TRACK_LOST_SECONDS = env_float("TRACK_LOST_SECONDS", 2.0, minimum=0.0)
+# An object is shown and recorded once detected this many times: one-off false positives never are.
+TRACK_MIN_HITS = env_int("TRACK_MIN_HITS", 3, minimum=1)
 
 # --- events settings ---
-# Detection events (see events/tracking.py for the rules). A class missing for at most
-# EVENT_GAP_SECONDS and then seen again continues the same event.
+# Detection events (see events/tracking.py for the rules). A tracked object (or, for motion, the
+# camera's motion) missing for at most EVENT_GAP_SECONDS and then seen again continues its event.
 EVENTS_RECORDING = env_bool("EVENTS_RECORDING", True)
 EVENT_GAP_SECONDS = env_float("EVENT_GAP_SECONDS", 2.0, minimum=0.0)
 # A presence longer than this is cut into consecutive events (0 = never cut).

@@ -115,25 +115,7 @@ class DemoScene:
 
     def _draw_person(self, frame: np.ndarray, t: float) -> None:
         x, y, w, h = self._person_geometry(t)
-        head = max(3, h // 9)
-        skin = (140, 170, 210)
-        cv2.circle(frame, (x, y + head), head, skin, -1, cv2.LINE_AA)
-        torso_top = y + 2 * head
-        torso_bottom = y + int(h * 0.58)
-        cv2.rectangle(
-            frame, (x - w // 3, torso_top), (x + w // 3, torso_bottom), self._shirt_color, -1
-        )
-        # Legs and arms swing with the stride.
-        stride = math.sin(2 * math.pi * t * 1.4) * w * 0.45
-        thickness = max(2, w // 6)
-        hip = (x, torso_bottom)
-        for sign in (-1, 1):
-            foot = (int(x + sign * stride), y + h)
-            cv2.line(frame, hip, foot, (60, 50, 40), thickness, cv2.LINE_AA)
-            hand = (int(x - sign * stride * 0.8), int(y + h * 0.55))
-            cv2.line(
-                frame, (x, torso_top + head // 2), hand, skin, max(2, thickness - 1), cv2.LINE_AA
-            )
+        draw_walker(frame, x, y, h, shirt=self._shirt_color, t=t)
 
     def _draw_car(self, frame: np.ndarray, t: float) -> None:
         x, y, w, h = self._car_geometry(t)
@@ -164,6 +146,30 @@ class DemoScene:
         cv2.putText(
             frame, text, (6, int(22 * scale) + 6), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA
         )
+
+
+def draw_walker(
+    frame: np.ndarray, x: int, y: int, h: int, *, shirt: tuple[int, int, int], t: float
+) -> None:
+    """A walking figure `h` pixels tall whose head top is at (x, y), its legs and arms at the
+    stride of time `t`: the demo's person, which OpenCV's HOG people detector takes for one
+    (tests draw several to make scenes of their own)."""
+    w = max(8, h // 3)
+    head = max(3, h // 9)
+    skin = (140, 170, 210)
+    cv2.circle(frame, (x, y + head), head, skin, -1, cv2.LINE_AA)
+    torso_top = y + 2 * head
+    torso_bottom = y + int(h * 0.58)
+    cv2.rectangle(frame, (x - w // 3, torso_top), (x + w // 3, torso_bottom), shirt, -1)
+    # Legs and arms swing with the stride.
+    stride = math.sin(2 * math.pi * t * 1.4) * w * 0.45
+    thickness = max(2, w // 6)
+    hip = (x, torso_bottom)
+    for sign in (-1, 1):
+        foot = (int(x + sign * stride), y + h)
+        cv2.line(frame, hip, foot, (60, 50, 40), thickness, cv2.LINE_AA)
+        hand = (int(x - sign * stride * 0.8), int(y + h * 0.55))
+        cv2.line(frame, (x, torso_top + head // 2), hand, skin, max(2, thickness - 1), cv2.LINE_AA)
 
 
 def _render_background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:

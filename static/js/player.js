@@ -18,7 +18,7 @@
 // same verdict, so it cannot say "Online" over a dead stream.
 
 import { FIRST_TRIES, DEFAULT_STEADY_DELAY_MS } from "./reconnect.js";
-import { parse } from "./frame_message.js";
+import { boxLabel, parse } from "./frame_message.js";
 import { StreamSocket } from "./stream_socket.js";
 import { clock } from "./time_format.js";
 
@@ -305,7 +305,7 @@ function render() {
     canvas.height = bitmap.height;
   }
   context.drawImage(bitmap, 0, 0);
-  let boxes = 0;
+  const labels = [];
   if (toggle.checked && Array.isArray(header.detections)) {
     context.strokeStyle = BOX_COLOR;
     context.fillStyle = BOX_COLOR;
@@ -314,12 +314,14 @@ function render() {
     for (const detection of header.detections) {
       const [x, y, w, h] = detection.bbox;
       context.strokeRect(x, y, w, h);
-      const label = `${detection.class} (${(detection.confidence * 100).toFixed(0)}%)`;
+      const label = boxLabel(detection);
       context.fillText(label, x, Math.max(12, y - 5));
-      boxes += 1;
+      labels.push(label);
     }
   }
-  root.dataset.boxes = String(boxes);
+  root.dataset.boxes = String(labels.length);
+  // What the boxes say, for people reading the page's state (and its tests).
+  root.dataset.boxLabels = labels.join("|");
 }
 
 // --- once a second and every 5 s -------------------------------------------------------------

@@ -2,6 +2,7 @@
 // body, streamName "webcam"), one request in flight at a time, at a modest fps. The detections
 // the server answers with are drawn over the frame that was sent.
 
+import { boxLabel } from "./frame_message.js";
 import { csrfToken, errorMessage, toast } from "./ui.js";
 
 const settings = JSON.parse(document.getElementById("stream-settings").textContent);
@@ -104,7 +105,7 @@ function drawDetections(detections) {
   for (const detection of detections) {
     const [x, y, w, h] = detection.bbox;
     context.strokeRect(x, y, w, h);
-    context.fillText(`${detection.class} (${(detection.confidence * 100).toFixed(0)}%)`, x, Math.max(12, y - 5));
+    context.fillText(boxLabel(detection), x, Math.max(12, y - 5));
   }
 }
 

@@ -396,7 +396,7 @@ def test_a_frame_that_breaks_a_camera_state_never_reaches_the_worker_and_the_sta
         peak_confidence=0.5,
         best_bbox=[],
     )
-    manual_recorder._cameras[front.pk].tracker.open["person"] = stranger
+    manual_recorder._cameras[front.pk].tracker.open[("person", None)] = stranger
     now = clock.tick()
     for camera in (front, back):
         manual_recorder.record_frame(camera=camera, timestamp_ms=now, detections=[PERSON])

@@ -1,10 +1,19 @@
-"""The event rules alone: per-class presence, gap tolerance, best frame, session tallies."""
+"""The event rules alone: one event per tracked object, per-class presence for untracked
+classes (motion), gap tolerance, best frame, paths, session tallies."""
 
 from __future__ import annotations
 
 import pytest
 
-from events.tracking import Closed, EventTracker, Extended, Opened, SessionTally
+from events.tracking import (
+    PATH_FIRST_INTERVAL_MS,
+    PATH_MAX_POINTS,
+    Closed,
+    EventTracker,
+    Extended,
+    Opened,
+    SessionTally,
+)
 
 
 def person(confidence: float, bbox=(10, 10, 20, 40)) -> dict:
@@ -54,7 +63,7 @@ def test_a_more_confident_detection_becomes_the_best_box_and_frame():
     assert event.best_frame == "strong"
 
 
-def test_two_people_in_one_frame_are_one_person_event_with_the_stronger_box():
+def test_two_untracked_boxes_in_one_frame_are_one_event_with_the_stronger_box():
     tracker = EventTracker(gap_seconds=2)
     operations = tracker.observe(0, [person(0.4, (0, 0, 1, 1)), person(0.8, (5, 5, 9, 9))])
     assert kinds(operations) == [("Opened", "person")]
@@ -177,3 +186,75 @@ def test_without_a_longest_event_a_presence_is_never_cut():
     for timestamp in range(1_000, 3_600_000, 1_000):  # an hour, once a second
         assert kinds(tracker.observe(timestamp, [person(0.7)])) == [("Extended", "person")]
     assert first.frames_seen == 3_600
+
+
+def tracked(track_id: int, confidence: float = 0.7, bbox=(10, 10, 20, 40), label="person") -> dict:
+    return {"class": label, "confidence": confidence, "bbox": list(bbox), "track_id": track_id}
+
+
+def test_two_tracked_people_are_two_events_each_with_its_own_box():
+    tracker = EventTracker(gap_seconds=2)
+    operations = tracker.observe(
+        0, [tracked(1, 0.6, (0, 0, 10, 20)), tracked(2, 0.9, (50, 0, 10, 20))], frame="both"
+    )
+    assert kinds(operations) == [("Opened", "person"), ("Opened", "person")]
+    first, second = (operation.event for operation in operations)
+    assert (first.track_id, second.track_id) == (1, 2)
+    # Each snapshot marks its own object, not every person in the frame.
+    assert first.best_frame_boxes == [([0, 0, 10, 20], 0.6)]
+    assert second.best_frame_boxes == [([50, 0, 10, 20], 0.9)]
+    tally = SessionTally(started_ms=0, last_frame_ms=0)
+    tally.add_frame(0, operations)
+    assert tally.counts == {"person": 2}
+
+
+def test_a_tracked_object_closes_on_its_own_while_another_stays():
+    tracker = EventTracker(gap_seconds=1)
+    tracker.observe(0, [tracked(1), tracked(2)])
+    operations = tracker.observe(800, [tracked(2)])
+    assert [type(op).__name__ for op in operations] == ["Extended"]
+    operations = tracker.observe(1_500, [tracked(2)])
+    assert [(type(op).__name__, op.event.track_id) for op in operations] == [
+        ("Closed", 1),
+        ("Extended", 2),
+    ]
+
+
+def test_motion_stays_one_presence_beside_tracked_objects():
+    tracker = EventTracker(gap_seconds=2)
+    motion = {"class": "motion", "confidence": 0.5, "bbox": [0, 0, 5, 5]}
+    operations = tracker.observe(0, [motion, dict(motion, bbox=[9, 9, 5, 5]), tracked(4)])
+    assert sorted((op.event.label, op.event.track_id) for op in operations) == [
+        ("motion", None),
+        ("person", 4),
+    ]
+
+
+def test_the_path_holds_the_boxes_in_fractions_of_the_frame_and_ends_at_the_newest():
+    tracker = EventTracker(gap_seconds=2)
+    for step in range(4):
+        tracker.observe(
+            1_000 + step * 100, [tracked(1, bbox=(10 * step, 48, 64, 96))], frame_size=(640, 480)
+        )
+    (event,) = tracker.open.values()
+    points = event.path.points
+    assert points[0] == [0, 0.0, 0.1, 0.1, 0.2]
+    # One point per PATH_FIRST_INTERVAL_MS (200 ms), and the newest sighting last.
+    assert [point[0] for point in points] == [0, 200, 300]
+    assert points[-1] == [300, 0.0469, 0.1, 0.1, 0.2]
+
+
+def test_a_long_path_stays_bounded_and_spans_the_whole_event():
+    tracker = EventTracker(gap_seconds=2)
+    frames = 3_000  # five minutes at 10 fps
+    for step in range(frames):
+        tracker.observe(
+            step * 100, [tracked(1, bbox=(step % 600, 0, 10, 10))], frame_size=(640, 480)
+        )
+    (event,) = tracker.open.values()
+    offsets = [point[0] for point in event.path.points]
+    assert len(offsets) <= PATH_MAX_POINTS + 1
+    assert offsets[0] == 0 and offsets[-1] == (frames - 1) * 100
+    assert offsets == sorted(offsets)
+    # Evenly spread: no two kept points closer than the first interval.
+    assert min(b - a for a, b in zip(offsets, offsets[1:], strict=False)) >= PATH_FIRST_INTERVAL_MS

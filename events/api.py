@@ -107,6 +107,12 @@ class EventFilterSerializer(serializers.Serializer):
     since = BoundedDateTimeField(required=False)
     until = BoundedDateTimeField(required=False)
     session = IdField(required=False)
+    tracked = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: only tracked objects' events; false: only motion events.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -133,6 +139,7 @@ class EventFilterSerializer(serializers.Serializer):
             since=data.get("since"),
             until=data.get("until"),
             session_id=data.get("session"),
+            tracked=data.get("tracked"),
         )
 
 

@@ -56,6 +56,8 @@ class EventFilter:
     labels: tuple[str, ...] = ()
     # Classes left out (the events page leaves motion out unless asked for it).
     excluded_labels: tuple[str, ...] = ()
+    # True: only tracked objects' events; False: only untracked ones (motion).
+    tracked: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
     session_id: int | None = None
@@ -68,6 +70,8 @@ def _filtered(events: QuerySet[DetectionEvent], filters: EventFilter) -> QuerySe
         events = events.filter(label__in=filters.labels)
     if filters.excluded_labels:
         events = events.exclude(label__in=filters.excluded_labels)
+    if filters.tracked is not None:
+        events = events.filter(track_id__isnull=not filters.tracked)
     if filters.since is not None:
         events = events.filter(started_at__gte=filters.since)
     if filters.until is not None:

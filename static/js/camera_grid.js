@@ -22,9 +22,9 @@ const STATUS_MS = 5000;
 const EVENTS_MS = 10_000;
 // The API's largest page: the grid shows every camera, as the page does.
 const CAMERAS_URL = "/api/v1/cameras?limit=500";
-// The newest events of all the user's cameras, in one request: a tile shows its camera's newest
-// object event among them (motion alone is not an object).
-const EVENTS_URL = "/api/v1/events?limit=100";
+// The newest object events of all the user's cameras, in one request (motion is not an object,
+// and a busy street's motion events would push the objects out of the page).
+const EVENTS_URL = "/api/v1/events?tracked=true&limit=100";
 const BOX_COLOR = "#00ff00";
 const grid = document.getElementById("camera-grid");
 const tileTemplate = document.getElementById("camera-tile-template");
@@ -292,7 +292,7 @@ async function refreshEvents() {
   }
   newestEvents = new Map();
   for (const event of results) {
-    if (event.class !== "motion" && !newestEvents.has(event.camera_id)) {
+    if (!newestEvents.has(event.camera_id)) {
       newestEvents.set(event.camera_id, event);
     }
   }

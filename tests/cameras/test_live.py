@@ -162,6 +162,30 @@ def test_player_draws_frames_toggles_boxes_and_reconnects_after_a_restart(
 
 
 @pytest.mark.browser
+def test_the_player_names_each_tracked_person_by_its_track_id(
+    orm_beside_playwright, live_daphne, alice, organization, page
+):
+    camera = camera_create(
+        organization=organization,
+        name="Street",
+        source="demo:",
+        target_fps=10,
+        max_width=640,
+        detectors=["motion", "person"],
+    )
+    server = live_daphne(CAMERAS_IN_PROCESS="1", DJANGO_ALLOW_ASYNC_UNSAFE="")
+    login(page, server.url, "alice", "alice-password")
+    page.goto(f"{server.url}/cameras/{camera.public_id}/")
+    # The demo's walker, tracked: "person #<id> (NN%)"; motion boxes carry no id.
+    page.wait_for_function(
+        "/(^|\\|)person #\\d+ \\(\\d+%\\)/.test(document.getElementById('player').dataset.boxLabels)",
+        timeout=30_000,
+    )
+    labels = page.eval_on_selector("#player", "el => el.dataset.boxLabels").split("|")
+    assert all("#" not in label for label in labels if label.startswith("motion"))
+
+
+@pytest.mark.browser
 def test_a_webcam_published_from_one_tab_plays_in_another(
     orm_beside_playwright, live_daphne, alice, organization, chromium_path
 ):

@@ -53,6 +53,8 @@ def event_make(
     confidence: float = 0.8,
     session: CameraSession | None = None,
     ongoing: bool = False,
+    track_id: int | None = None,
+    path: list | None = None,
 ) -> DetectionEvent:
     """An event as the recorder would have stored it (the recorder itself is tested elsewhere)."""
     end = at + timedelta(seconds=seconds)
@@ -67,6 +69,8 @@ def event_make(
         peak_confidence=confidence,
         frames_seen=int(seconds * 10),
         best_bbox=[10, 20, 30, 40],
+        track_id=track_id,
+        path=path or [],
     )
 
 

@@ -316,3 +316,32 @@ def test_sessions_and_activity_cost_a_fixed_number_of_queries(
             {"since": "2026-11-20T00:00:00Z", "until": "2026-11-21T12:00:00Z"},
         )
     assert response.json()["totals"] == {"person": 20}
+
+
+def test_tracked_lists_only_object_events_or_only_motion(alice_api, front_door):
+    person = event_make(front_door, label="person", at=T, track_id=4)
+    motion = event_make(front_door, label="motion", at=T + timedelta(seconds=1))
+
+    def ids(**params):
+        response = alice_api.get("/api/v1/events", params)
+        assert response.status_code == 200, response.json()
+        return [item["id"] for item in response.json()["results"]]
+
+    assert ids(tracked="true") == [person.pk]
+    assert ids(tracked="false") == [motion.pk]
+    assert ids() == [motion.pk, person.pk]
+    response = alice_api.get("/api/v1/events", {"tracked": "sometimes"})
+    assert response.status_code == 400
+    assert "tracked" in response.json()["fields"]
+
+
+def test_an_event_says_its_track_path_and_duration(alice_api, front_door):
+    path = [[0, 0.1, 0.2, 0.1, 0.3], [1500, 0.4, 0.2, 0.1, 0.3]]
+    event = event_make(front_door, label="person", at=T, seconds=1.5, track_id=9, path=path)
+    body = alice_api.get(f"/api/v1/events/{event.pk}").json()
+    assert body["track_id"] == 9
+    assert body["path"] == path
+    assert body["duration_seconds"] == 1.5
+    motion = event_make(front_door, label="motion", at=T)
+    body = alice_api.get(f"/api/v1/events/{motion.pk}").json()
+    assert (body["track_id"], body["path"]) == (None, [])

@@ -294,3 +294,44 @@ def test_charlie_cannot_see_alices_camera_page_or_its_chart(charlie_client, fron
 def test_the_chart_spans_24_real_hours_on_the_days_clocks_change(now):
     since = chart_since(now, zoneinfo.ZoneInfo("America/New_York"))
     assert now - since == timedelta(hours=23, minutes=30)
+
+
+def test_the_events_page_leaves_motion_out_and_says_so(alice_client, front_door):
+    event_make(front_door, label="person", at=T, track_id=3)
+    for seconds in range(3):
+        event_make(front_door, label="motion", at=T + timedelta(seconds=seconds))
+    html = alice_client.get("/events/").content.decode()
+    assert "1 event," in html
+    assert "person #3" in html
+    assert "3 motion events not listed" in html
+    assert 'href="?motion=1"' in html
+    assert "4 events," in alice_client.get("/events/?motion=1").content.decode()
+    # Asking for motion by its class lists it too, and says nothing is hidden.
+    html = alice_client.get("/events/?class=motion").content.decode()
+    assert "3 events" in html and "not listed" not in html
+
+
+def test_a_page_of_only_motion_says_where_the_events_are(alice_client, front_door):
+    event_make(front_door, label="motion", at=T)
+    html = alice_client.get("/events/").content.decode()
+    assert "Only motion has been seen so far: 1 motion event." in html
+    assert "No events yet" not in html
+    assert 'href="?motion=1"' in html
+
+
+def test_the_detail_page_draws_the_objects_path_over_its_snapshot(
+    alice_client, front_door, media_root
+):
+    path = [[0, 0.1, 0.5, 0.1, 0.3], [800, 0.3, 0.5, 0.1, 0.3], [1600, 0.6, 0.4, 0.1, 0.3]]
+    event = event_make(front_door, label="person", at=T, track_id=12, path=path)
+    jpeg = snapshot_jpeg(np.zeros((48, 64, 3), np.uint8), label="person #12", boxes=[])
+    event.snapshot.save("s.jpg", ContentFile(jpeg), save=True)
+    html = alice_client.get(f"/events/{event.pk}").content.decode()
+    assert "person #12 on" in html
+    assert 'data-points="3"' in html
+    # The bottom centre of each box: where the person stood.
+    assert 'points="0.15,0.8 0.35,0.8 0.65,0.7"' in html
+    # A motion event has no path to draw.
+    motion = event_make(front_door, label="motion", at=T)
+    motion.snapshot.save("m.jpg", ContentFile(jpeg), save=True)
+    assert "event-path" not in alice_client.get(f"/events/{motion.pk}").content.decode()

@@ -47,6 +47,8 @@ class CameraAdmin(admin.ModelAdmin):
         (None, {"fields": ["organization", "name", "public_id", "source", "enabled"]}),
         ("Processing", {"fields": ["target_fps", "max_width", "jpeg_quality"]}),
         ("Detection", {"fields": ["detectors", "min_confidence", "onnx_model", "onnx_labels"]}),
+        # Drawn on the camera's page; here as JSON for the few who prefer typing numbers.
+        ("Zones and masks", {"fields": ["zones", "motion_masks"], "classes": ["collapse"]}),
         (
             "Live status (written by the capture workers)",
             {"fields": ["status", "last_error", "last_frame_at", "measured_fps"]},

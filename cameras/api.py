@@ -90,6 +90,9 @@ class CameraInputSerializer(serializers.Serializer):
     min_confidence = serializers.FloatField(required=False)
     onnx_model = serializers.CharField(max_length=500, required=False, allow_blank=True)
     onnx_labels = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    # Their shape is checked by the model (cameras.zones), with every problem named.
+    zones = serializers.JSONField(required=False)
+    motion_masks = serializers.JSONField(required=False)
 
 
 class CameraPagination(Pagination):

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from cameras.zones import validate_polygons
 from organizations.models import Organization
 
 PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -99,6 +100,22 @@ class Camera(models.Model):
     )
     onnx_labels = models.CharField(
         max_length=500, blank=True, help_text="Path of its label file, one class name a line."
+    )
+    zones = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_polygons],
+        help_text=(
+            'Named areas, e.g. [{"name": "Driveway", "points": [[0.1, 0.6], [0.5, 0.6], '
+            "[0.5, 1], [0.1, 1]]}], points in fractions of the frame. Events record the zones "
+            "their object entered."
+        ),
+    )
+    motion_masks = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_polygons],
+        help_text="Areas the motion detector ignores (a tree, an on-screen clock), as zones.",
     )
 
     # Written by the capture workers, at most about once a second (never per frame).

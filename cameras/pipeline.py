@@ -7,7 +7,8 @@ Capture workers (`cameras.capture`: a thread per camera reading its source) and 
 1. resize, once, to the camera's `max_width` (no copy when it fits);
 2. detect: the camera's detectors on that very frame, so boxes never drift from the picture;
    then track: each object's detection gets the `track_id` it has had since it came into view
-   (`cameras.vision.tracking`), before anything is sent;
+   (`cameras.vision.tracking`), and on a camera with zones the `zones` its box stands in
+   (`cameras.zones`), before anything is sent;
 3. encode JPEG once, beside detection when the producer lends a thread for it, and only when
    its publisher wants a picture of this frame (ingest's sent bytes serve when they fit);
 4. build the seed's FrameData once: both wire payloads (`cameras.publishing.PublishedFrame`);
@@ -40,6 +41,7 @@ from cameras.selectors import CameraConfig
 from cameras.vision.detectors import build_detectors, run_detectors
 from cameras.vision.frames import encode_jpeg, resize_to_width
 from cameras.vision.tracking import ObjectTracker
+from cameras.zones import zones_containing
 from project.contained import ContainedFailures
 from project.metrics import CAPTURE_ERRORS
 
@@ -66,6 +68,7 @@ class FramePipeline:
             min_confidence=config.min_confidence,
             onnx_model=config.onnx_model or None,
             onnx_labels=config.onnx_labels or None,
+            motion_masks=config.motion_masks,
         )
         self._tracker = ObjectTracker(
             max_lost_ms=int(settings.TRACK_LOST_SECONDS * 1000),
@@ -153,7 +156,15 @@ class FramePipeline:
             detections = [
                 detection.as_dict() for detection in run_detectors(self._detectors, frame)
             ]
-            return self._tracker.update(detections, timestamp_ms)
+            detections = self._tracker.update(detections, timestamp_ms)
+        if self.config.zones:
+            frame_size = (frame.shape[1], frame.shape[0])
+            for detection in detections:
+                if "track_id" in detection:
+                    detection["zones"] = zones_containing(
+                        self.config.zones, detection["bbox"], frame_size
+                    )
+        return detections
 
     def _failures_of(self, receiver: FrameReceiver) -> ContainedFailures:
         failures = self._receiver_failures.get(receiver.name)

@@ -20,6 +20,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from cameras.models import Camera
 from cameras.source_policy import source_masked
+from cameras.zones import Polygon, polygons_of
 from organizations.models import Membership
 from organizations.permissions import Action, role_allows
 from organizations.selectors import organizations_for_user
@@ -100,6 +101,8 @@ class CameraConfig:
     min_confidence: float
     onnx_model: str
     onnx_labels: str
+    zones: tuple[Polygon, ...] = ()
+    motion_masks: tuple[Polygon, ...] = ()
 
     @classmethod
     def of(cls, camera: Camera) -> CameraConfig:
@@ -115,6 +118,8 @@ class CameraConfig:
             min_confidence=camera.min_confidence,
             onnx_model=camera.onnx_model,
             onnx_labels=camera.onnx_labels,
+            zones=polygons_of(camera.zones or []),
+            motion_masks=polygons_of(camera.motion_masks or []),
         )
 
     @property

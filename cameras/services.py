@@ -25,6 +25,8 @@ EDITABLE_FIELDS = (
     "min_confidence",
     "onnx_model",
     "onnx_labels",
+    "zones",
+    "motion_masks",
 )
 
 

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cameras.selectors import camera_get_for_user
-from events.models import CameraSession, DetectionEvent
+from events.models import CameraSession, DetectionEvent, EventZone
 from events.selectors import (
     ActivityTooLarge,
     EventFilter,
@@ -36,12 +36,21 @@ DEFAULT_ACTIVITY_WINDOW = timedelta(hours=24)
 _LABEL = re.compile(r"^[\w .:-]{1,64}$")
 
 
+class EventZoneSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="zone")
+
+    class Meta:
+        model = EventZone
+        fields = ["name", "entered_at"]
+
+
 class EventOutputSerializer(serializers.ModelSerializer):
     camera_id = serializers.CharField(source="camera.public_id")
     camera_name = serializers.CharField(source="camera.name")
     ongoing = serializers.BooleanField(source="is_open")
     bbox = serializers.JSONField(source="best_bbox")
     duration_seconds = serializers.FloatField(read_only=True)
+    zones = EventZoneSerializer(many=True, read_only=True)
     snapshot_url = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
@@ -60,6 +69,7 @@ class EventOutputSerializer(serializers.ModelSerializer):
             "duration_seconds",
             "bbox",
             "track_id",
+            "zones",
             "path",
             "session_id",
             "snapshot_url",
@@ -107,6 +117,9 @@ class EventFilterSerializer(serializers.Serializer):
     since = BoundedDateTimeField(required=False)
     until = BoundedDateTimeField(required=False)
     session = IdField(required=False)
+    zone = serializers.CharField(
+        max_length=40, required=False, help_text="Only events whose object entered this zone."
+    )
     tracked = serializers.BooleanField(
         required=False,
         allow_null=True,
@@ -140,6 +153,7 @@ class EventFilterSerializer(serializers.Serializer):
             until=data.get("until"),
             session_id=data.get("session"),
             tracked=data.get("tracked"),
+            zone=data.get("zone"),
         )
 
 

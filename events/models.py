@@ -110,3 +110,21 @@ class DetectionEvent(models.Model):
     @property
     def duration_seconds(self) -> float:
         return max((self.last_seen_at - self.started_at).total_seconds(), 0.0)
+
+
+class EventZone(models.Model):
+    """A zone (`Camera.zones`) an event's object entered, and when it first did."""
+
+    event = models.ForeignKey(DetectionEvent, on_delete=models.CASCADE, related_name="zones")
+    zone = models.CharField(max_length=40)
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["entered_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "zone"], name="one_entry_per_event_and_zone")
+        ]
+        indexes = [models.Index(fields=["zone"])]
+
+    def __str__(self) -> str:
+        return f"{self.zone} at {self.entered_at:%H:%M:%S}"

@@ -44,7 +44,7 @@ from django.db.models import Count, F
 from cameras.models import Camera
 from cameras.receivers import ProcessedFrame
 from cameras.selectors import CameraConfig
-from events.models import CameraSession, DetectionEvent
+from events.models import CameraSession, DetectionEvent, EventZone
 from events.tracking import Closed, EventTracker, Extended, Opened, SessionTally, TrackedEvent
 from project.contained import ContainedFailures
 from project.heartbeats import heartbeat_beat
@@ -141,6 +141,7 @@ class _EventState:
     best_version: int = 0  # bumped whenever the best frame changes
     snapshot_version: int = -1
     snapshot_written_at: float = 0.0
+    zones_written: set[str] = field(default_factory=set)  # committed EventZone rows
 
 
 @dataclass(eq=False)
@@ -173,6 +174,7 @@ class _EventWrite:
     snapshot_frame: np.ndarray | None
     snapshot_boxes: list[tuple[list[int], float]]
     snapshot_version: int
+    zones: dict[str, int]  # zone -> first entered (Unix ms), as the tracker knew it
     # Whether the event was closed when it was collected: only then is this write its last. Its
     # `closed` flag read later may have been set by a worker meanwhile, with the close not written.
     final: bool
@@ -756,6 +758,7 @@ class Recorder:
             snapshot_frame=tracked.best_frame if wants_snapshot else None,
             snapshot_boxes=list(tracked.best_frame_boxes),
             snapshot_version=event_state.best_version,
+            zones=dict(tracked.zones),
             final=tracked.closed,
         )
 
@@ -777,6 +780,8 @@ class Recorder:
         state.session_pk = session_pk
         for event_state, pk in created:
             event_state.pk = pk
+        for event in write.events:
+            event.state.zones_written.update(event.zones)
         stale, state.stale_snapshots = state.stale_snapshots, []
         for name in stale:
             try:
@@ -860,6 +865,7 @@ class Recorder:
             CameraSession.objects.filter(pk=session_pk).update(**values)
 
         new_rows, new_states, changed_rows = [], [], []
+        rows = []  # (the event's write, its row), in order
         for event in write.events:
             row = DetectionEvent(
                 pk=event.state.pk,
@@ -869,6 +875,7 @@ class Recorder:
                 snapshot=event.state.snapshot,
                 **event.values,
             )
+            rows.append((event, row))
             if event.state.pk is None:
                 new_rows.append(row)
                 new_states.append(event.state)
@@ -876,9 +883,10 @@ class Recorder:
                 changed_rows.append(row)
         created = []
         if new_rows:
-            rows = DetectionEvent.objects.bulk_create(new_rows)
+            # Both PostgreSQL and SQLite (3.35+) hand back the new keys, set on the rows.
+            DetectionEvent.objects.bulk_create(new_rows)
             created = [
-                (event_state, row.pk) for event_state, row in zip(new_states, rows, strict=True)
+                (event_state, row.pk) for event_state, row in zip(new_states, new_rows, strict=True)
             ]
         if changed_rows:
             DetectionEvent.objects.bulk_update(
@@ -893,6 +901,15 @@ class Recorder:
                     "snapshot",
                 ],
             )
+        zone_rows = [
+            EventZone(event_id=row.pk, zone=zone, entered_at=_as_datetime(entered_ms))
+            for event, row in rows
+            for zone, entered_ms in event.zones.items()
+            if zone not in event.state.zones_written
+        ]
+        if zone_rows:
+            # A retried write after a commit whose answer was lost must not fail on the rows.
+            EventZone.objects.bulk_create(zone_rows, ignore_conflicts=True)
         return session_pk, created
 
 

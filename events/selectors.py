@@ -58,6 +58,8 @@ class EventFilter:
     excluded_labels: tuple[str, ...] = ()
     # True: only tracked objects' events; False: only untracked ones (motion).
     tracked: bool | None = None
+    # Only events whose object entered this zone (any case: zone names are unique regardless).
+    zone: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     session_id: int | None = None
@@ -72,6 +74,9 @@ def _filtered(events: QuerySet[DetectionEvent], filters: EventFilter) -> QuerySe
         events = events.exclude(label__in=filters.excluded_labels)
     if filters.tracked is not None:
         events = events.filter(track_id__isnull=not filters.tracked)
+    if filters.zone:
+        # One EventZone row per event and zone: the join cannot count an event twice.
+        events = events.filter(zones__zone__iexact=filters.zone)
     if filters.since is not None:
         events = events.filter(started_at__gte=filters.since)
     if filters.until is not None:
@@ -84,8 +89,14 @@ def _filtered(events: QuerySet[DetectionEvent], filters: EventFilter) -> QuerySe
 def event_list(
     *, events: QuerySet[DetectionEvent], filters: EventFilter = EventFilter()
 ) -> QuerySet[DetectionEvent]:
-    """Newest first, with the camera loaded (one query per page, not one per event)."""
-    return _filtered(events, filters).select_related("camera").order_by("-started_at", "-id")
+    """Newest first, with the camera and the zones entered loaded (a fixed number of queries
+    per page, not one per event)."""
+    return (
+        _filtered(events, filters)
+        .select_related("camera")
+        .prefetch_related("zones")
+        .order_by("-started_at", "-id")
+    )
 
 
 def event_count(*, events: QuerySet[DetectionEvent], filters: EventFilter = EventFilter()) -> int:
@@ -141,7 +152,13 @@ def event_latest(
 def event_get_for_user(
     *, user: AbstractBaseUser | AnonymousUser, event_id: int
 ) -> DetectionEvent | None:
-    return events_for_user(user=user).select_related("camera").filter(pk=event_id).first()
+    return (
+        events_for_user(user=user)
+        .select_related("camera")
+        .prefetch_related("zones")
+        .filter(pk=event_id)
+        .first()
+    )
 
 
 def event_labels(*, events: QuerySet[DetectionEvent]) -> list[str]:

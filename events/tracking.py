@@ -88,6 +88,9 @@ class TrackedEvent:
     best_frame_boxes: list[tuple[list[int], float]] = field(default_factory=list)
     frames_seen: int = 1
     path: Path = field(default_factory=Path)
+    # The zones its object entered (the pipeline's `zones` of its detections): name -> the
+    # capture time (Unix ms) it was first seen in it.
+    zones: dict[str, int] = field(default_factory=dict)
     closed: bool = False
     local_id: int = field(default_factory=lambda: next(_local_ids))
 
@@ -117,18 +120,20 @@ EventKey = tuple[str, int | None]
 
 def _boxes_per_object(
     detections: Iterable[Mapping[str, Any]],
-) -> dict[EventKey, list[tuple[list[int], float]]]:
+) -> dict[EventKey, tuple[list[tuple[list[int], float]], set[str]]]:
     """Each object's (or untracked class's) (bbox, confidence) pairs in one frame, strongest
-    first."""
-    boxes: dict[EventKey, list[tuple[list[int], float]]] = {}
+    first, and the zones they stand in."""
+    found: dict[EventKey, tuple[list[tuple[list[int], float]], set[str]]] = {}
     for detection in detections:
         bbox = [int(round(v)) for v in detection["bbox"]]
         track_id = detection.get("track_id")
         key = (str(detection["class"]), int(track_id) if track_id is not None else None)
-        boxes.setdefault(key, []).append((bbox, float(detection["confidence"])))
-    for pairs in boxes.values():
-        pairs.sort(key=lambda pair: -pair[1])
-    return boxes
+        boxes, zones = found.setdefault(key, ([], set()))
+        boxes.append((bbox, float(detection["confidence"])))
+        zones.update(detection.get("zones") or ())
+    for boxes, _ in found.values():
+        boxes.sort(key=lambda pair: -pair[1])
+    return found
 
 
 class EventTracker:
@@ -161,7 +166,7 @@ class EventTracker:
         # one still present after the longest event continues in a new one from this frame.
         operations.extend(self._close_stale(timestamp_ms))
         operations.extend(self._close_long(timestamp_ms))
-        for key, boxes in _boxes_per_object(detections).items():
+        for key, (boxes, zones) in _boxes_per_object(detections).items():
             label, track_id = key
             bbox, confidence = boxes[0]
             event = self.open.get(key)
@@ -188,6 +193,10 @@ class EventTracker:
                     event.best_frame = frame
                     event.best_frame_boxes = boxes
                 operations.append(Extended(event, new_best))
+            for zone in zones:
+                entered = event.zones.get(zone)
+                if entered is None or timestamp_ms < entered:
+                    event.zones[zone] = timestamp_ms
             if frame_size is not None and timestamp_ms >= event.started_ms:
                 event.path.add(timestamp_ms - event.started_ms, bbox, frame_size)
         return operations

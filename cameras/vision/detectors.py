@@ -30,6 +30,7 @@ from cameras.vision.yolo import (
     model_input_size,
     non_max_suppression,
 )
+from cameras.zones import Polygon
 
 AVAILABLE_DETECTORS = ("motion", "person", "face", "onnx")
 
@@ -96,6 +97,9 @@ class MotionDetector:
     The first `warmup_frames` frames only teach the model and report nothing. A frame where more
     than half the picture moves (lights switched, camera moved or reconnected) reports nothing and
     restarts the model from that frame.
+
+    `masks` (polygons in fractions of the frame, `cameras.zones`) are areas where motion is
+    ignored: their pixels are taken out of the foreground before anything is boxed.
     """
 
     name = "motion"
@@ -109,6 +113,7 @@ class MotionDetector:
         warmup_frames: int = 5,
         history: int = 500,
         var_threshold: float = 32.0,
+        masks: Sequence[Polygon] = (),
     ) -> None:
         self.min_confidence = min_confidence
         self.min_area = min_area
@@ -122,6 +127,8 @@ class MotionDetector:
         self._shape: tuple[int, ...] | None = None
         self._subtractor: cv2.BackgroundSubtractorMOG2 | None = None
         self._frames_seen = 0
+        self._masks = tuple(masks)
+        self._kept: np.ndarray | None = None  # 255 where motion counts, at processing size
 
     def reset(self) -> None:
         """Forget the background, as when the camera reconnects or its picture size changes."""
@@ -138,6 +145,7 @@ class MotionDetector:
         small = resize_to_width(frame, self.processing_width)
         if small.shape != self._shape or self._subtractor is None:
             self._shape = small.shape
+            self._kept = _kept_area(self._masks, small.shape[1], small.shape[0])
             self.reset()
         # A fixed rate from the first frame: MOG2's default rate starts fast (1/2n) and would
         # learn an object that moves during the first seconds into the background.
@@ -145,6 +153,8 @@ class MotionDetector:
         self._frames_seen += 1
         if self._frames_seen <= self.warmup_frames:
             return []
+        if self._kept is not None:
+            cv2.bitwise_and(mask, self._kept, dst=mask)
         cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open_kernel, dst=mask)
         cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close_kernel, dst=mask)
         small_height, small_width = mask.shape
@@ -184,6 +194,17 @@ class MotionDetector:
             if box is not None:
                 detections.append(Detection("motion", confidence, box))
         return detections
+
+
+def _kept_area(masks: Sequence[Polygon], width: int, height: int) -> np.ndarray | None:
+    """255 outside every mask and 0 inside, at `width`×`height`; None without masks."""
+    if not masks:
+        return None
+    kept = np.full((height, width), 255, np.uint8)
+    for polygon in masks:
+        points = np.array([[x * width, y * height] for x, y in polygon.points], np.int32)
+        cv2.fillPoly(kept, [points], 0)
+    return kept
 
 
 def merge_boxes(
@@ -443,10 +464,12 @@ def build_detectors(
     min_confidence: float = 0.5,
     onnx_model: str | None = None,
     onnx_labels: str | None = None,
+    motion_masks: Sequence[Polygon] = (),
 ) -> list[Detector]:
     """New detector instances for one camera, in the order named (duplicates ignored).
 
-    `min_confidence` applies to `person`, `face` and `onnx`; see MotionDetector for `motion`.
+    `min_confidence` applies to `person`, `face` and `onnx`; see MotionDetector for `motion`,
+    which ignores what moves inside `motion_masks`.
 
     Raises DetectorConfigError for an unknown name or an unusable ONNX model or labels file.
     """
@@ -457,7 +480,7 @@ def build_detectors(
         if name == "motion":
             # Motion's confidence is a density, not a probability: its boxes are filtered by
             # size and its own density floor, not by the camera's minimum confidence.
-            detectors.append(MotionDetector())
+            detectors.append(MotionDetector(masks=motion_masks))
         elif name == "person":
             detectors.append(PersonDetector(min_confidence=min_confidence))
         elif name == "face":

@@ -14,7 +14,7 @@ through `markdown_literal`: they show as written, never as a link or HTML.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from urllib.parse import urlencode
 
@@ -47,6 +47,11 @@ ABOUT_EVENTS = {
     "saw", "see", "motion", "activity", "session",
 }  # fmt: skip
 LINKED_EVENTS = 3
+# What the answers count, in the words of the events page and the API.
+EVENT_DEFINITION = (
+    "An event is one tracked object in view of a camera (for motion, one stretch of it), "
+    "counted when it starts"
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ class Scope:
     @property
     def events(self):
         return events_for_organization(organization=self.organization)
+
+    @property
+    def zone_names(self) -> list[str]:
+        """Every zone drawn on the organization's cameras, as named."""
+        return [zone["name"] for camera in self.cameras for zone in camera.zones or []]
 
     def public_ids(self, names: tuple[str, ...]) -> tuple[str, ...]:
         wanted = {name.lower() for name in names}
@@ -113,10 +123,15 @@ def _window(period: Period, scope: Scope) -> str:
     return f"{period.description} ({format_span(period.start, period.end, scope)})"
 
 
-def _where(camera_names: tuple[str, ...]) -> str:
-    if not camera_names:
-        return "across all cameras"
-    return "on " + " and ".join(f"**{markdown_literal(name)}**" for name in camera_names)
+def _where(question: Question) -> str:
+    cameras = (
+        "on " + " and ".join(f"**{markdown_literal(name)}**" for name in question.cameras)
+        if question.cameras
+        else "across all cameras"
+    )
+    if question.zone is None:
+        return cameras
+    return f"entering the zone **{markdown_literal(question.zone)}** {cameras}"
 
 
 def _utc_param(moment: datetime) -> str:
@@ -134,6 +149,8 @@ def _page_url(filters: EventFilter, scope: Scope) -> str:
     else:
         # The page leaves motion out unless asked; the answer counted it.
         params["motion"] = "1"
+    if filters.zone:
+        params["zone"] = filters.zone
     if filters.since:
         params["since"] = _utc_param(filters.since)
     if filters.until:
@@ -170,6 +187,7 @@ def _filters(question: Question, scope: Scope, *, labels=None, period=None) -> E
     return EventFilter(
         camera_public_ids=scope.public_ids(question.cameras),
         labels=tuple(labels if labels is not None else question.labels),
+        zone=question.zone,
         since=period.start,
         until=period.end,
     )
@@ -199,16 +217,14 @@ def _answer_count(question: Question, scope: Scope) -> str:
             filters = _filters(question, scope, labels=(label,))
             count = event_count(events=scope.events, filters=filters)
             lines.append(
-                f"{_events_word(count, label)} {_where(question.cameras)} {_window(period, scope)}."
+                f"{_events_word(count, label)} {_where(question)} {_window(period, scope)}."
             )
     else:
         filters = _filters(question, scope)
         counts = event_counts_by_label(events=scope.events, filters=filters)
         total = sum(counts.values())
         detail = f": {_counts_sentence(counts)}" if counts else ""
-        lines.append(
-            f"{_events_word(total)} {_where(question.cameras)} {_window(period, scope)}{detail}."
-        )
+        lines.append(f"{_events_word(total)} {_where(question)} {_window(period, scope)}{detail}.")
     links = _event_links(scope, _filters(question, scope))
     lines.append(links or "Nothing was detected in that window.")
     lines.append(_check_line(question, scope))
@@ -226,16 +242,14 @@ def _check_line(question: Question, scope: Scope) -> str:
             filters = EventFilter(
                 camera_public_ids=(camera.public_id,) if camera else (),
                 labels=(label,) if label else (),
+                zone=question.zone,
                 since=question.period.start,
                 until=question.period.end,
             )
             what = f"{markdown_literal(label)} events" if label else "these events"
             where = f" on {markdown_literal(camera.name)}" if camera else ""
             links.append(f"[{what}{where}]({_page_url(filters, scope)})")
-    return (
-        "An event is one continuous presence of a class on a camera, counted when it starts; "
-        f"times in {scope.tz}. See {', '.join(links)} on the events page."
-    )
+    return f"{EVENT_DEFINITION}; times in {scope.tz}. See {', '.join(links)} on the events page."
 
 
 def _answer_summary(question: Question, scope: Scope) -> str:
@@ -243,7 +257,7 @@ def _answer_summary(question: Question, scope: Scope) -> str:
         return _answer_session(question, scope)
     filters = _filters(question, scope)
     counts = event_counts_by_label(events=scope.events, filters=filters)
-    where = _where(question.cameras)
+    where = _where(question)
     if not counts:
         return (
             f"Nothing was detected {where} {_window(question.period, scope)}: no events.\n\n"
@@ -309,14 +323,12 @@ def _answer_busiest_hour(question: Question, scope: Scope) -> str:
     )
     totals = activity.bucket_totals
     if not any(totals):
-        return (
-            f"No events {_where(question.cameras)} {_window(period, scope)}, so no hour stands out."
-        )
+        return f"No events {_where(question)} {_window(period, scope)}, so no hour stands out."
     best = max(range(len(totals)), key=lambda i: (totals[i], -i))
     start = activity.starts[best]
     detail = {label: counts[best] for label, counts in activity.series.items() if counts[best]}
     return (
-        f"The busiest hour {_where(question.cameras)} {_window(period, scope)} was "
+        f"The busiest hour {_where(question)} {_window(period, scope)} was "
         f"**{format_span(start, start + activity.bucket, scope)}** with "
         f"{_events_word(totals[best])} ({_counts_sentence(detail)})."
     )
@@ -328,6 +340,7 @@ def _answer_last_seen(question: Question, scope: Scope) -> str:
     filters = EventFilter(
         camera_public_ids=scope.public_ids(question.cameras),
         labels=labels,
+        zone=question.zone,
         since=period.start if period else None,
         until=period.end if period else None,
     )
@@ -335,7 +348,7 @@ def _answer_last_seen(question: Question, scope: Scope) -> str:
     what = _labels_text(labels, "or") if labels else "anything"
     if event is None:
         within = f" {_window(period, scope)}" if period else " in the recorded data"
-        return f"No {what} was seen {_where(question.cameras)}{within}."
+        return f"No {what} was seen {_where(question)}{within}."
     link = f"[event #{event.pk}](/events/{event.pk})"
     if event.is_open:
         return (
@@ -371,7 +384,7 @@ def _answer_compare(question: Question, scope: Scope) -> str:
     labels = list(question.labels) or sorted(set(now_counts) | set(before_counts))
     if not labels or not (any(now_counts.values()) or any(before_counts.values())):
         return (
-            f"No events {_where(question.cameras)} {_window(current, scope)} nor in the "
+            f"No events {_where(question)} {_window(current, scope)} nor in the "
             f"period before ({format_time(previous.start, scope)}–{format_time(previous.end, scope)})."
         )
     rows = [
@@ -383,7 +396,7 @@ def _answer_compare(question: Question, scope: Scope) -> str:
     total_before = sum(before_counts.get(label, 0) for label in labels)
     return "\n".join(
         [
-            f"Events {_where(question.cameras)} {_window(current, scope)} against the same length "
+            f"Events {_where(question)} {_window(current, scope)} against the same length "
             f"of time before ({format_span(previous.start, previous.end, scope)}):",
             "",
             "| class | now | before | change |",
@@ -397,7 +410,8 @@ def _answer_compare(question: Question, scope: Scope) -> str:
 
 def _answer_session(question: Question, scope: Scope, *, only_labels: tuple[str, ...] = ()) -> str:
     session = _resolve_session(question, scope)
-    where = _where(question.cameras)
+    # A session is a camera's: a zone the question names does not narrow it.
+    where = _where(replace(question, zone=None))
     if session is None:
         return f"No camera session has been recorded {where} yet."
     camera = session.camera
@@ -473,6 +487,7 @@ def question_parse_for(text: str, scope: Scope) -> Question:
         tz=scope.tz,
         camera_names=[camera.name for camera in scope.cameras],
         known_labels=event_labels(events=scope.events),
+        zone_names=scope.zone_names,
     )
 
 

@@ -23,8 +23,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cameras.models import Camera
+from cameras.zones import NAME_MAX as ZONE_NAME_MAX
 from chats.assistants import FactGroup
-from events.answers import answer_question, format_time, scope_for
+from events.answers import EVENT_DEFINITION, answer_question, format_time, scope_for
 from events.questions import CAPABILITIES
 from events.selectors import (
     EventFilter,
@@ -47,6 +48,10 @@ DEFAULT_TOOL_WINDOW = timedelta(hours=24)
 _WINDOW_PROPERTIES = {
     "camera": {"type": "string", "description": "Camera name or id; omit for all cameras."},
     "class": {"type": "string", "description": "Detected class, e.g. person, car, motion."},
+    "zone": {
+        "type": "string",
+        "description": "Zone name (e.g. Driveway): only objects that entered it; omit for any.",
+    },
     "since": {
         "type": "string",
         "description": "ISO 8601 start (inclusive); default 24 hours before until.",
@@ -59,8 +64,8 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
         "function": {
             "name": "count_events",
             "description": (
-                "Count detection events (one event = one continuous presence of a class on a "
-                "camera, counted when it starts) in a time window, in total and per class."
+                f"Count detection events ({EVENT_DEFINITION.lower()}) in a time window, in "
+                "total and per class."
             ),
             "parameters": {"type": "object", "properties": _WINDOW_PROPERTIES},
         },
@@ -122,8 +127,8 @@ def _session_data_lines(organization: Organization) -> tuple[str, ...]:
     events = scope.events
     lines = [
         f"Times are in {scope.tz}; now is {format_time(scope.now, scope)} on "
-        f"{scope.now.astimezone(scope.tz):%Y-%m-%d}. An event is one continuous presence of a "
-        "class on a camera, counted once when it starts. Link events as /events/<id>.",
+        f"{scope.now.astimezone(scope.tz):%Y-%m-%d}. {EVENT_DEFINITION}. "
+        "Link events as /events/<id>.",
     ]
     if not scope.cameras:
         lines.append("The organization has no cameras, so there is no session data.")
@@ -144,6 +149,8 @@ def _session_data_lines(organization: Organization) -> tuple[str, ...]:
         counts = dict(sorted(per_camera.get(camera.pk, {}).items(), key=lambda kv: -kv[1]))
         parts = [f"Camera {camera.name!r} (id {camera.public_id}, {camera.status})"]
         parts.append(f"last 24 hours: {_counts_text(counts)}")
+        if camera.zones:
+            parts.append("zones: " + ", ".join(zone["name"] for zone in camera.zones))
         session = session_latest(sessions=sessions, camera_public_ids=(camera.public_id,))
         if session is not None:
             end = "running" if session.is_open else format_time(session.ended_at, scope)
@@ -232,9 +239,11 @@ class EventsAssistantData:
                 raise ToolArgumentError(f"no camera {wanted!r}; the cameras are: {known}")
             cameras = tuple(match)
         label = arguments.get("class")
+        zone = arguments.get("zone")
         filters = EventFilter(
             camera_public_ids=cameras,
             labels=(str(label),) if label else (),
+            zone=str(zone)[:ZONE_NAME_MAX] if zone else None,
             since=since,
             until=until,
         )
@@ -270,6 +279,8 @@ class EventsAssistantData:
                     "started_at": event.started_at.isoformat(),
                     "ended_at": event.ended_at.isoformat() if event.ended_at else None,
                     "peak_confidence": event.peak_confidence,
+                    "track_id": event.track_id,
+                    "zones": [zone.zone for zone in event.zones.all()],
                     "url": f"/events/{event.pk}",
                 }
                 for event in events

@@ -66,6 +66,8 @@ class Question:
     labels: tuple[str, ...]
     cameras: tuple[str, ...]
     period: Period
+    # A zone the question names ("entered the Driveway"): only events whose object entered it.
+    zone: str | None = None
 
 
 CAPABILITIES = (
@@ -76,6 +78,7 @@ CAPABILITIES = (
     'the busiest hour ("what was the busiest hour today?")',
     'when a class was last seen ("when was a car last seen?")',
     'how a period compares with the previous one ("how does today compare with yesterday?")',
+    'how many objects entered a zone ("how many people entered the Driveway today?")',
     "what happened during a camera's last session (\"what happened during the last session on "
     'Front door?")',
 )
@@ -277,6 +280,25 @@ def parse_cameras(text: str, *, camera_names: Iterable[str]) -> tuple[str, ...]:
     return tuple(name for name in names if beside_camera & (set(_words(name)) - _CAMERA_STOP_WORDS))
 
 
+def parse_zone(
+    text: str, *, zone_names: Iterable[str], camera_names: tuple[str, ...] = ()
+) -> str | None:
+    """The zone (its name as drawn) the question names, the longest when several match; None
+    when it names none. A zone named like a camera the question names is the camera, unless
+    the question says "zone"."""
+    padded = " " + " ".join(_words(text)) + " "
+    says_zone = " zone " in padded or " zones " in padded
+    cameras = {" ".join(_words(name)) for name in camera_names}
+    matches = [
+        name
+        for name in dict.fromkeys(zone_names)
+        if _words(name)
+        and f" {' '.join(_words(name))} " in padded
+        and (says_zone or " ".join(_words(name)) not in cameras)
+    ]
+    return max(matches, key=len) if matches else None
+
+
 def parse_intent(text: str, *, has_labels: bool, has_cameras: bool, has_period: bool) -> Intent:
     lowered = " ".join(_words(text))
     if re.search(r"\b(help|what can you|what do you know|what questions)\b", lowered):
@@ -325,13 +347,20 @@ def parse_question(
     tz: tzinfo,
     camera_names: Iterable[str] = (),
     known_labels: Iterable[str] = (),
+    zone_names: Iterable[str] = (),
 ) -> Question:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     labels = parse_labels(text, known_labels=known_labels)
     cameras = parse_cameras(text, camera_names=camera_names)
+    zone = parse_zone(text, zone_names=zone_names, camera_names=cameras)
     period = parse_period(text, now=now, tz=tz)
     intent = parse_intent(
-        text, has_labels=bool(labels), has_cameras=bool(cameras), has_period=period.explicit
+        text,
+        has_labels=bool(labels),
+        has_cameras=bool(cameras) or zone is not None,
+        has_period=period.explicit,
     )
-    return Question(text=text, intent=intent, labels=labels, cameras=cameras, period=period)
+    return Question(
+        text=text, intent=intent, labels=labels, cameras=cameras, period=period, zone=zone
+    )

@@ -18,6 +18,7 @@ from chats.models import Chat, Message
 from chats.selectors import assistant_context_for_chat
 from chats.services import chat_create
 from events.assistant import EventsAssistantData
+from events.models import EventZone
 from tests.events.conftest import event_make, session_make
 from tests.events.fake_tool_model import FakeToolModel
 
@@ -218,3 +219,34 @@ async def test_a_model_that_keeps_calling_tools_is_made_to_answer(chat, data, to
     assert len(model.requests) == MAX_TOOL_ROUNDS + 1
     assert all("tool_choice" not in body for body in model.requests[:-1])
     assert model.requests[-1]["tool_choice"] == "none"
+
+
+@pytest.fixture
+def driveway_events(front_door, charlie_camera):
+    """Two people on Front door, one of whom entered its Driveway; Charlie's camera has a
+    zone of the same name with a person in it."""
+    now = timezone.now()
+    zoned = [
+        event_make(front_door, label="person", at=now - timedelta(minutes=5), track_id=1),
+        event_make(charlie_camera, label="person", at=now - timedelta(minutes=5), track_id=1),
+    ]
+    event_make(front_door, label="person", at=now - timedelta(minutes=4), track_id=2)
+    for event in zoned:
+        EventZone.objects.create(event=event, zone="Driveway", entered_at=event.started_at)
+
+
+async def test_tool_calls_filter_by_zone_as_the_api_does(organization, driveway_events, alice_api):
+    tools = EventsAssistantData(organization)
+    counted = json.loads(await tools.call("count_events", {"zone": "driveway"}))
+    assert counted["count"] == 1
+    api = await sync_to_async(alice_api.get)(
+        "/api/v1/events",
+        {"zone": "driveway", "since": counted["since"], "until": counted["until"]},
+    )
+    assert api.json()["count"] == 1
+    listed = json.loads(await tools.call("list_events", {"zone": "Driveway"}))
+    assert [event["zones"] for event in listed["events"]] == [["Driveway"]]
+    everyone = json.loads(await tools.call("count_events", {"class": "person"}))
+    assert everyone["count"] == 2
+    nowhere = json.loads(await tools.call("count_events", {"zone": "z" * 500}))
+    assert nowhere["count"] == 0

@@ -7,7 +7,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from events.questions import Intent, parse_cameras, parse_labels, parse_period, parse_question
+from events.questions import (
+    Intent,
+    parse_cameras,
+    parse_labels,
+    parse_period,
+    parse_question,
+    parse_zone,
+)
 
 UTC = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")
@@ -220,3 +227,39 @@ def test_a_question_carries_everything_the_answer_needs():
 def test_a_naive_now_is_refused():
     with pytest.raises(ValueError):
         parse_question("today", now=datetime(2026, 1, 1), tz=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "zone"),
+    [
+        ("how many people entered the Driveway today?", "Driveway"),
+        ("anyone on the driveway?", "Driveway"),
+        ("how many cars in the driveway gate zone?", "Driveway gate"),
+        ("how many people today?", None),
+        ("how many people drove away?", None),
+    ],
+)
+def test_a_zone_is_named_by_its_whole_name_the_longest_first(text, zone):
+    assert parse_zone(text, zone_names=["Driveway", "Driveway gate", "Porch"]) == zone
+
+
+def test_a_zone_named_like_a_camera_is_the_camera_unless_the_question_says_zone():
+    names = ["Garden"]
+    assert parse_zone("what did Garden see?", zone_names=names, camera_names=("Garden",)) is None
+    assert (
+        parse_zone("people in the Garden zone?", zone_names=names, camera_names=("Garden",))
+        == "Garden"
+    )
+
+
+def test_a_question_about_a_zone_counts_people_in_it():
+    question = parse_question(
+        "How many people entered the Driveway today?",
+        now=NOW,
+        tz=UTC,
+        camera_names=["Street"],
+        zone_names=["Driveway"],
+    )
+    assert question.intent == Intent.COUNT
+    assert (question.labels, question.cameras, question.zone) == (("person",), (), "Driveway")
+    assert question.period.description == "today"

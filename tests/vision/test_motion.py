@@ -16,6 +16,7 @@ from cameras.vision.detectors import (
     run_detectors,
 )
 from cameras.vision.sources import open_source
+from cameras.zones import Polygon
 
 WIDTH, HEIGHT = 640, 480
 BOX_W, BOX_H = 80, 60
@@ -215,3 +216,45 @@ def test_run_detectors_runs_them_all_on_the_frame():
     frame = background.copy()
     cv2.rectangle(frame, (100, 100), (200, 200), (0, 0, 255), -1)
     assert [d.label for d in run_detectors(detectors, frame)] == ["motion"]
+
+
+def _rectangle_crossing(detector: MotionDetector, frames: int = 40) -> list[list[Detection]]:
+    """The red rectangle crossing the textured background, left to right, through `detector`."""
+    background = textured_background()
+    for _ in range(10):
+        detector.detect(background.copy())
+    results = []
+    for index in range(frames):
+        frame = background.copy()
+        x, y, w, h = rectangle_position(index)
+        cv2.rectangle(frame, (x, y), (x + w - 1, y + h - 1), (20, 40, 230), -1)
+        results.append(detector.detect(frame))
+    return results
+
+
+def test_a_motion_mask_over_the_whole_path_leaves_no_motion():
+    band = Polygon("Road", ((0.0, 0.3), (1.0, 0.3), (1.0, 0.7), (0.0, 0.7)))
+    results = _rectangle_crossing(MotionDetector(masks=[band]))
+    assert all(detections == [] for detections in results)
+
+
+def test_motion_inside_a_mask_is_ignored_and_outside_it_found():
+    # The left half of the frame is masked (a tree, say): the rectangle is seen only once it
+    # has moved into the right half, and every box then lies right of the mask.
+    left_half = Polygon("Tree", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
+    results = _rectangle_crossing(MotionDetector(masks=[left_half]))
+    for index, detections in enumerate(results):
+        x, _, w, _ = rectangle_position(index)
+        if x + w <= WIDTH / 2:
+            assert detections == [], (index, detections)
+        for detection in detections:
+            assert detection.bbox[0] >= WIDTH / 2 - 2, (index, detection)
+    unmasked = [i for i, _ in enumerate(results) if rectangle_position(i)[0] > WIDTH / 2]
+    assert unmasked and all(results[i] for i in unmasked)
+
+
+def test_build_detectors_hands_the_cameras_masks_to_motion_only():
+    tree = Polygon("Tree", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
+    motion, *_ = build_detectors(["motion"], motion_masks=(tree,))
+    results = _rectangle_crossing(motion, frames=12)
+    assert all(detections == [] for detections in results)

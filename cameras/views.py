@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -34,6 +35,7 @@ from cameras.selectors import (
 )
 from cameras.services import camera_create, camera_delete, camera_update
 from cameras.source_test import SourceTestFailed, source_test_jpeg, source_test_rate_limit_hit
+from cameras.zones import MAX_POINTS, MAX_POLYGONS, NAME_MAX
 from organizations.authentication import api_user_required
 from organizations.models import Organization
 from organizations.permissions import (
@@ -139,8 +141,20 @@ def camera_detail(request: HttpRequest, camera_id: str) -> HttpResponse:
             "can_manage": role_allows(camera.member_role, Action.MANAGE_CAMERAS),
             "health": camera_health_many(cameras=[camera])[camera.public_id],
             "stream": _stream_settings(request, camera),
+            "zones_settings": _zones_settings(camera),
         },
     )
+
+
+def _zones_settings(camera: Camera) -> dict:
+    """What the zones editor (static/js/zones_editor.js) starts from, with the model's limits."""
+    return {
+        "api": reverse("api-camera", args=[camera.public_id]),
+        "zones": camera.zones,
+        "motion_masks": camera.motion_masks,
+        "can_manage": role_allows(camera.member_role, Action.MANAGE_CAMERAS),
+        "limits": {"polygons": MAX_POLYGONS, "points": MAX_POINTS, "name": NAME_MAX},
+    }
 
 
 def _permission_check(request: HttpRequest, camera: Camera, action: Action) -> None:

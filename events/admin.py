@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 import project.converters  # noqa: F401  (registers <id:…> for the snapshot URL)
-from events.models import CameraSession, DetectionEvent
+from events.models import CameraSession, DetectionEvent, EventZone
 from organizations.selectors import organizations_for_user
 
 
@@ -42,12 +42,29 @@ class OwnOrganizationsOnly(admin.ModelAdmin):
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
+class EventZoneInline(admin.TabularInline):
+    """The zones the event's object entered: the recorder's, shown, never edited here."""
+
+    model = EventZone
+    fields = ["zone", "entered_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(DetectionEvent)
 class DetectionEventAdmin(OwnOrganizationsOnly):
     list_display = [
         "id",
         "thumbnail",
         "label",
+        "track_id",
         "camera",
         "organization",
         "started_at",
@@ -67,6 +84,7 @@ class DetectionEventAdmin(OwnOrganizationsOnly):
     list_select_related = ["camera", "organization"]
     raw_id_fields = ["camera", "session"]
     readonly_fields = ["preview", "snapshot"]
+    inlines = [EventZoneInline]
     ordering = ["-started_at"]
 
     def get_urls(self):

@@ -10,6 +10,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.test import Client
 
+from events.models import EventZone
 from events.recording import snapshot_jpeg
 from events.templatetags.activity_charts import chart_since
 from organizations.services import membership_add
@@ -335,3 +336,14 @@ def test_the_detail_page_draws_the_objects_path_over_its_snapshot(
     motion = event_make(front_door, label="motion", at=T)
     motion.snapshot.save("m.jpg", ContentFile(jpeg), save=True)
     assert "event-path" not in alice_client.get(f"/events/{motion.pk}").content.decode()
+
+
+def test_the_admin_shows_the_zones_an_events_object_entered(admin_client, front_door):
+    event = event_make(front_door, label="person", at=T, track_id=7)
+    EventZone.objects.create(event=event, zone="Driveway", entered_at=T + timedelta(seconds=2))
+    html = admin_client.get(f"/admin/events/detectionevent/{event.pk}/change/").content.decode()
+    assert "Driveway" in html
+    # The recorder's rows: no form to add or change one.
+    assert 'name="zones-0-zone"' not in html and 'name="zones-0-DELETE"' not in html
+    listing = admin_client.get("/admin/events/detectionevent/").content.decode()
+    assert '<td class="field-track_id">7</td>' in listing

@@ -92,6 +92,10 @@ CAMERA_PRESETS = (
     ("Dock", "demo:dock", ["person", "face"]),
 )
 MAX_CAMERAS = 24
+# Every camera has a zone over the lower half of its picture and a motion mask over a strip at
+# the top (where a camera's clock would be), so the soak runs masks and zones too.
+SOAK_ZONES = [{"name": "Driveway", "points": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}]
+SOAK_MASKS = [{"name": "Clock", "points": [[0, 0], [1, 0], [1, 0.06], [0, 0.06]]}]
 MAX_VIEWERS_PER_CAMERA = 20
 MAX_CHATS = 200
 MAX_MINUTES = 24 * 60
@@ -99,6 +103,7 @@ PROMPTS = (
     "What did the cameras see in the last few minutes?",
     "How many people on Street today?",
     "Which camera was busiest today?",
+    "How many people entered the Driveway today?",
     "Who is on the team?",
 )
 REPLIES_PER_CHAT = 20
@@ -420,7 +425,8 @@ for n in range(2):
     membership_add(organization=organization, user=User.objects.create_user(f"soak-member-{n}"), role="member")
 cameras = [
     camera_create(organization=organization, name=name, source=source, detectors=detectors,
-                  target_fps=spec["fps"], max_width=640).public_id
+                  target_fps=spec["fps"], max_width=640, zones=spec["zones"],
+                  motion_masks=spec["masks"]).public_id
     for name, source, detectors in spec["cameras"]
 ]
 _, token = api_token_create(user=owner, name="soak benchmark")
@@ -824,7 +830,9 @@ def soak(args: argparse.Namespace) -> int:
             if args.layer == "redis":
                 stack.enter_context(redis_database(args.redis_url, flush_first=args.flush_redis))
             manage(env, "migrate", "--no-input", "--verbosity", "0")
-            spec = json.dumps({"fps": args.fps, "cameras": specs})
+            spec = json.dumps(
+                {"fps": args.fps, "cameras": specs, "zones": SOAK_ZONES, "masks": SOAK_MASKS}
+            )
             output = manage(env, "shell", "-c", SETUP, extra_env={"SOAK_SETUP": spec})
             setup = json.loads(output.strip().splitlines()[-1])
 

@@ -12,6 +12,13 @@ import pytest
 from cameras.services import camera_create
 
 
+@pytest.fixture
+def orm_beside_playwright(monkeypatch):
+    # Playwright's sync API keeps an event loop running in this thread, which Django takes for
+    # async code: allow this test's own ORM calls (the live daphne keeps the check on).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+
 def jpeg_bytes(width: int = 320, height: int = 240, *, seed: int = 0) -> bytes:
     """A real JPEG encoded by OpenCV: a still gradient with a bright square that moves with seed."""
     image = np.zeros((height, width, 3), np.uint8)

@@ -120,13 +120,6 @@ def frames_drawn(page) -> int:
     return int(page.eval_on_selector("#player", "el => el.dataset.frames || '0'"))
 
 
-@pytest.fixture
-def orm_beside_playwright(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread, which Django takes for
-    # async code: allow this test's own ORM calls (the live daphne keeps the check on).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-
-
 @pytest.mark.browser
 def test_player_draws_frames_toggles_boxes_and_reconnects_after_a_restart(
     orm_beside_playwright, live_daphne, live_camera, page

@@ -14,12 +14,6 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def orm_beside_playwright(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread (see test_live.py).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-
-
-@pytest.fixture
 def yard(alice, organization) -> Camera:
     return camera_create(
         organization=organization,

@@ -94,20 +94,10 @@ def _run_mode(camera, *, seconds: float, clips: bool, watched: bool, start: floa
     )
     from cameras.selectors import CameraConfig
     from cameras.vision.demo import DemoScene, demo_seed
-    from events.clips import ClipReceiver, ClipRecorder
+    from events.clips import ClipReceiver, clip_recorder_build
     from events.recording import Recorder
 
-    clip_recorder = (
-        ClipRecorder(
-            pre_seconds=settings.CLIP_PRE_SECONDS,
-            post_seconds=settings.CLIP_POST_SECONDS,
-            fps=settings.CLIP_FPS,
-            buffer_seconds=settings.CLIP_BUFFER_SECONDS,
-            buffer_bytes=settings.CLIP_BUFFER_MB * 1024 * 1024,
-        )
-        if clips
-        else None
-    )
+    clip_recorder = clip_recorder_build() if clips else None
     recorder = Recorder(
         gap_seconds=settings.EVENT_GAP_SECONDS,
         max_event_seconds=settings.EVENT_MAX_SECONDS,

@@ -5,7 +5,9 @@ Three parts, each in its own thread:
 
 - **The frame path** (`ClipReceiver`, a receiver of `cameras.pipeline`, in the capture worker's
   or the ingest request's thread): asks for the JPEG of at most CLIP_FPS frames a second
-  (`wants_picture`), and appends each to its camera's `FrameRing`. That is all it does there:
+  (`wants_picture`), and appends each to its camera's `FrameRing`; once no tracked object has
+  been in view for a while and no clip waits, the ring keeps only the pre-roll, so a quiet
+  camera holds a few megabytes, not CLIP_BUFFER_MB. That is all it does there:
   one dictionary look-up and one append per kept frame, so clips cost the capture thread the JPEG
   encoding of the frames nobody watched (a viewer's frames are encoded for the viewer anyway).
   Keeping JPEGs rather than the decoded pictures keeps the ring ~20 times smaller, so seconds of
@@ -50,6 +52,9 @@ POST_ROLL_MARGIN_SECONDS = 5.0
 # (99 ms apart) makes a 10 fps clip despite capture-time jitter.
 _EARLY = 0.9
 _UNTRACKED = frozenset({"motion"})
+# Beyond the event gap, the post-roll and the flush interval: how long a camera's ring is kept
+# whole after its last tracked object, for the recorder to close that event and ask for its clip.
+QUIET_MARGIN_SECONDS = 10.0
 # A stopped camera's ring is kept this long: the recorder closes the camera's events at its next
 # flush, and only then asks for their clips.
 STOPPED_RING_KEPT_SECONDS = 60.0
@@ -80,6 +85,7 @@ class _ClipRequest:
 class _CameraClips:
     ring: FrameRing
     next_due_ms: int = 0  # the capture time from which the next frame is kept
+    last_tracked_ms: int = 0  # the capture time of the last kept frame with a tracked object
     stopped_at: float | None = None  # time.monotonic() when its worker stopped
 
 
@@ -96,9 +102,15 @@ class ClipRecorder:
         fps: float,
         buffer_seconds: float,
         buffer_bytes: int,
+        quiet_seconds: float = 15.0,
         run_worker: bool = True,
     ) -> None:
+        """`quiet_seconds`: once no tracked object has been in a camera's frames for this long
+        and no clip waits for its frames, its ring keeps only the pre-roll (the recorder has
+        closed and asked for every clip by then: build it from EVENT_GAP_SECONDS, the post-roll
+        and a margin for the flush)."""
         self.pre_ms = int(pre_seconds * 1000)
+        self.quiet_ms = int(quiet_seconds * 1000)
         self.post_ms = int(post_seconds * 1000)
         self.fps = fps
         self.buffer_seconds = buffer_seconds
@@ -128,10 +140,17 @@ class ClipRecorder:
         return state is None or timestamp_ms >= state.next_due_ms
 
     def frame(
-        self, *, camera_pk: int, timestamp_ms: int, jpeg: bytes, width: int, height: int
+        self,
+        *,
+        camera_pk: int,
+        timestamp_ms: int,
+        jpeg: bytes,
+        width: int,
+        height: int,
+        tracked: bool = True,
     ) -> None:
-        """Keep the frame in its camera's ring if one is due; wake the worker when it brings a
-        waiting clip's post-roll to its end."""
+        """Keep the frame in its camera's ring if one is due (`tracked`: a tracked object is in
+        it); wake the worker when it brings a waiting clip's post-roll to its end."""
         with self._lock:
             state = self._cameras.get(camera_pk)
             if state is None:
@@ -143,10 +162,14 @@ class ClipRecorder:
             state.stopped_at = None
             state.ring.append(RingFrame(timestamp_ms, jpeg, width, height))
             state.next_due_ms = timestamp_ms + self._interval_ms
-            if any(
-                request.camera_pk == camera_pk and timestamp_ms >= request.ended_ms + self.post_ms
-                for request in self._pending
-            ):
+            if tracked:
+                state.last_tracked_ms = timestamp_ms
+            waiting = [request for request in self._pending if request.camera_pk == camera_pk]
+            if not waiting and timestamp_ms - state.last_tracked_ms > self.quiet_ms:
+                # A quiet street: a few seconds of pre-roll are all a coming event can use, so
+                # an idle camera holds a few megabytes, not the whole ring.
+                state.ring.keep_last(self.pre_ms)
+            if any(timestamp_ms >= request.ended_ms + self.post_ms for request in waiting):
                 self._wake.notify()
 
     def camera_stopped(self, *, camera_pk: int) -> None:
@@ -284,8 +307,14 @@ class ClipRecorder:
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
-            self._thread = threading.Thread(target=self._work, name="events-clips", daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._work, name="events-clips", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                # The interpreter is shutting down (the recorder's last flush at exit): `close`,
+                # registered to run after it, encodes what waits.
+                return
+            self._thread = thread
 
     def _work(self) -> None:
         while True:
@@ -313,19 +342,32 @@ _clip_recorder: ClipRecorder | None = None
 _clip_recorder_lock = threading.Lock()
 
 
+def clip_recorder_build(*, run_worker: bool = True) -> ClipRecorder:
+    """A clip recorder with the configured rules (CLIP_*, and the event gap and flush interval
+    for how long a quiet camera's ring stays whole)."""
+    return ClipRecorder(
+        pre_seconds=settings.CLIP_PRE_SECONDS,
+        post_seconds=settings.CLIP_POST_SECONDS,
+        fps=settings.CLIP_FPS,
+        buffer_seconds=settings.CLIP_BUFFER_SECONDS,
+        buffer_bytes=settings.CLIP_BUFFER_MB * 1024 * 1024,
+        quiet_seconds=(
+            settings.EVENT_GAP_SECONDS
+            + settings.CLIP_POST_SECONDS
+            + settings.EVENTS_FLUSH_SECONDS
+            + QUIET_MARGIN_SECONDS
+        ),
+        run_worker=run_worker,
+    )
+
+
 def get_clip_recorder() -> ClipRecorder:
     """This process's clip recorder, created on first use from the settings."""
     global _clip_recorder
     if _clip_recorder is None:
         with _clip_recorder_lock:
             if _clip_recorder is None:
-                _clip_recorder = ClipRecorder(
-                    pre_seconds=settings.CLIP_PRE_SECONDS,
-                    post_seconds=settings.CLIP_POST_SECONDS,
-                    fps=settings.CLIP_FPS,
-                    buffer_seconds=settings.CLIP_BUFFER_SECONDS,
-                    buffer_bytes=settings.CLIP_BUFFER_MB * 1024 * 1024,
-                )
+                _clip_recorder = clip_recorder_build()
                 atexit.register(_close_at_exit, _clip_recorder)
     return _clip_recorder
 
@@ -368,6 +410,7 @@ class ClipReceiver:
             jpeg=frame.jpeg,
             width=frame.width,
             height=frame.height,
+            tracked=any("track_id" in detection for detection in frame.detections or ()),
         )
 
     def camera_stopped(self, camera: CameraConfig) -> None:

@@ -786,7 +786,12 @@ class Recorder:
             event_state.pk = pk
         for event in write.events:
             event.state.zones_written.update(event.zones)
-            if self._clips is not None and event.final and event.values["track_id"] is not None:
+            if (
+                self._clips is not None
+                and event.final
+                and event.values["track_id"] is not None
+                and event.state.pk is not None  # None: the camera was deleted meanwhile
+            ):
                 tracked = event.state.tracked
                 self._clips.event_ended(
                     camera_pk=state.camera_pk,

@@ -67,6 +67,12 @@ class FrameRing:
         ):
             self.bytes -= len(frames.popleft().jpeg)
 
+    def keep_last(self, milliseconds: int) -> None:
+        """Drop the frames more than `milliseconds` older than the newest."""
+        frames = self._frames
+        while frames and frames[-1].timestamp_ms - frames[0].timestamp_ms > milliseconds:
+            self.bytes -= len(frames.popleft().jpeg)
+
     def clear(self) -> None:
         self._frames.clear()
         self.bytes = 0

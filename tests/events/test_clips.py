@@ -6,6 +6,7 @@ disk budget."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -363,3 +364,79 @@ def test_a_clip_recorders_ring_is_bounded_by_its_settings(clips):
     ring = clips.ring_of(2)
     assert ring.bytes <= 50_000
     assert ring.newest_ms - ring.oldest_ms <= 30_000
+
+
+def test_a_quiet_cameras_ring_keeps_only_the_pre_roll(clips):
+    for index in range(200):  # 20 s of street without a tracked object
+        clips.frame(
+            camera_pk=3,
+            timestamp_ms=T0 + index * 100,
+            jpeg=b"q" * 100,
+            width=64,
+            height=48,
+            tracked=False,
+        )
+    ring = clips.ring_of(3)
+    assert ring.newest_ms - ring.oldest_ms <= PRE_MS
+
+
+def test_a_ring_with_a_clip_waiting_keeps_its_frames(clips):
+    for index in range(50):
+        clips.frame(camera_pk=4, timestamp_ms=T0 + index * 100, jpeg=b"w", width=64, height=48)
+    clips.event_ended(
+        camera_pk=4,
+        camera_public_id="cam4",
+        event_pk=99,
+        label="person",
+        started_ms=T0 + 2000,
+        ended_ms=T0 + 4000,
+    )
+    for index in range(50, 250):  # 20 quiet seconds while the clip has not been encoded
+        clips.frame(
+            camera_pk=4,
+            timestamp_ms=T0 + index * 100,
+            jpeg=b"w",
+            width=64,
+            height=48,
+            tracked=False,
+        )
+    assert clips.ring_of(4).oldest_ms <= T0 + 2000 - PRE_MS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_clip_worker_thread_encodes_and_stores_a_clip(media_root, street, settings):
+    """The production path: the `events-clips` thread, its own database connection."""
+    settings.RECORDINGS_MAX_GB = 1.0
+    clips = ClipRecorder(
+        pre_seconds=1, post_seconds=1, fps=10, buffer_seconds=30, buffer_bytes=10**7
+    )
+    event = event_make(
+        street, label="person", at=datetime.fromtimestamp(T0 / 1000 + 2, UTC), seconds=2, track_id=3
+    )
+    background = _render_background(160, 120, np.random.default_rng(1))
+    ok, jpeg = cv2.imencode(".jpg", background)
+    for index in range(60):
+        clips.frame(
+            camera_pk=street.pk,
+            timestamp_ms=T0 + index * 100,
+            jpeg=jpeg.tobytes(),
+            width=160,
+            height=120,
+        )
+    clips.event_ended(
+        camera_pk=street.pk,
+        camera_public_id=street.public_id,
+        event_pk=event.pk,
+        label="person",
+        started_ms=T0 + 2000,
+        ended_ms=T0 + 4000,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not DetectionEvent.objects.get(pk=event.pk).clip:
+        time.sleep(0.1)
+    event.refresh_from_db()
+    assert event.clip and default_storage.exists(event.clip.name)
+    # From 1 s before to 1 s after, frames 100 ms apart: 4.1 s.
+    assert event.clip_duration_ms == 4100
+    assert event.clip_preroll_ms == 1000
+    clips.close()

@@ -95,9 +95,9 @@ def clip_encode(
     """Encode the frames (oldest first, one size) into an MP4 at `path`, written atomically: a
     temporary file beside it is renamed over it once complete, so a reader never sees half a clip.
 
-    Each frame is shown from its capture time until the next one's (the last for one frame
-    interval), so the clip's timing is the camera's, dropped frames included. Raises ValueError
-    for no frames."""
+    Each frame is shown from its capture time until the next one's (the last for the clip's
+    mean frame interval), so the clip's timing is the camera's, dropped frames included. `fps`
+    only times a clip of one frame. Raises ValueError for no frames."""
     # Imported here, in the encoding thread: registering the clip receiver at start-up (and
     # every management command) need not load FFmpeg and OpenCV.
     import av
@@ -107,8 +107,11 @@ def clip_encode(
     frames = list(frames)
     if not frames:
         raise ValueError("a clip needs at least one frame")
-    frame_ms = max(1, round(1000 / fps))
     first_ms = frames[0].timestamp_ms
+    # The last frame lasts as long as the clip's frames did on average: a camera slower than
+    # `fps` (detection-bound, say 5 fps) would otherwise have its clip cut short by half a frame.
+    span_ms = frames[-1].timestamp_ms - first_ms
+    frame_ms = max(1, round(span_ms / (len(frames) - 1) if len(frames) > 1 else 1000 / fps))
     # yuv420p halves the chroma both ways: the picture must have even sides.
     width, height = frames[0].width & ~1, frames[0].height & ~1
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +120,8 @@ def clip_encode(
         with av.open(
             str(temporary), mode="w", format="mp4", options={"movflags": "+faststart"}
         ) as container:
-            stream = container.add_stream("libx264", rate=max(1, round(fps)))
+            # The nominal rate: libx264's rate control and the muxer's last sample duration.
+            stream = container.add_stream("libx264", rate=Fraction(1000, frame_ms))
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
             stream.time_base = Fraction(1, 1000)

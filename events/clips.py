@@ -118,8 +118,7 @@ class ClipRecorder:
         self._interval_ms = int(1000 / fps * _EARLY)
         self._cameras: dict[int, _CameraClips] = {}
         self._pending: list[_ClipRequest] = []
-        self._requested: set[int] = set()  # event pks asked for, so a clip is encoded once
-        self._lock = threading.Lock()  # guards the three above and the rings in them
+        self._lock = threading.Lock()  # guards the two above and the rings in them
         self._wake = threading.Condition(self._lock)
         self._stop = False
         self._run_worker = run_worker
@@ -194,9 +193,8 @@ class ClipRecorder:
     ) -> None:
         """A tracked event is stored as ended: encode its clip once its post-roll is in."""
         with self._lock:
-            if event_pk in self._requested:
+            if any(request.event_pk == event_pk for request in self._pending):
                 return
-            self._requested.add(event_pk)
             self._pending.append(
                 _ClipRequest(
                     camera_pk=camera_pk,

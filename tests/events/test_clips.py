@@ -282,6 +282,25 @@ def test_a_clip_goes_with_its_camera(media_root, street):
     assert not default_storage.exists(event.clip.name)
 
 
+def test_deleting_events_in_the_admin_deletes_their_clips(
+    media_root, street, client, django_user_model
+):
+    root = django_user_model.objects.create_superuser("root", "root@example.org", "root-password")
+    one, other = (stored_clip(street, at=datetime.now(UTC) - timedelta(hours=h)) for h in (1, 2))
+    client.force_login(root)
+
+    client.post(f"/admin/events/detectionevent/{one.pk}/delete/", {"post": "yes"})
+    assert not DetectionEvent.objects.filter(pk=one.pk).exists()
+    assert not default_storage.exists(one.clip.name)
+
+    client.post(
+        "/admin/events/detectionevent/",
+        {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"},
+    )
+    assert not DetectionEvent.objects.exists()
+    assert not default_storage.exists(other.clip.name)
+
+
 def test_prune_events_deletes_old_events_clips(media_root, street, settings):
     settings.EVENTS_RETENTION_DAYS = 7
     old = stored_clip(street, at=datetime.now(UTC) - timedelta(days=8))

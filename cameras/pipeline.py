@@ -10,7 +10,8 @@ Capture workers (`cameras.capture`: a thread per camera reading its source) and 
    (`cameras.vision.tracking`), and on a camera with zones the `zones` its box stands in
    (`cameras.zones`), before anything is sent;
 3. encode JPEG once, beside detection when the producer lends a thread for it, and only when
-   its publisher wants a picture of this frame (ingest's sent bytes serve when they fit);
+   its publisher or a receiver (events' clips) wants a picture of this frame (ingest's sent
+   bytes serve when they fit);
 4. build the seed's FrameData once: both wire payloads (`cameras.publishing.PublishedFrame`);
 5. publish once, to the camera's group, through the producer's publisher; fan-out to the
    viewers is `cameras.fanout`'s, per camera and never per viewer;
@@ -93,16 +94,21 @@ class FramePipeline:
 
         Raises what detection, encoding or the publisher raise; never what a receiver raises."""
         config = self.config
+        # Read once: the receivers asked about this frame are the ones that get it.
+        receivers = frame_receivers()
         # 1. Resize once.
         frame = resize_to_width(image, config.max_width)
         # 2. Detect, while 3. the JPEG is encoded once beside it (if a picture is wanted).
+        publish = publisher.wants_picture()
         picture = self._picture_start(
-            frame, sent=jpeg if frame is image else None, wanted=publisher.wants_picture()
+            frame,
+            sent=jpeg if frame is image else None,
+            wanted=publish or self._receivers_want_picture(receivers, timestamp_ms),
         )
         detections = self._detect(frame, timestamp_ms)
         jpeg = picture()
         # 4. FrameData once, 5. published once.
-        if jpeg is not None:
+        if jpeg is not None and publish:
             publisher.publish(
                 PublishedFrame.build(
                     camera_id=config.public_id,
@@ -122,10 +128,24 @@ class FramePipeline:
             jpeg=jpeg,
             image=frame,
         )
-        for receiver in frame_receivers():
+        for receiver in receivers:
             with self._failures_of(receiver):
                 receiver.frame_processed(processed)
         return processed
+
+    def _receivers_want_picture(
+        self, receivers: tuple[FrameReceiver, ...], timestamp_ms: int
+    ) -> bool:
+        """Whether a receiver wants this frame's JPEG (the optional `wants_picture`, see
+        cameras.receivers); one that raises is contained and wants nothing."""
+        for receiver in receivers:
+            wants_picture = getattr(receiver, "wants_picture", None)
+            if wants_picture is None:
+                continue
+            with self._failures_of(receiver):
+                if wants_picture(self.config, timestamp_ms):
+                    return True
+        return False
 
     def camera_stopped(self) -> None:
         """Tell the receivers that this camera stopped (its worker ended)."""

@@ -10,6 +10,11 @@ request thread of frame ingest. They must return quickly (keep state in memory, 
 a thread of their own, as the recorder does) and may be called from several threads at once.
 A receiver that raises is contained by the pipeline: logged once, counted, never fatal.
 
+A receiver that needs the frame's JPEG even when nobody watches (events' clips) may also have
+`wants_picture(camera, timestamp_ms) -> bool`, asked before encoding: the pipeline then encodes
+the frame once, for the publisher and the receivers alike, and still publishes only what its
+publisher wanted. Receivers without the method never cause an encoding.
+
 This module stays free of OpenCV so that registering from `ready()` keeps startup light.
 """
 
@@ -34,8 +39,9 @@ class ProcessedFrame:
     height: int
     # None when detection did not run (a camera without detectors); [] when it found nothing.
     detections: list[dict] | None
-    # The JPEG as published; None when this frame was not encoded (nobody watched and the
-    # camera's latest frame was fresh, or a publish was still in flight).
+    # The JPEG as published (or as encoded for a receiver that wanted it); None when this frame
+    # was not encoded (nobody watched and the camera's latest frame was fresh, or a publish was
+    # still in flight, and no receiver asked for it).
     jpeg: bytes | None
     # The decoded, resized BGR frame the detections refer to (not a copy: keep a copy of
     # what must outlive the call).

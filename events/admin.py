@@ -20,6 +20,7 @@ from django.utils.html import format_html
 
 import project.converters  # noqa: F401  (registers <id:…> for the snapshot URL)
 from events.models import CameraSession, DetectionEvent, EventZone
+from events.services import events_delete
 from organizations.selectors import organizations_for_user
 
 
@@ -86,6 +87,13 @@ class DetectionEventAdmin(OwnOrganizationsOnly):
     readonly_fields = ["preview", "snapshot"]
     inlines = [EventZoneInline]
     ordering = ["-started_at"]
+
+    # Through the service, so the event's snapshot and clip files go with it.
+    def delete_model(self, request: HttpRequest, obj: DetectionEvent) -> None:
+        events_delete(events=DetectionEvent.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        events_delete(events=queryset)
 
     def get_urls(self):
         snapshot = path(

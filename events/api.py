@@ -31,6 +31,7 @@ from events.selectors import (
 )
 from project.pagination import Pagination
 from project.query_params import BoundedDateTimeField, IdField
+from project.ranges import ranged_file_response
 
 DEFAULT_ACTIVITY_WINDOW = timedelta(hours=24)
 _LABEL = re.compile(r"^[\w .:-]{1,64}$")
@@ -52,6 +53,7 @@ class EventOutputSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.FloatField(read_only=True)
     zones = EventZoneSerializer(many=True, read_only=True)
     snapshot_url = serializers.SerializerMethodField()
+    clip_url = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -73,11 +75,17 @@ class EventOutputSerializer(serializers.ModelSerializer):
             "path",
             "session_id",
             "snapshot_url",
+            "clip_url",
+            "clip_started_at",
+            "clip_duration_ms",
             "url",
         ]
 
     def get_snapshot_url(self, event: DetectionEvent) -> str | None:
         return f"/api/v1/events/{event.pk}/snapshot" if event.snapshot else None
+
+    def get_clip_url(self, event: DetectionEvent) -> str | None:
+        return f"/api/v1/events/{event.pk}/clip" if event.clip else None
 
     def get_url(self, event: DetectionEvent) -> str:
         return f"/events/{event.pk}"
@@ -199,6 +207,37 @@ class EventSnapshotApi(APIView):
         )
         # An open event's snapshot may still be replaced by a better one.
         response["Cache-Control"] = "private, max-age=86400" if event.ended_at else "no-cache"
+        return response
+
+
+class EventClipApi(APIView):
+    """The event's MP4 clip, served only through this scoped view (clips are not public media),
+    with byte ranges so that a `<video>` can seek it."""
+
+    @extend_schema(
+        summary="Get an event's video clip (MP4, byte ranges supported)",
+        responses={
+            (200, "video/mp4"): OpenApiResponse(response=OpenApiTypes.BINARY),
+            (206, "video/mp4"): OpenApiResponse(
+                response=OpenApiTypes.BINARY, description="The byte range asked for."
+            ),
+            416: OpenApiResponse(description="The range starts past the end of the clip."),
+        },
+    )
+    def get(self, request, event_id: int):
+        event = event_get_for_user(user=request.user, event_id=event_id)
+        if event is None or not event.clip or not default_storage.exists(event.clip.name):
+            raise NotFound()
+        name = event.clip.name
+        response = ranged_file_response(
+            request,
+            file=default_storage.open(name),
+            size=default_storage.size(name),
+            modified=default_storage.get_modified_time(name).timestamp(),
+            content_type="video/mp4",
+        )
+        # A clip is written once, whole, and never changed.
+        response["Cache-Control"] = "private, max-age=86400"
         return response
 
 

@@ -20,10 +20,13 @@ class EventsConfig(AppConfig):
 
         from cameras.models import Camera
         from cameras.receivers import frame_receiver_register
+        from events.clips import ClipReceiver
         from events.recording import RecorderReceiver
         from events.services import camera_events_delete_before_camera
 
         frame_receiver_register(RecorderReceiver())
+        # Each tracked event's clip, from a ring of recent frames (events/clips.py).
+        frame_receiver_register(ClipReceiver())
         pre_delete.connect(
             camera_events_delete_before_camera,
             sender=Camera,

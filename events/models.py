@@ -91,6 +91,15 @@ class DetectionEvent(models.Model):
     # A JPEG of the best frame with its box drawn, written through the default storage by the
     # recorder (see events.recording.snapshot_name for the layout).
     snapshot = models.FileField(upload_to="snapshots/", blank=True, max_length=255)
+    # A tracked object's MP4 clip, from a little before it started to a little after it ended,
+    # written by the clip recorder (see events.clips); empty until then, for motion, and once
+    # the disk budget (RECORDINGS_MAX_GB) took it.
+    clip = models.FileField(upload_to="clips/", blank=True, max_length=255)
+    clip_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="The capture time of the clip's first frame."
+    )
+    clip_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    clip_bytes = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -98,6 +107,12 @@ class DetectionEvent(models.Model):
             models.Index(fields=["organization", "-started_at"]),
             models.Index(fields=["camera", "-started_at"]),
             models.Index(fields=["organization", "label", "-started_at"]),
+            # The disk budget deletes the oldest clips first.
+            models.Index(
+                fields=["started_at", "id"],
+                condition=~models.Q(clip=""),
+                name="events_with_clip_by_start",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -110,6 +125,13 @@ class DetectionEvent(models.Model):
     @property
     def duration_seconds(self) -> float:
         return max((self.last_seen_at - self.started_at).total_seconds(), 0.0)
+
+    @property
+    def clip_preroll_ms(self) -> int:
+        """How far into the clip the event starts: where its path's time 0 is in the video."""
+        if self.clip_started_at is None:
+            return 0
+        return round((self.started_at - self.clip_started_at).total_seconds() * 1000)
 
 
 class EventZone(models.Model):

@@ -44,6 +44,7 @@ from django.db.models import Count, F
 from cameras.models import Camera
 from cameras.receivers import ProcessedFrame
 from cameras.selectors import CameraConfig
+from events.clips import ClipRecorder, get_clip_recorder
 from events.models import CameraSession, DetectionEvent, EventZone
 from events.tracking import Closed, EventTracker, Extended, Opened, SessionTally, TrackedEvent
 from project.contained import ContainedFailures
@@ -263,8 +264,11 @@ class Recorder:
         flush_seconds: float,
         idle_seconds: float,
         run_flusher: bool = True,
+        clips: ClipRecorder | None = None,
     ) -> None:
+        """`clips`: told of every tracked event stored as ended, to encode its clip."""
         self.gap_seconds = gap_seconds
+        self._clips = clips
         self.max_event_seconds = max_event_seconds
         self.flush_seconds = flush_seconds
         self.idle_seconds = idle_seconds
@@ -782,6 +786,21 @@ class Recorder:
             event_state.pk = pk
         for event in write.events:
             event.state.zones_written.update(event.zones)
+            if (
+                self._clips is not None
+                and event.final
+                and event.values["track_id"] is not None
+                and event.state.pk is not None  # None: the camera was deleted meanwhile
+            ):
+                tracked = event.state.tracked
+                self._clips.event_ended(
+                    camera_pk=state.camera_pk,
+                    camera_public_id=state.public_id,
+                    event_pk=event.state.pk,
+                    label=tracked.label,
+                    started_ms=tracked.started_ms,
+                    ended_ms=tracked.last_seen_ms,
+                )
         stale, state.stale_snapshots = state.stale_snapshots, []
         for name in stale:
             try:
@@ -928,6 +947,7 @@ def get_recorder() -> Recorder:
                     max_event_seconds=settings.EVENT_MAX_SECONDS,
                     flush_seconds=settings.EVENTS_FLUSH_SECONDS,
                     idle_seconds=settings.EVENTS_SESSION_IDLE_SECONDS,
+                    clips=get_clip_recorder() if settings.EVENT_CLIPS else None,
                 )
                 atexit.register(_close_at_exit, _recorder)
     return _recorder

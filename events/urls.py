@@ -14,6 +14,7 @@ api_urlpatterns = [
     path(
         "events/<id:event_id>/snapshot", api.EventSnapshotApi.as_view(), name="api-event-snapshot"
     ),
+    path("events/<id:event_id>/clip", api.EventClipApi.as_view(), name="api-event-clip"),
     path(
         "cameras/<str:camera_id>/sessions",
         api.CameraSessionListApi.as_view(),

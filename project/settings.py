@@ -520,6 +520,19 @@ EVENTS_FLUSH_SECONDS = env_float("EVENTS_FLUSH_SECONDS", 1.0, minimum=0.05)
 EVENTS_SESSION_IDLE_SECONDS = env_float("EVENTS_SESSION_IDLE_SECONDS", 10.0, minimum=1.0)
 # `manage.py prune_events` deletes events and sessions older than this, with their snapshots.
 EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 30, minimum=1)
+# Each tracked object's event gets a clip (events/clips.py): H.264 MP4 from CLIP_PRE_SECONDS
+# before it started to CLIP_POST_SECONDS after it ended, at most CLIP_FPS frames a second, kept
+# under MEDIA_ROOT/clips. Pre-roll comes from a per-camera ring of recent JPEG frames, bounded by
+# CLIP_BUFFER_SECONDS and CLIP_BUFFER_MB (an event longer than the ring gets a clip of its end).
+EVENT_CLIPS = env_bool("EVENT_CLIPS", True)
+CLIP_PRE_SECONDS = env_float("CLIP_PRE_SECONDS", 3.0, minimum=0.0)
+CLIP_POST_SECONDS = env_float("CLIP_POST_SECONDS", 3.0, minimum=0.0)
+CLIP_FPS = env_float("CLIP_FPS", 10.0, minimum=1.0)
+CLIP_BUFFER_SECONDS = env_float("CLIP_BUFFER_SECONDS", 75.0, minimum=1.0)
+CLIP_BUFFER_MB = env_int("CLIP_BUFFER_MB", 48, minimum=1)
+# The disk all clips may take together (10^9 bytes); past it the oldest clips are deleted first
+# (their events stay). Checked after every clip written and by prune_events.
+RECORDINGS_MAX_GB = env_float("RECORDINGS_MAX_GB", 20.0, minimum=0.001)
 
 # --- health and metrics ---
 # GET /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` (when set), or from

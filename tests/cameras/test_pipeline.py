@@ -217,6 +217,98 @@ def test_an_ingested_frame_wider_than_the_camera_is_resized_and_encoded_once(
     assert latest_frame_get(camera.public_id).jpeg == frame.jpeg
 
 
+class WantingPictures(Collecting):
+    """A receiver that needs every frame's JPEG, watched or not (as events' clips do)."""
+
+    name = "wanting-pictures"
+
+    def __init__(self, *, wants: bool = True, raises: bool = False):
+        super().__init__()
+        self.wants = wants
+        self.raises = raises
+        self.asked: list[int] = []
+
+    def wants_picture(self, camera: CameraConfig, timestamp_ms: int) -> bool:
+        self.asked.append(timestamp_ms)
+        if self.raises:
+            raise RuntimeError("wants_picture bug")
+        return self.wants
+
+
+class Publishing:
+    def __init__(self, *, wants: bool):
+        self.wants = wants
+        self.published: list[PublishedFrame] = []
+
+    def wants_picture(self) -> bool:
+        return self.wants
+
+    def publish(self, frame: PublishedFrame) -> None:
+        self.published.append(frame)
+
+
+def _still(seed: int = 0):
+    return decode_jpeg(jpeg_bytes(seed=seed))
+
+
+@pytest.mark.django_db
+def test_a_receiver_that_wants_pictures_gets_a_jpeg_nobody_watched_and_nothing_is_published(
+    organization, registered
+):
+    camera = camera_create(organization=organization, name="Quiet", source="push:")
+    wanting = registered(WantingPictures())
+    plain = registered(Collecting())
+    publisher = Publishing(wants=False)
+    pipeline = FramePipeline(CameraConfig.of(camera))
+
+    pipeline.process(_still(), timestamp_ms=1000, publisher=publisher)
+
+    assert wanting.asked == [1000]
+    assert publisher.published == []
+    assert decode_jpeg(wanting.frames[0].jpeg).shape == (240, 320, 3)
+    # Encoded once, for every receiver alike.
+    assert plain.frames[0].jpeg is wanting.frames[0].jpeg
+
+
+@pytest.mark.django_db
+def test_a_watched_frame_is_encoded_once_for_the_publisher_and_the_receivers(
+    organization, registered
+):
+    camera = camera_create(organization=organization, name="Watched", source="push:")
+    wanting = registered(WantingPictures())
+    publisher = Publishing(wants=True)
+    FramePipeline(CameraConfig.of(camera)).process(_still(), timestamp_ms=1000, publisher=publisher)
+
+    (published,) = publisher.published
+    assert published.jpeg == wanting.frames[0].jpeg
+
+
+@pytest.mark.django_db
+def test_without_a_receiver_wanting_it_an_unwatched_frame_is_not_encoded(organization, registered):
+    camera = camera_create(organization=organization, name="Idle", source="push:")
+    not_wanting = registered(WantingPictures(wants=False))
+    FramePipeline(CameraConfig.of(camera)).process(
+        _still(), timestamp_ms=1000, publisher=Publishing(wants=False)
+    )
+    assert not_wanting.frames[0].jpeg is None
+
+
+@pytest.mark.django_db
+def test_a_receiver_whose_wants_picture_raises_is_contained(organization, registered, caplog):
+    camera = camera_create(organization=organization, name="Buggy", source="push:")
+    buggy = registered(WantingPictures(raises=True))
+    publisher = Publishing(wants=True)
+    pipeline = FramePipeline(CameraConfig.of(camera))
+    with caplog.at_level(logging.WARNING):
+        pipeline.process(_still(), timestamp_ms=1000, publisher=Publishing(wants=False))
+        pipeline.process(_still(), timestamp_ms=1100, publisher=publisher)
+    assert len(buggy.frames) == 2 and buggy.frames[0].jpeg is None
+    assert len(publisher.published) == 1
+    # Asked only when the publisher wants no picture; its failure counted like a receiver's.
+    assert buggy.asked == [1000]
+    assert _receiver_failures(camera.public_id, "wanting-pictures") == 1
+
+
 # The steps of the way of a frame, which only cameras/pipeline.py may take.
 FRAME_STEPS = {"resize_to_width", "build_detectors", "run_detectors", "encode_jpeg", "build"}
 

@@ -1,4 +1,5 @@
-"""Delete events and sessions older than EVENTS_RETENTION_DAYS, with their snapshot files."""
+"""Delete events and sessions older than EVENTS_RETENTION_DAYS, with their snapshot and clip
+files, and the oldest clips beyond RECORDINGS_MAX_GB."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from events.services import events_prune
 class Command(BaseCommand):
     help = (
         "Delete detection events and camera sessions older than EVENTS_RETENTION_DAYS "
-        "(or --days), with their snapshot files. Run it daily, e.g. from cron."
+        "(or --days), with their snapshot and clip files, then the oldest clips beyond "
+        "RECORDINGS_MAX_GB. Run it daily, e.g. from cron."
     )
 
     def add_arguments(self, parser):
@@ -34,5 +36,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Deleted {result.events} events, {result.sessions} sessions and "
             f"{result.snapshots} snapshot files older than {days} days "
-            f"(before {cutoff:%Y-%m-%d %H:%M} UTC)."
+            f"(before {cutoff:%Y-%m-%d %H:%M} UTC), and {result.clips} clip files."
         )

@@ -269,12 +269,17 @@ def _relative_percent(rounds: list[dict], baseline_rounds: list[dict], key: str)
     )
 
 
-def measure_variants(variants: list[PipelineVariant], *, seconds: float, rounds: int) -> list:
+def measure_variants(
+    variants: list[PipelineVariant], *, seconds: float, rounds: int
+) -> tuple[list[dict], list[float]]:
+    """Each variant's figures, and the 1-minute load average as each round began."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-jpeg") as encoder:
         running = [_Running(variant, encoder) for variant in variants]
         for each in running:
             each.warm_up()
+        load_per_round = []
         for _ in range(rounds):
+            load_per_round.append(os.getloadavg()[0])
             for each in running:
                 each.run_round(seconds)
     baseline = running[0]
@@ -303,7 +308,7 @@ def measure_variants(variants: list[PipelineVariant], *, seconds: float, rounds:
                 "rounds": each.rounds,
             }
         )
-    return results
+    return results, load_per_round
 
 
 def _walking_apart(count: int, step: int) -> list[dict]:
@@ -420,7 +425,7 @@ def run(*, seconds: float, rounds: int, bytes_scene_seconds: float = BYTES_SCENE
 
     load_before = os.getloadavg()
     started = time.perf_counter()
-    variants = measure_variants(VARIANTS, seconds=seconds, rounds=rounds)
+    variants, load_per_round = measure_variants(VARIANTS, seconds=seconds, rounds=rounds)
     tracker = measure_tracker()
     viewer_bytes = measure_viewer_bytes(bytes_scene_seconds)
     return {
@@ -433,6 +438,7 @@ def run(*, seconds: float, rounds: int, bytes_scene_seconds: float = BYTES_SCENE
             "opencv_threads": cv2.getNumThreads(),
             "platform": platform.platform(),
             "load_average_before": load_before,
+            "load_average_per_round": load_per_round,
             "load_average_after": os.getloadavg(),
         },
         "scene": (
@@ -454,8 +460,10 @@ def report(result: dict) -> str:
     lines = [
         f"{result['scene']}; {result['rounds']} rounds x {result['seconds']:g} s per variant",
         f"machine: {machine['cpus']} cpus, {machine['memory_gib']:.0f} GiB, OpenCV "
-        f"{machine['opencv']} ({machine['opencv_threads']} threads); load average "
-        f"{machine['load_average_before'][0]:.2f} before, {machine['load_average_after'][0]:.2f} after",
+        f"{machine['opencv']} ({machine['opencv_threads']} threads); 1-min load average "
+        f"{machine['load_average_before'][0]:.2f} before, "
+        + ", ".join(f"{load:.2f}" for load in machine["load_average_per_round"])
+        + f" as the rounds began, {machine['load_average_after'][0]:.2f} after",
         "",
         f"  {'variant':<30} {'fps':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms':>7} "
         f"{'cost':>8} {'CPU cost':>9} {'tracks':>6}",

@@ -62,6 +62,7 @@ def test_the_machine_and_the_load_are_recorded(result):
 
     assert machine["cpus"] > 0
     assert len(machine["load_average_before"]) == len(machine["load_average_after"]) == 3
+    assert len(machine["load_average_per_round"]) == result["rounds"] == 2
     assert result["events_recording"] is False
 
 

@@ -107,6 +107,8 @@ def tracker_bypassed(pipeline) -> Iterator[None]:
 
 # The default: what a camera with motion and person detection runs.
 TRACKED = PipelineVariant("motion+person tracked", ("motion", "person"))
+# Measured in this order every round; the first is the baseline. Something new to weigh (a
+# receiver such as clips, switched on by its `around`) is one more entry.
 VARIANTS = [
     PipelineVariant("motion", ("motion",)),
     PipelineVariant("motion+person untracked", ("motion", "person"), around=tracker_bypassed),

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 UNTRACKED_CLASSES = frozenset({"motion"})
@@ -46,16 +47,20 @@ _MEASUREMENT_NOISE = 1 / 20
 _FORBIDDEN = 1e6
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x, y, width, height) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    width = min(ax + aw, bx + bw) - max(ax, bx)
-    height = min(ay + ah, by + bh) - max(ay, by)
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    return overlap / (aw * ah + bw * bh - overlap)
+def box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Intersection over union of (x, y, width, height) boxes: of two boxes, or of arrays of
+    them (shape (..., 4)) broadcast against each other, as the tracker's rows of predictions
+    against its columns of detections."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    ax, ay, aw, ah = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bx, by, bw, bh = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    width = np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx)
+    height = np.minimum(ay + ah, by + bh) - np.maximum(ay, by)
+    overlap = np.maximum(width, 0.0) * np.maximum(height, 0.0)
+    union = aw * ah + bw * bh - overlap
+    # No overlap is 0, also between boxes of no area (whose union is 0).
+    return np.divide(overlap, union, out=np.zeros_like(overlap), where=overlap > 0)
 
 
 def _box_to_state(bbox: Sequence[float]) -> np.ndarray:
@@ -120,20 +125,20 @@ def _new_track(track_id: int, label: str, bbox: Sequence[float], timestamp_ms: i
     )
 
 
-def _match_cost(predicted: Sequence[float], detected: Sequence[float]) -> float:
-    """How unlikely it is that `detected` is the object predicted at `predicted`, or
-    _FORBIDDEN: no overlap and centres further apart than the boxes' mean size, or a size that
-    changed more than threefold."""
-    px, py, pw, ph = predicted
-    dx, dy, dw, dh = detected
-    if not (1 / 3 <= (dw * dh) / (pw * ph) <= 3):
-        return _FORBIDDEN
-    overlap = box_iou(predicted, detected)
+def _match_costs(predicted: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """How unlikely it is that each detected box (columns) is the object predicted at each
+    predicted box (rows), or _FORBIDDEN: no overlap and centres further apart than the boxes'
+    mean size, or a size that changed more than threefold. All pairs at once in numpy: pair by
+    pair in Python, the matrix cost more than the rest of the tracker from a few objects on."""
+    # (tracks, 1) against (detections,): every pair, a row per track.
+    px, py, pw, ph = predicted.T[:, :, None]
+    dx, dy, dw, dh = detected.T
+    area_ratio = (dw * dh) / (pw * ph)
+    overlap = box_iou(predicted[:, None, :], detected[None, :, :])
     size = (np.hypot(pw, ph) + np.hypot(dw, dh)) / 2
     distance = np.hypot((px + pw / 2) - (dx + dw / 2), (py + ph / 2) - (dy + dh / 2)) / size
-    if overlap == 0 and distance > 1.0:
-        return _FORBIDDEN
-    return (1 - overlap) + distance
+    forbidden = (area_ratio < 1 / 3) | (area_ratio > 3) | ((overlap == 0) & (distance > 1.0))
+    return np.where(forbidden, _FORBIDDEN, (1 - overlap) + distance)
 
 
 class ObjectTracker:
@@ -179,11 +184,9 @@ class ObjectTracker:
         tracks = [track for track in self._tracks if track.label == label]
         unmatched = set(range(len(found)))
         if tracks:
-            costs = np.array(
-                [
-                    [_match_cost(track.box, detection["bbox"]) for detection in found]
-                    for track in tracks
-                ]
+            costs = _match_costs(
+                np.array([track.box for track in tracks], dtype=float),
+                np.array([detection["bbox"] for detection in found], dtype=float),
             )
             for row, column in zip(*linear_sum_assignment(costs), strict=True):
                 if costs[row, column] >= _FORBIDDEN:

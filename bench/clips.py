@@ -28,44 +28,21 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "bench" / "results"
-SCENE_FPS = 30.0
+from bench.recording import (
+    RESULTS_DIR,
+    ROOT,
+    SCENE_FPS,
+    bench_camera,
+    configured_recorder,
+    setup_django,
+)
+
 # The cost clips may have (issue 9 §5): under this share of the pipeline's frames per second.
 COST_LIMIT_PERCENT = 15.0
-
-
-def _setup_django(work_dir: Path) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{work_dir / 'bench.sqlite3'}")
-    os.environ["MEDIA_ROOT"] = str(work_dir / "media")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def _camera(detectors: list[str]):
-    from django.contrib.auth import get_user_model
-
-    from cameras.services import camera_create
-    from organizations.services import organization_create
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-clips")
-    organization = organization_create(name="Bench clips", owner=user)
-    return camera_create(
-        organization=organization, name="Bench demo", source="demo:bench", detectors=detectors
-    )
 
 
 class Publisher:
@@ -82,7 +59,6 @@ class Publisher:
 def _run_mode(camera, *, seconds: float, clips: bool, watched: bool, start: float) -> dict:
     """One mode's run: a fresh pipeline, recorder (and clip recorder) over `seconds` of wall
     clock, from scene time `start`."""
-    from django.conf import settings
 
     import events.clips
     import events.recording
@@ -95,16 +71,9 @@ def _run_mode(camera, *, seconds: float, clips: bool, watched: bool, start: floa
     from cameras.selectors import CameraConfig
     from cameras.vision.demo import DemoScene, demo_seed
     from events.clips import ClipReceiver, clip_recorder_build
-    from events.recording import Recorder
 
     clip_recorder = clip_recorder_build() if clips else None
-    recorder = Recorder(
-        gap_seconds=settings.EVENT_GAP_SECONDS,
-        max_event_seconds=settings.EVENT_MAX_SECONDS,
-        flush_seconds=settings.EVENTS_FLUSH_SECONDS,
-        idle_seconds=settings.EVENTS_SESSION_IDLE_SECONDS,
-        clips=clip_recorder,
-    )
+    recorder = configured_recorder(clips=clip_recorder)
     # The events app's own receivers, pointed at this run's recorders.
     events.recording._recorder = recorder
     events.clips._clip_recorder = clip_recorder
@@ -172,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--seconds must be in (0, 120] and --rounds in 1..10")
 
     with tempfile.TemporaryDirectory(prefix="sightline-bench-clips-") as work:
-        _setup_django(Path(work))
+        setup_django(Path(work))
         from django.conf import settings
         from django.db import connection
 
@@ -183,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.max_event_seconds is not None:
             settings.EVENT_MAX_SECONDS = args.max_event_seconds
         detectors = [name.strip() for name in args.detectors.split(",") if name.strip()]
-        camera = _camera(detectors)
+        camera = bench_camera("clips", detectors=detectors)
         runs: dict[str, list[dict]] = {"off": [], "on": []}
         start = time.time()
         for _ in range(args.rounds):

@@ -39,7 +39,7 @@ RESULTS_DIR = ROOT / "bench" / "results"
 SCENE_FPS = 30.0
 
 
-def _setup_django(work_dir: Path) -> None:
+def setup_django(work_dir: Path) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{work_dir / 'bench.sqlite3'}")
@@ -54,15 +54,17 @@ def _setup_django(work_dir: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
-def _camera():
+def bench_camera(bench: str, *, detectors: list[str] | None = None):
+    """A `demo:bench` camera in an organization of the benchmark's own (`bench` names both)."""
     from django.contrib.auth import get_user_model
 
     from cameras.services import camera_create
     from organizations.services import organization_create
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-recording")
-    organization = organization_create(name="Bench recording", owner=user)
-    return camera_create(organization=organization, name="Bench demo", source="demo:bench")
+    user, _ = get_user_model().objects.get_or_create(username=f"bench-{bench}")
+    organization = organization_create(name=f"Bench {bench}", owner=user)
+    extra = {} if detectors is None else {"detectors": detectors}
+    return camera_create(organization=organization, name="Bench demo", source="demo:bench", **extra)
 
 
 class Pipeline:
@@ -88,7 +90,7 @@ class Pipeline:
         return int(self.t * 1000), detections, frame
 
 
-def _recorder(*, run_flusher: bool):
+def configured_recorder(*, run_flusher: bool = True, clips=None):
     """A recorder with the configured rules (EVENT_GAP_SECONDS, EVENT_MAX_SECONDS, ...)."""
     from django.conf import settings
 
@@ -100,6 +102,7 @@ def _recorder(*, run_flusher: bool):
         flush_seconds=settings.EVENTS_FLUSH_SECONDS,
         idle_seconds=settings.EVENTS_SESSION_IDLE_SECONDS,
         run_flusher=run_flusher,
+        clips=clips,
     )
 
 
@@ -135,7 +138,7 @@ def _query_budget(*, detectors: list[str], width: int, height: int, camera) -> d
     from django.test.utils import CaptureQueriesContext
 
     pipeline = Pipeline(detectors=detectors, width=width, height=height)
-    recorder = _recorder(run_flusher=False)
+    recorder = configured_recorder(run_flusher=False)
     frames = int(30 * SCENE_FPS)
     with CaptureQueriesContext(connection) as queries:
         for index in range(frames):
@@ -161,18 +164,18 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--seconds must be in (0, 120] and --rounds in 1..10")
 
     with tempfile.TemporaryDirectory(prefix="sightline-bench-recording-") as work:
-        _setup_django(Path(work))
+        setup_django(Path(work))
         from events.models import CameraSession, DetectionEvent
 
         detectors = [name.strip() for name in args.detectors.split(",") if name.strip()]
-        camera = _camera()
+        camera = bench_camera("recording")
         runs: dict[str, list[dict]] = {"off": [], "on": []}
         for _ in range(args.rounds):
             pipeline = Pipeline(detectors=detectors, width=args.width, height=args.height)
             runs["off"].append(
                 _run_mode(pipeline, seconds=args.seconds, recorder=None, camera=camera)
             )
-            recorder = _recorder(run_flusher=True)
+            recorder = configured_recorder(run_flusher=True)
             pipeline = Pipeline(detectors=detectors, width=args.width, height=args.height)
             runs["on"].append(
                 _run_mode(pipeline, seconds=args.seconds, recorder=recorder, camera=camera)

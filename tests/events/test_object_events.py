@@ -69,15 +69,12 @@ def street(organization):
     )
 
 
-@pytest.fixture
-def played(crossing_video, street, recorder, monkeypatch, settings):
-    """The video through the camera's pipeline; the recorder (the events app's own receiver)
-    is the test's, flushed by hand."""
-    settings.EVENTS_RECORDING = True
-    monkeypatch.setattr("events.recording._recorder", recorder)
-    pipeline = FramePipeline(CameraConfig.of(street))
+def play(video: str, camera, recorder) -> Published:
+    """The video through the camera's pipeline, with the recorder (installed as the events
+    app's own receiver by the caller) flushed by hand every ten frames."""
+    pipeline = FramePipeline(CameraConfig.of(camera))
     publisher = Published()
-    capture = cv2.VideoCapture(crossing_video)
+    capture = cv2.VideoCapture(video)
     index = 0
     while True:
         ok, frame = capture.read()
@@ -92,6 +89,13 @@ def played(crossing_video, street, recorder, monkeypatch, settings):
     pipeline.camera_stopped()
     recorder.flush()
     return publisher
+
+
+@pytest.fixture
+def played(crossing_video, street, recorder, monkeypatch, settings):
+    settings.EVENTS_RECORDING = True
+    monkeypatch.setattr("events.recording._recorder", recorder)
+    return play(crossing_video, street, recorder)
 
 
 def test_two_people_crossing_are_two_person_events_with_their_own_tracks(played, street):

@@ -8,16 +8,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-import cv2
 import pytest
 from django.test import Client
 
-from cameras.pipeline import FramePipeline
-from cameras.selectors import CameraConfig
 from cameras.services import camera_create
 from events.answers import answer_question
 from events.models import DetectionEvent, EventZone
-from tests.events.test_object_events import FRAME_MS, FRAMES, T0, Published, crossing_video
+from tests.events.test_object_events import T0, crossing_video, play
 
 pytestmark = pytest.mark.django_db
 
@@ -46,19 +43,7 @@ def street(organization):
 def played(crossing_video, street, recorder, monkeypatch, settings):
     settings.EVENTS_RECORDING = True
     monkeypatch.setattr("events.recording._recorder", recorder)
-    pipeline = FramePipeline(CameraConfig.of(street))
-    publisher = Published()
-    capture = cv2.VideoCapture(crossing_video)
-    for index in range(FRAMES):
-        ok, frame = capture.read()
-        assert ok
-        pipeline.process(frame, timestamp_ms=T0 + index * FRAME_MS, publisher=publisher)
-        if index % 10 == 0:
-            recorder.flush()
-    capture.release()
-    pipeline.camera_stopped()
-    recorder.flush()
-    return publisher
+    return play(crossing_video, street, recorder)
 
 
 def test_the_walker_who_reaches_the_driveway_has_it_recorded_with_the_time(played, street):

@@ -46,6 +46,7 @@ from cameras.receivers import ProcessedFrame
 from cameras.selectors import CameraConfig
 from events.clips import ClipRecorder, get_clip_recorder
 from events.models import CameraSession, DetectionEvent, EventZone
+from events.signals import RecordedEvent, events_recorded
 from events.tracking import Closed, EventTracker, Extended, Opened, SessionTally, TrackedEvent
 from project.contained import ContainedFailures
 from project.heartbeats import heartbeat_beat
@@ -929,6 +930,29 @@ class Recorder:
         if zone_rows:
             # A retried write after a commit whose answer was lost must not fail on the rows.
             EventZone.objects.bulk_create(zone_rows, ignore_conflicts=True)
+        if rows:
+            created_pks = {pk for _, pk in created}
+            events_recorded.send(
+                sender=type(self),
+                organization_pk=state.organization_pk,
+                camera_pk=state.camera_pk,
+                camera_public_id=state.public_id,
+                events=[
+                    RecordedEvent(
+                        pk=row.pk,
+                        label=row.label,
+                        track_id=row.track_id,
+                        started_at=row.started_at,
+                        last_seen_at=row.last_seen_at,
+                        ended_at=row.ended_at,
+                        peak_confidence=row.peak_confidence,
+                        zones=frozenset(event.zones),
+                        snapshot=row.snapshot.name or "",
+                        created=row.pk in created_pks,
+                    )
+                    for event, row in rows
+                ],
+            )
         return session_pk, created
 
 

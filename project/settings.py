@@ -143,6 +143,7 @@ INSTALLED_APPS = [
     "chats",
     "cameras",
     "events",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -533,6 +534,29 @@ CLIP_BUFFER_MB = env_int("CLIP_BUFFER_MB", 48, minimum=1)
 # The disk all clips may take together (10^9 bytes); past it the oldest clips are deleted first
 # (their events stay). Checked after every clip written and by prune_events.
 RECORDINGS_MAX_GB = env_float("RECORDINGS_MAX_GB", 20.0, minimum=0.001)
+
+# --- notifications settings (README "Notifications") ---
+# The address people reach Sightline at (e.g. https://nvr.example.com): links in webhooks and MQTT
+# messages are made absolute with it. Empty: links are paths.
+PUBLIC_URL = env_str("PUBLIC_URL").rstrip("/")
+# Webhooks: each POST must answer within WEBHOOK_TIMEOUT_SECONDS; a failed one is retried with
+# exponential backoff (WEBHOOK_RETRY_FIRST_SECONDS, doubling, at most an hour apart) until
+# WEBHOOK_RETRY_PERIOD_SECONDS after the alert, then given up. Webhook URLs obey the camera
+# sources' network policy, with their own allowance: WEBHOOK_ALLOWED_NETWORKS.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+WEBHOOK_RETRY_FIRST_SECONDS = env_float("WEBHOOK_RETRY_FIRST_SECONDS", 10.0, minimum=0.01)
+WEBHOOK_RETRY_PERIOD_SECONDS = env_float("WEBHOOK_RETRY_PERIOD_SECONDS", 86400.0, minimum=0.0)
+WEBHOOK_ALLOWED_NETWORKS = env_networks("WEBHOOK_ALLOWED_NETWORKS", [])
+# How often a delivery worker looks for due deliveries it was not woken up for (another process
+# wrote them).
+WEBHOOK_POLL_SECONDS = env_float("WEBHOOK_POLL_SECONDS", 1.0, minimum=0.05)
+# MQTT (notifications/mqtt.py): off unless MQTT_URL is set, e.g. mqtt://user:pass@broker:1883.
+# Messages wait in a queue of MQTT_QUEUE_MAX while the broker is away; past it the oldest are
+# dropped and counted (sightline_mqtt_dropped_total).
+MQTT_URL = env_str("MQTT_URL")
+MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "sightline").strip("/")
+MQTT_DISCOVERY_PREFIX = env_str("MQTT_DISCOVERY_PREFIX", "homeassistant").strip("/")
+MQTT_QUEUE_MAX = env_int("MQTT_QUEUE_MAX", 10000, minimum=1)
 
 # --- health and metrics ---
 # GET /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` (when set), or from

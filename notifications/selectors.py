@@ -1,0 +1,90 @@
+"""Reads about alerts and webhooks, shared by the API, the pages, the bell and the assistant.
+
+Scoping happens once, at the start (`alerts_for_user`), as in `events.selectors`: the assistant
+counts through `alert_counts`, the alerts page lists through `alerts_for_user` with the same
+window, so their numbers agree.
+
+Counting rule: an alert counts in a window `[since, until)` when it was *raised* in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Q, QuerySet
+
+from notifications.models import Alert, AlertRule, Webhook, WebhookDelivery
+from organizations.models import Organization
+from organizations.selectors import organizations_for_user
+
+
+def alerts_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Alert]:
+    if not user.is_authenticated:
+        return Alert.objects.none()
+    return Alert.objects.filter(organization__in=organizations_for_user(user=user))
+
+
+def alerts_for_organization(*, organization: Organization) -> QuerySet[Alert]:
+    return Alert.objects.filter(organization=organization)
+
+
+def alerts_in_window(
+    alerts: QuerySet[Alert], *, since: datetime | None = None, until: datetime | None = None
+) -> QuerySet[Alert]:
+    if since is not None:
+        alerts = alerts.filter(created_at__gte=since)
+    if until is not None:
+        alerts = alerts.filter(created_at__lt=until)
+    return alerts
+
+
+def browser_alerts(alerts: QuerySet[Alert]) -> QuerySet[Alert]:
+    """The alerts the bell shows: raised by a rule that notifies the browser."""
+    return alerts.filter(rule__notify_browser=True)
+
+
+@dataclass(frozen=True)
+class AlertCounts:
+    total: int
+    by_rule: dict[str, int]  # "rule name" or "webhook name" -> alerts
+    webhooks_delivered: int
+    webhooks_pending: int
+    webhooks_failed: int
+
+
+def alert_counts(alerts: QuerySet[Alert]) -> AlertCounts:
+    """How many alerts, per rule or webhook, and how their webhook deliveries went."""
+    by_rule: dict[str, int] = {}
+    for rule_name, webhook_name, count in (
+        alerts.values_list("rule__name", "webhook__name")
+        .annotate(count=Count("id"))
+        .order_by("rule__name", "webhook__name")
+    ):
+        name = rule_name if rule_name is not None else webhook_name
+        by_rule[name] = by_rule.get(name, 0) + count
+    deliveries = WebhookDelivery.objects.filter(alert__in=alerts).aggregate(
+        delivered=Count("id", filter=Q(status=WebhookDelivery.Status.DELIVERED)),
+        pending=Count("id", filter=Q(status=WebhookDelivery.Status.PENDING)),
+        failed=Count("id", filter=Q(status=WebhookDelivery.Status.FAILED)),
+    )
+    return AlertCounts(
+        total=sum(by_rule.values()),
+        by_rule=by_rule,
+        webhooks_delivered=deliveries["delivered"],
+        webhooks_pending=deliveries["pending"],
+        webhooks_failed=deliveries["failed"],
+    )
+
+
+def rules_for_organization(*, organization: Organization) -> QuerySet[AlertRule]:
+    return AlertRule.objects.filter(organization=organization).prefetch_related("cameras")
+
+
+def webhooks_for_organization(*, organization: Organization) -> QuerySet[Webhook]:
+    return Webhook.objects.filter(organization=organization).prefetch_related("cameras")
+
+
+def deliveries_for_webhook(*, webhook: Webhook) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(webhook=webhook).select_related("alert")

@@ -35,6 +35,8 @@ FILTER_FIELDS = [
     "cooldown_seconds",
 ]
 
+DEFAULTED_FIELDS = ["min_confidence", "min_duration_seconds", "cooldown_seconds"]
+
 # The classes each built-in detector reports (cameras.vision.detectors); onnx models report
 # their labels file's, typed as free text.
 DETECTOR_CLASSES = {"motion": "motion", "person": "person", "face": "face"}
@@ -103,12 +105,18 @@ class AlertFilterForm(forms.ModelForm):
             self.initial["more_classes"] = ", ".join(
                 name for name in self.instance.classes if name not in known
             )
+        # Left empty, the model's default (0 confidence, 0 s, 60 s cool-down).
+        for name in DEFAULTED_FIELDS:
+            self.fields[name].required = False
         if read_only:
             for field in self.fields.values():
                 field.disabled = True
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        for name in DEFAULTED_FIELDS:
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = self._meta.model._meta.get_field(name).default
         typed = (cleaned.get("more_classes") or "").split(",")
         try:
             cleaned["classes"] = classes_clean([*cleaned.get("classes", []), *typed])

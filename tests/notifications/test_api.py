@@ -380,3 +380,19 @@ def test_the_lists_read_in_a_few_queries(
     assert answer.json()["results"][0]["cameras"] == sorted(
         [front_door.public_id, back_yard.public_id]
     )
+
+
+def test_the_organization_must_be_named_by_a_member_of_several(alice_api, alice):
+    from organizations.services import organization_create
+
+    second = organization_create(name="Second Co", owner=alice)
+    unnamed = alice_api.post("/api/v1/webhooks", WEBHOOK, format="json")
+    assert unnamed.status_code == 400 and "say which" in unnamed.json()["fields"]["organization"][0]
+    wrong_type = alice_api.post(
+        "/api/v1/webhooks", {**WEBHOOK, "organization": "abc"}, format="json"
+    )
+    assert wrong_type.status_code == 400 and "organization" in wrong_type.json()["fields"]
+    named = alice_api.post(
+        "/api/v1/webhooks", {**WEBHOOK, "organization": second.pk}, format="json"
+    )
+    assert named.status_code == 201 and named.json()["organization"] == second.pk

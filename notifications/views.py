@@ -46,13 +46,8 @@ MANAGE = Action.EDIT_ORGANIZATION
 DELIVERIES_SHOWN = 50
 
 KINDS = {
-    "rule": {
-        "model": AlertRule,
-        "form": AlertRuleForm,
-        "title": "alert rule",
-        "after_save": "notifications",
-    },
-    "webhook": {"model": Webhook, "form": WebhookForm, "title": "webhook", "after_save": "webhook"},
+    "rule": {"model": AlertRule, "form": AlertRuleForm, "title": "alert rule"},
+    "webhook": {"model": Webhook, "form": WebhookForm, "title": "webhook"},
 }
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -114,7 +113,6 @@ class AlertRuleAdmin(AlertFilterAdmin):
 @admin.register(Webhook)
 class WebhookAdmin(AlertFilterAdmin):
     list_display = ["name", "organization", "enabled", "url_host"]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     search_fields = ["name", "url", "organization__name"]
 
     def get_fieldsets(self, request: HttpRequest, obj=None):

@@ -155,9 +155,8 @@ class AlertRuleForm(AlertFilterForm):
 
 
 class WebhookForm(AlertFilterForm):
-    # Not in Meta.fields: checked by webhook_url_validate alone, not by the model's URLField,
-    # whose host rule refuses names without a dot (http://homeassistant:8123/…), as the API
-    # does not.
+    # Checked by webhook_url_validate, as the API checks it (host names without a dot, like
+    # http://homeassistant:8123/…, are fine), with a URL keyboard on phones.
     url = forms.CharField(
         max_length=URL_MAX,
         label="URL",

@@ -164,7 +164,7 @@ class Migration(migrations.Migration):
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
-                ("url", models.URLField(max_length=500)),
+                ("url", models.CharField(help_text="An http:// or https:// URL.", max_length=500)),
                 (
                     "secret",
                     models.CharField(

@@ -61,8 +61,9 @@ logger = logging.getLogger(__name__)
 # Messages handed to paho and not yet acknowledged by the broker: bounded so that what waits
 # for the broker stays in our queue, where the bound and the drops are ours.
 MAX_UNACKED = 20
-# An open event's update is published at most this often (zones entered are always told).
-UPDATE_SECONDS = 1.0
+# An open event's update is published at most about once a second (zones entered are always
+# told): a little under the recorder's default flush period, so each of its flushes is told.
+UPDATE_SECONDS = 0.9
 RECONNECT_MIN_SECONDS = 1
 RECONNECT_MAX_SECONDS = 60
 # A camera announcement that failed (the database was away) is tried again after this long.
@@ -504,6 +505,8 @@ def start_mqtt_publisher() -> MqttBridge | None:
             publisher = MqttPublisher(settings.MQTT_URL, queue_max=settings.MQTT_QUEUE_MAX)
             _bridge = MqttBridge(publisher)
             publisher.start()
+            # A clean exit (SIGTERM to daphne) says offline; a crash leaves it to the will.
+            atexit.unregister(stop_mqtt_publisher)
             atexit.register(stop_mqtt_publisher)
         return _bridge
 

@@ -157,10 +157,8 @@ def counter(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_available_is_online_and_retained_and_offline_after_a_clean_stop(prefixes):
+def test_available_is_online_and_retained_and_offline_after_a_clean_stop(bridge, prefixes):
     prefix, _ = prefixes
-    bridge = mqtt.start_mqtt_publisher()
-    assert bridge.publisher.wait_connected(WAIT)
     assert bridge.publisher.wait_sent(WAIT)
     kept = retained(f"{prefix}/available")
     assert kept[f"{prefix}/available"].payload == b"online"

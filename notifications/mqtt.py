@@ -151,6 +151,8 @@ class MqttPublisher:
             failed_level=logging.ERROR,
             count=MQTT_DROPPED.labels(reason="unsendable").inc,
         )
+        for reason in ("queue_full", "unsendable"):  # exported as 0 from the start
+            MQTT_DROPPED.labels(reason=reason)
         client = paho.Client(
             paho.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
         )

@@ -17,6 +17,10 @@ from this process (asyncio, 127.0.0.1 only, bounded in count and time):
   `?format=binary`), each reconnecting a second after the server drops it;
 - K chat loops, each sending a prompt through the real SSE endpoint (`POST /chats/<id>/messages`,
   builtin backend) and reading the reply to `done`, then the next (a new chat every 20 replies);
+- notifications: an alert rule (people, to the browser and MQTT) and a webhook (people) whose
+  receiver runs here (`bench.notification_peers`: every signature checked, every delivery id
+  counted), and, unless `--mqtt-url ''`, the servers publish to the broker, where a subscriber
+  counts the messages (a topic prefix of the run's own, its retained messages cleared at the end);
 
 and after a warm-up it prints one row per minute (`--interval`):
 
@@ -25,6 +29,7 @@ and after a warm-up it prints one row per minute (`--interval`):
 - frames recorded: frames the recorder counted into each camera's sessions (`frames_processed`
   from the sessions API): it stops when recording stops, however few events a camera makes;
 - replies completed and failed (HTTP error, `error` event, no `done` within a minute);
+- alerts raised (rule / webhook), webhook deliveries received, MQTT messages received;
 - each server process's RSS (/proc) and the ERROR (and CRITICAL) lines and Python tracebacks
   that appeared in its log; viewer connections dropped; the machine's load average (it is shared).
 
@@ -33,7 +38,9 @@ events are within x2 of the first minute's (events, a few a minute, also within 
 cameras' together within x2); the server processes stay up; no ERROR line or traceback in any
 log (warm-up and shutdown included); each server's RSS grows less than 50 MiB from the first
 minute to the last; replies complete every minute and none fail; no viewer is dropped; no camera
-records more frames than one reader of it can (two camera processes reading one camera would). It also
+records more frames than one reader of it can (two camera processes reading one camera would);
+every webhook alert reached the receiver once, signed, with its snapshot (after a drain of up to
+30 s at the end); MQTT messages arrived every minute. It also
 says what share of the recorded frames the viewers got, how many messages channels-redis dropped
 for full channels (an INFO line, but frames or reply pieces lost), and what /readyz answered.
 Exit status 1 when a target is missed (the work directory with the logs is then kept), 2 when
@@ -77,6 +84,7 @@ from bench.fanout import (
     rss_kib,
     running,
 )
+from bench.notification_peers import MqttCounter, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -223,6 +231,10 @@ class Row:
     errors: dict[str, int] = field(default_factory=dict)  # per server log
     tracebacks: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
+    alerts: int = 0  # raised by the rule
+    webhook_alerts: int = 0  # raised by the webhook
+    webhooks: int = 0  # distinct deliveries the receiver got
+    mqtt: dict[str, int] = field(default_factory=dict)  # messages per topic kind
     layer_drops: dict[str, int] = field(default_factory=dict)  # channels-redis "over capacity"
     exited: list[str] = field(default_factory=list)  # server processes found dead
     cpu_percent: dict[str, float] = field(default_factory=dict)  # per server process
@@ -430,7 +442,13 @@ cameras = [
     for name, source, detectors in spec["cameras"]
 ]
 _, token = api_token_create(user=owner, name="soak benchmark")
-print(json.dumps({"cameras": cameras, "token": token}))
+from notifications.models import AlertRule, Webhook
+rule = AlertRule.objects.create(organization=organization, name="People", classes=["person"],
+                                cooldown_seconds=30, notify_browser=True, notify_mqtt=True)
+webhook = Webhook.objects.create(organization=organization, name="Soak receiver",
+                                 url=spec["webhook_url"], secret=spec["webhook_secret"],
+                                 classes=["person"], cooldown_seconds=30)
+print(json.dumps({"cameras": cameras, "token": token, "rule": rule.pk, "webhook": webhook.pk}))
 """
 
 
@@ -499,7 +517,9 @@ def manage(env: dict[str, str], *args: str, extra_env: dict[str, str] | None = N
     return completed.stdout
 
 
-def server_env(args: argparse.Namespace, work_dir: Path, database_url: str) -> dict[str, str]:
+def server_env(
+    args: argparse.Namespace, work_dir: Path, database_url: str, mqtt_prefix: str
+) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -512,6 +532,12 @@ def server_env(args: argparse.Namespace, work_dir: Path, database_url: str) -> d
         "CHAT_RATE_LIMIT_PER_MINUTE": "1000000",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        "PUBLIC_URL": f"http://{LOCALHOST}",
+        # The webhook receiver runs here, on loopback.
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "MQTT_URL": args.mqtt_url,
+        "MQTT_TOPIC_PREFIX": mqtt_prefix,
+        "MQTT_DISCOVERY_PREFIX": f"{mqtt_prefix}-discovery",
     }
     env.pop("REDIS_URL", None)
     if args.layer == "redis":
@@ -701,6 +727,79 @@ async def recorded_totals(
     return [events for events, _ in totals], [frames for _, frames in totals]
 
 
+async def alert_totals(
+    client: httpx.AsyncClient,
+    base_url: str,
+    setup: dict,
+    previous: tuple[int, int],
+    tallies: Tallies,
+) -> tuple[int, int]:
+    """Alerts raised so far by the soak's rule and by its webhook (the alerts API's `count`)."""
+    try:
+        counts = []
+        for key in ("rule", "webhook"):
+            response = await client.get(
+                f"{base_url}/api/v1/alerts", params={key: setup[key], "limit": 1}
+            )
+            response.raise_for_status()
+            counts.append(response.json()["count"])
+    except (httpx.HTTPError, ValueError, KeyError) as error:
+        tallies.failures[f"alerts API: {type(error).__name__}: {error}"[:200]] += 1
+        return previous
+    return counts[0], counts[1]
+
+
+DRAIN_SECONDS = 30.0
+
+
+@dataclass
+class Drained:
+    """The webhook deliveries at the end, once the receiver had DRAIN_SECONDS to catch up."""
+
+    webhook_alerts: int
+    received: int
+    seconds: float
+
+
+def notification_checks(
+    minutes: list[Row], receiver: WebhookReceiver, drained: Drained, *, mqtt_used: bool
+) -> list[Check]:
+    tally = receiver.tally
+    checks = [
+        Check(
+            "alerts raised by the rule and the webhook every minute",
+            all(row.alerts and row.webhook_alerts for row in minutes),
+            f"rule {' / '.join(str(r.alerts) for r in minutes)}; "
+            f"webhook {' / '.join(str(r.webhook_alerts) for r in minutes)}",
+        ),
+        Check(
+            "every webhook alert delivered once, signed, with its snapshot",
+            drained.received == drained.webhook_alerts
+            and tally.bad_signatures == 0
+            and tally.duplicates == 0
+            and tally.with_snapshot == tally.distinct,
+            f"{drained.received} of {drained.webhook_alerts} received "
+            f"({drained.seconds:.1f} s to drain), {tally.received} POSTs, "
+            f"{tally.bad_signatures} bad signatures, {tally.duplicates} sent twice, "
+            f"{tally.with_snapshot} with a snapshot",
+        ),
+    ]
+    if mqtt_used:
+        quiet = [str(i) for i, row in enumerate(minutes, 1) if not row.mqtt.get("events")]
+        totals = Counter()
+        for row in minutes:
+            totals.update(row.mqtt)
+        checks.append(
+            Check(
+                "MQTT events every minute, alerts and discovery published",
+                not quiet and totals["alerts"] > 0,
+                ", ".join(f"{kind} {count}" for kind, count in sorted(totals.items()))
+                + (f"; no events in minute {', '.join(quiet)}" if quiet else ""),
+            )
+        )
+    return checks
+
+
 def sample_servers(servers: list[Server], row: Row) -> None:
     row.load_average = os.getloadavg()[0]
     for server in servers:
@@ -718,8 +817,14 @@ def sample_servers(servers: list[Server], row: Row) -> None:
 
 
 async def drive(
-    args: argparse.Namespace, base_url: str, setup: dict, servers: list[Server], names: list[str]
-) -> tuple[Row, list[Row], Tallies]:
+    args: argparse.Namespace,
+    base_url: str,
+    setup: dict,
+    servers: list[Server],
+    names: list[str],
+    receiver: WebhookReceiver,
+    mqtt: MqttCounter | None,
+) -> tuple[Row, list[Row], Tallies, Drained]:
     cameras, token = setup["cameras"], setup["token"]
     tallies = Tallies(frames=[set() for _ in cameras])
     stop = asyncio.Event()
@@ -756,6 +861,8 @@ async def drive(
             ]
             nothing = [0] * len(cameras)
             previous = await recorded_totals(client, base_url, cameras, (nothing, nothing), tallies)
+            alerts_before = await alert_totals(client, base_url, setup, (0, 0), tallies)
+            received_before = receiver.tally.distinct
             rows: list[Row] = []
             period_start = time.monotonic()
             # Row -1 is the warm-up: counted for errors, not compared.
@@ -765,6 +872,8 @@ async def drive(
                 now = time.monotonic()
                 frames, ok, failed, drops = tallies.take()
                 totals = await recorded_totals(client, base_url, cameras, previous, tallies)
+                alerts = await alert_totals(client, base_url, setup, alerts_before, tallies)
+                received = receiver.tally.distinct
                 row = Row(
                     label="warm-up" if index < 0 else str(index + 1),
                     seconds=now - period_start,
@@ -774,11 +883,16 @@ async def drive(
                     replies_ok=ok,
                     replies_failed=failed,
                     viewer_drops=drops,
+                    alerts=alerts[0] - alerts_before[0],
+                    webhook_alerts=alerts[1] - alerts_before[1],
+                    webhooks=received - received_before,
+                    mqtt=dict(mqtt.take()) if mqtt else {},
                 )
                 sample_servers(servers, row)
                 rows.append(row)
                 print(progress_line(row, names), flush=True)
                 previous, period_start = totals, now
+                alerts_before, received_before = alerts, received
                 if row.exited:
                     break
         finally:
@@ -788,7 +902,21 @@ async def drive(
             for outcome in await asyncio.gather(*tasks, return_exceptions=True):
                 if isinstance(outcome, Exception):  # a harness bug: say so, never hide it
                     tallies.failures[f"load task died: {outcome!r}"[:200]] += 1
-    return rows[0], rows[1:], tallies
+        # Webhook deliveries still in flight get a little time to arrive.
+        drain_start = time.monotonic()
+        while True:
+            _, webhook_alerts = await alert_totals(client, base_url, setup, (0, 0), tallies)
+            if receiver.tally.distinct >= webhook_alerts:
+                break
+            if time.monotonic() - drain_start > DRAIN_SECONDS:
+                break
+            await asyncio.sleep(0.5)
+        drained = Drained(
+            webhook_alerts=webhook_alerts,
+            received=receiver.tally.distinct,
+            seconds=time.monotonic() - drain_start,
+        )
+    return rows[0], rows[1:], tallies, drained
 
 
 def progress_line(row: Row, names: list[str]) -> str:
@@ -803,7 +931,9 @@ def progress_line(row: Row, names: list[str]) -> str:
         f"[{row.label:>7} {row.seconds:5.1f} s] events {'/'.join(map(str, row.events))} "
         f"frames {'/'.join(map(str, row.frames))} recorded {'/'.join(map(str, row.recorded))} "
         f"replies {row.replies_ok} ok "
-        f"{row.replies_failed} failed, drops {row.viewer_drops}; {logs}"
+        f"{row.replies_failed} failed, drops {row.viewer_drops}; "
+        f"alerts {row.alerts}+{row.webhook_alerts} webhooks {row.webhooks} "
+        f"mqtt {sum(row.mqtt.values())}; {logs}"
         + (f"; EXITED {', '.join(row.exited)}" if row.exited else "")
     )
 
@@ -820,18 +950,39 @@ def soak(args: argparse.Namespace) -> int:
     specs = camera_specs(args.cameras)
     names = [name for name, _, _ in specs]
     keep = args.keep_logs or args.work_dir is not None
+    mqtt_prefix = f"soak-{secrets.token_hex(4)}"
     with ExitStack() as stack:
         try:
+            receiver = stack.enter_context(WebhookReceiver(secret=secrets.token_urlsafe(24)))
+            mqtt = None
+            if args.mqtt_url:
+                broker = urlsplit(args.mqtt_url)
+                mqtt = stack.enter_context(
+                    MqttCounter(
+                        host=broker.hostname or LOCALHOST,
+                        port=broker.port or 1883,
+                        prefix=mqtt_prefix,
+                        discovery_prefix=f"{mqtt_prefix}-discovery",
+                    )
+                )
+                stack.callback(mqtt.clear_retained)
             if args.database == "postgres":
                 database_url = stack.enter_context(postgres_database(args.postgres_url))
             else:
                 database_url = f"sqlite:///{work_dir / 'soak.sqlite3'}"
-            env = server_env(args, work_dir, database_url)
+            env = server_env(args, work_dir, database_url, mqtt_prefix)
             if args.layer == "redis":
                 stack.enter_context(redis_database(args.redis_url, flush_first=args.flush_redis))
             manage(env, "migrate", "--no-input", "--verbosity", "0")
             spec = json.dumps(
-                {"fps": args.fps, "cameras": specs, "zones": SOAK_ZONES, "masks": SOAK_MASKS}
+                {
+                    "fps": args.fps,
+                    "cameras": specs,
+                    "zones": SOAK_ZONES,
+                    "masks": SOAK_MASKS,
+                    "webhook_url": receiver.url,
+                    "webhook_secret": receiver.secret,
+                }
             )
             output = manage(env, "shell", "-c", SETUP, extra_env={"SOAK_SETUP": spec})
             setup = json.loads(output.strip().splitlines()[-1])
@@ -862,7 +1013,9 @@ def soak(args: argparse.Namespace) -> int:
 
         print(describe(args, specs, database_url))
         try:
-            warmup, minutes, tallies = asyncio.run(drive(args, base_url, setup, servers, names))
+            warmup, minutes, tallies, drained = asyncio.run(
+                drive(args, base_url, setup, servers, names, receiver, mqtt)
+            )
         except (RuntimeError, httpx.HTTPError) as error:
             print(f"The load could not run: {error}\nlogs: {work_dir}")
             return 2
@@ -878,6 +1031,7 @@ def soak(args: argparse.Namespace) -> int:
     # One reader of a camera records at most its fps (10 % slack for the row's edges).
     frames_most = round(args.fps * args.interval * 1.1)
     checks = judge(warmup, minutes, names, after_stop, frames_most=frames_most)
+    checks += notification_checks(minutes, receiver, drained, mqtt_used=mqtt is not None)
     passed = all(check.passed for check in checks)
     print()
     print(describe(args, specs, database_url))
@@ -1004,6 +1158,11 @@ def parser() -> argparse.ArgumentParser:
         "--postgres-url",
         default="postgres://postgres@127.0.0.1:5432/postgres",
         help="a server where a new database is created for the run, and dropped after it",
+    )
+    parser.add_argument(
+        "--mqtt-url",
+        default="mqtt://127.0.0.1:1883",
+        help="the broker the servers publish to and the soak subscribes at ('' = no MQTT)",
     )
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds before minute 1")
     parser.add_argument(

@@ -12,11 +12,25 @@ class NotificationsConfig(AppConfig):
 
         events_recorded.connect(alerts_raise, dispatch_uid="notifications.alerts_raise")
 
+        # A rule or webhook changed in this process is matched with at once, not after the
+        # rules cache's time (notifications.matching.RULES_CACHE_SECONDS).
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        from notifications.matching import rules_cache_clear
+        from notifications.models import AlertRule, Webhook
+
+        for model in (AlertRule, Webhook):
+            for signal in (post_save, post_delete):
+                signal.connect(
+                    rules_cache_clear, sender=model, dispatch_uid=f"rules-{signal}-{model}"
+                )
+            m2m_changed.connect(
+                rules_cache_clear, sender=model.cameras.through, dispatch_uid=f"rules-m2m-{model}"
+            )
+
         # MQTT (notifications/mqtt.py): these receivers do nothing unless this process
         # publishes (MQTT_URL set, and the process records: daphne with CAMERAS_IN_PROCESS, or
         # runcameras).
-        from django.db.models.signals import post_delete
-
         from cameras.models import Camera
         from cameras.receivers import frame_receiver_register
         from notifications.mqtt import (

@@ -5,13 +5,15 @@ event and its alerts (and their webhook outbox rows) are committed together or n
 runs in a savepoint of its own: a failure here rolls back the alerts only, is logged once, and
 the events are still recorded (they are matched again at their next write).
 
-Cost: one query per flush of a camera while its organization has no rule (the rules query), a
-few more (existing alerts, the cool-down, the inserts) only when some rule matches.
+Cost: the rules are read once per RULES_CACHE_SECONDS per organization and process; a flush
+queries more (existing alerts, the cool-down, the inserts) only when some rule matches.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +59,21 @@ class Match:
     event: RecordedEvent
 
 
+# Rules are read at most this often per organization and process (a flush of every camera each
+# second would otherwise query them each time); a change made in this process is seen at once,
+# one made in another process within this time.
+RULES_CACHE_SECONDS = 2.0
+
+_rules_cache: dict[int, tuple[float, list[tuple[AlertFilter, set[int]]]]] = {}
+_rules_cache_lock = threading.Lock()
+
+
+def rules_cache_clear(*args, **kwargs) -> None:
+    """Forget the cached rules (a rule or webhook changed in this process)."""
+    with _rules_cache_lock:
+        _rules_cache.clear()
+
+
 def _enabled(model: type[AlertFilter], organization_pk: int) -> list[tuple[AlertFilter, set[int]]]:
     rules = list(model.objects.filter(organization_id=organization_pk, enabled=True))
     if not rules:
@@ -71,6 +88,19 @@ def _enabled(model: type[AlertFilter], organization_pk: int) -> list[tuple[Alert
     return [(rule, cameras[rule.pk]) for rule in rules]
 
 
+def enabled_rules(organization_pk: int) -> list[tuple[AlertFilter, set[int]]]:
+    """The organization's enabled rules and webhooks, each with its cameras' pks (empty: all)."""
+    now = time.monotonic()
+    with _rules_cache_lock:
+        cached = _rules_cache.get(organization_pk)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    rules = _enabled(AlertRule, organization_pk) + _enabled(Webhook, organization_pk)
+    with _rules_cache_lock:
+        _rules_cache[organization_pk] = (now + RULES_CACHE_SECONDS, rules)
+    return rules
+
+
 def matches_find(
     *,
     organization_pk: int,
@@ -82,8 +112,10 @@ def matches_find(
     """The (rule or webhook, event) pairs that raise an alert now: the filter met, outside quiet
     hours, not alerted for this event yet, and past the cool-down of its camera and class."""
     events = [event for event in events if event.pk is not None]
-    rules = _enabled(AlertRule, organization_pk) + _enabled(Webhook, organization_pk)
-    if not rules or not events:
+    if not events:
+        return []
+    rules = enabled_rules(organization_pk)
+    if not rules:
         return []
     tzinfo = None
     candidates = []

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from notifications.models import Alert, AlertRule, Webhook, WebhookDelivery
-from organizations.models import Organization
-from organizations.selectors import organizations_for_user
+from organizations.models import Membership, Organization
+from organizations.selectors import LARGEST_ID, organizations_for_user
 
 
 def alerts_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Alert]:
@@ -88,3 +88,22 @@ def webhooks_for_organization(*, organization: Organization) -> QuerySet[Webhook
 
 def deliveries_for_webhook(*, webhook: Webhook) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(webhook=webhook).select_related("alert")
+
+
+def alert_source_get_for_user(
+    *, model: type[AlertRule] | type[Webhook], pk: int, user: AbstractBaseUser | AnonymousUser
+) -> AlertRule | Webhook | None:
+    """The rule or webhook if it is one of the user's organizations', with the reader's role
+    as `member_role` (as `camera_get_for_user` does); None otherwise, whatever the reason."""
+    if not user.is_authenticated or not 0 < pk <= LARGEST_ID:
+        return None
+    role = Membership.objects.filter(user=user, organization=OuterRef("organization")).values(
+        "role"
+    )[:1]
+    return (
+        model.objects.filter(pk=pk, organization__in=organizations_for_user(user=user))
+        .annotate(member_role=Subquery(role))
+        .select_related("organization")
+        .prefetch_related("cameras")
+        .first()
+    )

@@ -550,6 +550,8 @@ WEBHOOK_ALLOWED_NETWORKS = env_networks("WEBHOOK_ALLOWED_NETWORKS", [])
 # How often a delivery worker looks for due deliveries it was not woken up for (another process
 # wrote them).
 WEBHOOK_POLL_SECONDS = env_float("WEBHOOK_POLL_SECONDS", 1.0, minimum=0.05)
+# "Send test" presses per user a minute (the pages and POST /api/v1/webhooks/<id>/test).
+WEBHOOK_TESTS_PER_MINUTE = env_int("WEBHOOK_TESTS_PER_MINUTE", 10, minimum=1)
 # MQTT (notifications/mqtt.py): off unless MQTT_URL is set, e.g. mqtt://user:pass@broker:1883.
 # Messages wait in a queue of MQTT_QUEUE_MAX while the broker is away; past it the oldest are
 # dropped and counted (sightline_mqtt_dropped_total).

@@ -10,6 +10,7 @@ from drf_spectacular.views import (
 from cameras.urls import api_urlpatterns as cameras_api
 from chats.urls import api_urlpatterns as chats_api
 from events.urls import api_urlpatterns as events_api
+from notifications.urls import api_urlpatterns as notifications_api
 from organizations.urls import api_urlpatterns as organizations_api
 from project import views
 from project.login_views import AdminLoginForm, LoginView
@@ -24,7 +25,9 @@ api_documentation = [
     path("redoc", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
-api_v1 = organizations_api + chats_api + cameras_api + events_api + api_documentation
+api_v1 = (
+    organizations_api + chats_api + cameras_api + events_api + notifications_api + api_documentation
+)
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -39,6 +42,7 @@ urlpatterns = [
     path("", include("chats.urls")),
     path("", include("cameras.urls")),
     path("", include("events.urls")),
+    path("", include("notifications.urls")),
 ]
 
 handler400 = "project.views.bad_request"

@@ -24,6 +24,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from notifications.matching import rules_cache_clear
 from organizations.models import Organization
 from organizations.services import api_token_create, membership_add, organization_create
 from tests.own_redis import OwnRedis
@@ -57,8 +58,11 @@ def _fresh_cache():
     # Rate limits, latest frames and the like live in the cache; no test may see another's.
     cache.clear()
     _suite_redis_held_leases_before()
+    # The alert rules cached per organization (a rolled-back test's rules send no signal).
+    rules_cache_clear()
     yield
     cache.clear()
+    rules_cache_clear()
 
 
 def _suite_redis_held_leases_before() -> None:

@@ -27,3 +27,23 @@ class NotificationsConfig(AppConfig):
             m2m_changed.connect(
                 rules_cache_clear, sender=model.cameras.through, dispatch_uid=f"rules-m2m-{model}"
             )
+
+        # MQTT (notifications/mqtt.py): these receivers do nothing unless this process
+        # publishes (MQTT_URL set, and the process records: daphne with CAMERAS_IN_PROCESS, or
+        # runcameras).
+        from cameras.models import Camera
+        from cameras.receivers import frame_receiver_register
+        from notifications.mqtt import (
+            MqttFrameReceiver,
+            mqtt_alerts_raised,
+            mqtt_camera_deleted,
+            mqtt_events_recorded,
+        )
+        from notifications.services import alerts_raised
+
+        frame_receiver_register(MqttFrameReceiver())
+        events_recorded.connect(mqtt_events_recorded, dispatch_uid="notifications.mqtt_events")
+        alerts_raised.connect(mqtt_alerts_raised, dispatch_uid="notifications.mqtt_alerts")
+        post_delete.connect(
+            mqtt_camera_deleted, sender=Camera, dispatch_uid="notifications.mqtt_camera_deleted"
+        )

@@ -46,3 +46,7 @@ if "twisted.internet.reactor" in sys.modules:
         from cameras.capture import start_in_process_supervisor  # noqa: E402
 
         start_in_process_supervisor()
+        # The process that records publishes its events and counts over MQTT (if MQTT_URL).
+        from notifications.mqtt import start_mqtt_publisher  # noqa: E402
+
+        start_mqtt_publisher()

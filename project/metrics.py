@@ -130,6 +130,26 @@ RECORDER_STATE_REBUILDS = Counter(
     ["camera"],
 )
 
+# --- notifications -------------------------------------------------------------------------
+MQTT_DROPPED = Counter(
+    "sightline_mqtt_dropped",
+    "MQTT messages given up: `queue_full` (the oldest, past MQTT_QUEUE_MAX while the broker was "
+    "away), `unsendable` (the client refused it, e.g. a payload too large).",
+    ["reason"],
+)
+MQTT_PUBLISHED = Counter(
+    "sightline_mqtt_published",
+    "MQTT messages the broker acknowledged (QoS 1).",
+)
+MQTT_QUEUE_DEPTH = Gauge(
+    "sightline_mqtt_queue_depth",
+    "MQTT messages waiting in this process's queue (for the broker, or behind those in flight).",
+)
+MQTT_CONNECTED = Gauge(
+    "sightline_mqtt_connected",
+    "1 while this process's MQTT publisher is connected to the broker, else 0.",
+)
+
 # --- shared plumbing -----------------------------------------------------------------------
 CHANNEL_LAYER_RECONNECTS = Counter(
     "sightline_channel_layer_reconnects",

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
 from cameras.capture import CameraSupervisor
+from notifications.delivery import DeliveryWorker
 
 
 class Command(BaseCommand):
@@ -58,9 +59,13 @@ class Command(BaseCommand):
                     f"Cannot serve metrics on 127.0.0.1:{metrics_port}: {exc}"
                 ) from None
             self.stdout.write(f"Metrics at http://127.0.0.1:{metrics_port}/metrics")
+        # The recorder raises webhook alerts in this process; its worker sends them (and those
+        # other processes wrote: any number of runcameras share the outbox safely).
+        delivery_worker = DeliveryWorker().start()
         try:
             asyncio.run(self._run(cameras))
         finally:
+            delivery_worker.stop()
             if metrics_server is not None:
                 metrics_server.shutdown()
         self.stdout.write("Cameras stopped.")

@@ -34,6 +34,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -66,6 +67,8 @@ MAX_BACKOFF_SECONDS = 3600.0
 # Threads of one worker: a receiver that never answers holds one of them for a timeout per
 # attempt, not every other webhook's deliveries.
 SENDERS = 4
+# Due rows one claim looks at: enough that workers racing for the same rows still find one.
+CLAIM_CANDIDATES = 32
 # The longest the loop itself (not a receiver) waits after repeated failures (database away).
 MAX_LOOP_BACKOFF_SECONDS = 60.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -239,6 +242,9 @@ def _connect_error(error: httpx.ConnectError) -> str:
     if "refused" in text.lower():
         return "connection refused"
     if "certificate" in text.lower() or "ssl" in text.lower():
+        # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: … (_ssl.c:1006)" → the
+        # words in the middle.
+        text = re.sub(r"^\[SSL: \w+\] | \(_ssl\.c:\d+\)$", "", text)
         return f"TLS failed: {text}"[:200]
     return f"could not connect: {text}"[:200]
 
@@ -269,7 +275,7 @@ def delivery_claim(*, claim_seconds: float) -> tuple[Any, datetime] | None:
     candidates = (
         WebhookDelivery.objects.filter(_due(now))
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[: SENDERS * 2]
+        .values_list("pk", flat=True)[:CLAIM_CANDIDATES]
     )
     until = now + timedelta(seconds=claim_seconds)
     for pk in list(candidates):
@@ -425,7 +431,14 @@ class DeliveryWorker:
             thread.join(wait)
 
     def _run(self) -> None:
-        client = httpx.Client(follow_redirects=False, trust_env=False)
+        # No environment proxies (they would connect instead of the checked address), and no
+        # kept-alive connections: the pool knows them by address, so one opened with another
+        # webhook's TLS name on a shared address could be reused for this one.
+        client = httpx.Client(
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         try:
             while not self._stop.is_set():
                 busy = False

@@ -5,12 +5,15 @@ delivery twice, and the network policy."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import itertools
 import json
 import logging
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -334,6 +337,40 @@ def test_two_workers_at_once_on_postgresql_send_each_delivery_once(
     assert receiver.per_delivery() == {str(delivery.pk): 1 for delivery in deliveries}
 
 
+def failures_counted() -> float:
+    return REGISTRY.get_sample_value("sightline_webhook_worker_failures_total") or 0
+
+
+def test_the_database_away_is_logged_once_backed_off_and_recovered_from(
+    organization, receivers, workers, fast_retries, caplog
+):
+    receiver = receivers()
+    delivery = delivery_make(webhook_make(organization, receiver.url))
+
+    def rename_outbox(old: str, new: str) -> None:
+        # A real database failure: the worker's queries find no table while it is renamed.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    rename_outbox("notifications_webhookdelivery", "notifications_webhookdelivery_away")
+    before = failures_counted()
+    caplog.set_level(logging.INFO, logger="notifications.delivery")
+    try:
+        workers(senders=2)
+        time.sleep(1.0)
+        failures = failures_counted() - before
+        # Polling every 0.05 s, a loop without backoff would have failed 40 times by now.
+        assert 2 <= failures <= 12
+    finally:
+        rename_outbox("notifications_webhookdelivery_away", "notifications_webhookdelivery")
+    wait_until(lambda: WebhookDelivery.objects.get().status == "delivered", seconds=10)
+    assert receiver.per_delivery() == {str(delivery.pk): 1}
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "Delivering webhooks failed; retrying with backoff" in errors[0].getMessage()
+    assert any("Delivering webhooks works again" in m for m in caplog.messages)
+
+
 # --- network policy ------------------------------------------------------------------------
 
 
@@ -384,6 +421,50 @@ def test_a_name_with_any_private_address_is_refused(
     wait_until(lambda: WebhookDelivery.objects.get().status == "failed")
     delivery.refresh_from_db()
     assert "not allowed by policy" in delivery.last_error
+
+
+def test_https_goes_to_the_checked_address_with_the_name_for_tls_and_verifies_it(
+    organization, workers, fast_retries, monkeypatch, tmp_path
+):
+    # A TLS server on 127.0.0.1 with a self-signed certificate for hooks.test: the worker must
+    # name hooks.test in its handshake (SNI) though it connects to the address, and must refuse
+    # a certificate no authority signed.
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(certificate), "-subj", "/CN=hooks.test"]
+        + ["-addext", "subjectAltName=DNS:hooks.test"],
+        check=True,
+        capture_output=True,
+    )
+    names_asked: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    context.sni_callback = lambda sock, name, ctx: names_asked.append(name)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True):
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setattr(source_policy, "resolver", lambda host, port: ["127.0.0.1"])
+    delivery = delivery_make(
+        webhook_make(organization, f"https://hooks.test:{port}/in"), kind="test"
+    )
+    try:
+        workers()
+        wait_until(lambda: WebhookDelivery.objects.get().status == "failed")
+    finally:
+        listener.close()
+    delivery.refresh_from_db()
+    assert names_asked == ["hooks.test"]
+    assert delivery.last_error == (
+        "test send, not retried: TLS failed: certificate verify failed: self-signed certificate"
+    )
 
 
 @pytest.mark.parametrize(
@@ -447,22 +528,26 @@ def test_a_person_seen_by_the_recorder_reaches_the_receiver_signed_with_its_snap
     assert request["headers"]["X-Sightline-Delivery"] == str(delivery.pk)
 
 
-# --- the command -----------------------------------------------------------------------------
+# --- the processes that run a worker ----------------------------------------------------------
+
+WORKER_ENV = {
+    "DJANGO_SECRET_KEY": "test-only-secret-key",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+    "WEBHOOK_POLL_SECONDS": "0.1",
+}
 
 
-def test_deliver_webhooks_sends_until_sigterm(organization, receivers):
+@pytest.mark.parametrize(
+    ("command", "stopped"),
+    [("deliver_webhooks", "Webhook delivery stopped."), ("runcameras", "Cameras stopped.")],
+)
+def test_the_commands_send_deliveries_until_sigterm(command, stopped, organization, receivers):
     receiver = receivers()
     delivery_make(webhook_make(organization, receiver.url))
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "deliver_webhooks"],
+        [sys.executable, "manage.py", command],
         cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": _database_url_of_test_database(),
-            "DJANGO_SECRET_KEY": "test-only-secret-key",
-            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
-            "WEBHOOK_POLL_SECONDS": "0.1",
-        },
+        env={**os.environ, "DATABASE_URL": _database_url_of_test_database(), **WORKER_ENV},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -475,5 +560,16 @@ def test_deliver_webhooks_sends_until_sigterm(organization, receivers):
             process.kill()
             process.wait()
     assert process.returncode == 0, output.decode()
-    assert "Webhook delivery stopped." in output.decode()
+    assert stopped in output.decode()
     assert len(receiver.requests) == 1 and receiver.requests[0]["verified"]
+
+
+def test_daphne_with_the_cameras_in_process_sends_deliveries(organization, receivers, live_daphne):
+    receiver = receivers()
+    delivery_make(webhook_make(organization, receiver.url), kind="test")
+    server = live_daphne(CAMERAS_IN_PROCESS="1", **WORKER_ENV)
+    wait_until(lambda: WebhookDelivery.objects.get().status == "delivered", seconds=30)
+    server.stop()
+    assert server.process.returncode in (0, -signal.SIGTERM)
+    assert "Traceback" not in server.log()
+    assert receiver.requests[0]["headers"]["X-Sightline-Event"] == "test"

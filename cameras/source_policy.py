@@ -145,10 +145,13 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
-def is_allowed_address(address: IPAddress) -> bool:
-    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (
-        settings.CAMERA_ALLOWED_NETWORKS
-    )
+def is_allowed_address(
+    address: IPAddress,
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None,
+) -> bool:
+    """Public, or inside `networks` (default CAMERA_ALLOWED_NETWORKS; webhooks pass theirs)."""
+    if networks is None:
+        networks = settings.CAMERA_ALLOWED_NETWORKS
     candidates = [address]
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         candidates.append(address.ipv4_mapped)

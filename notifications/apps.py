@@ -8,7 +8,9 @@ class NotificationsConfig(AppConfig):
         # The recorder tells what it wrote (events.signals); alerts are raised in its
         # transaction (notifications/matching.py).
         from events.signals import events_recorded
+        from notifications.delivery import deliveries_wake
         from notifications.matching import alerts_raise
+        from notifications.services import alerts_raised
 
         events_recorded.connect(alerts_raise, dispatch_uid="notifications.alerts_raise")
 
@@ -39,7 +41,6 @@ class NotificationsConfig(AppConfig):
             mqtt_camera_deleted,
             mqtt_events_recorded,
         )
-        from notifications.services import alerts_raised
 
         frame_receiver_register(MqttFrameReceiver())
         events_recorded.connect(mqtt_events_recorded, dispatch_uid="notifications.mqtt_events")
@@ -47,3 +48,6 @@ class NotificationsConfig(AppConfig):
         post_delete.connect(
             mqtt_camera_deleted, sender=Camera, dispatch_uid="notifications.mqtt_camera_deleted"
         )
+
+        # A webhook alert raised in this process wakes its delivery worker at once.
+        alerts_raised.connect(deliveries_wake, dispatch_uid="notifications.deliveries_wake")

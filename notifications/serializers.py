@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from datetime import time
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
 from cameras.models import Camera
-from cameras.source_policy import is_public, literal_address, refusal_message, source_masked
+from cameras.source_policy import source_masked
+from notifications.delivery import webhook_url_check
 from notifications.models import MAX_CLASSES, MAX_ZONES, AlertRule, Webhook, WebhookDelivery
 from organizations.models import Organization
 from organizations.permissions import Action, role_allows
@@ -34,35 +33,13 @@ WEBHOOK_NETWORKS_SETTING = "WEBHOOK_ALLOWED_NETWORKS"
 
 
 def webhook_url_validate(url: str) -> str:
-    """The URL if a webhook may be sent there, else ValidationError saying why.
-
-    At configuration time: http or https, at most 500 characters, a host, and a numeric host
-    only if it is public or inside WEBHOOK_ALLOWED_NETWORKS (names are checked again when
-    resolved, at each send). To be pointed at `notifications.delivery.webhook_url_check`."""
+    """The URL if a webhook may be sent there, else ValidationError saying why: at most
+    URL_MAX characters and the delivery's own configuration-time check
+    (`notifications.delivery.webhook_url_check`: http or https, a host, and a numeric host only
+    if it is public or inside WEBHOOK_ALLOWED_NETWORKS; names are checked at each send)."""
     if len(url) > URL_MAX:
         raise ValidationError(f"At most {URL_MAX} characters.")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018  (raises ValueError for a port out of range)
-    except ValueError:
-        raise ValidationError("Not a valid URL.") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValidationError("Only http:// and https:// URLs.")
-    if not host:
-        raise ValidationError("The URL has no host.")
-    address = literal_address(host)
-    if address is not None:
-        networks = settings.WEBHOOK_ALLOWED_NETWORKS
-        mapped = getattr(address, "ipv4_mapped", None)
-        allowed = any(
-            candidate in network
-            for candidate in (address, mapped)
-            if candidate is not None
-            for network in networks
-        )
-        if not (allowed or is_public(address)):
-            raise ValidationError(f"This address is {refusal_message(WEBHOOK_NETWORKS_SETTING)}.")
+    webhook_url_check(url)
     return url
 
 

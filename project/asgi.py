@@ -44,8 +44,11 @@ if "twisted.internet.reactor" in sys.modules:
     if settings.CAMERAS_IN_PROCESS:
         # With the in-memory channel layer the capture workers must run on daphne's loop.
         from cameras.capture import start_in_process_supervisor  # noqa: E402
+        from notifications.delivery import start_in_process_worker  # noqa: E402
 
         start_in_process_supervisor()
+        # The recorder raises webhook alerts in this process: send them from here too.
+        start_in_process_worker()
         # The process that records publishes its events and counts over MQTT (if MQTT_URL).
         from notifications.mqtt import start_mqtt_publisher  # noqa: E402
 

@@ -156,3 +156,21 @@ CHANNEL_LAYER_RECONNECTS = Counter(
     "Long-lived channel-layer receives that lost the layer (e.g. Redis restarted) and resumed.",
     ["where"],
 )
+
+# --- notifications -------------------------------------------------------------------------
+WEBHOOK_DELIVERIES = Counter(
+    "sightline_webhook_deliveries",
+    "Webhook delivery attempts by outcome: `delivered` (2xx), `retried` (failed, tried again "
+    "later), `failed` (given up: the retry period is over, or a test send failed).",
+    ["outcome"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "sightline_webhook_delivery_seconds",
+    "Time one webhook POST took, answered or not (resolving, connecting, sending, the answer).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+WEBHOOK_WORKER_FAILURES = Counter(
+    "sightline_webhook_worker_failures",
+    "Turns of the webhook delivery worker that failed (e.g. the database was away); retried "
+    "with backoff.",
+)

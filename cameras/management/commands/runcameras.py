@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
 from cameras.capture import CameraSupervisor
+from notifications.delivery import DeliveryWorker
 from notifications.mqtt import start_mqtt_publisher, stop_mqtt_publisher
 
 
@@ -59,11 +60,15 @@ class Command(BaseCommand):
                     f"Cannot serve metrics on 127.0.0.1:{metrics_port}: {exc}"
                 ) from None
             self.stdout.write(f"Metrics at http://127.0.0.1:{metrics_port}/metrics")
-        # This process records: it publishes its events and counts over MQTT (if MQTT_URL).
+        # This process records: it publishes its events and counts over MQTT (if MQTT_URL),
+        # and its worker sends the webhook alerts it raises (and those other processes wrote:
+        # any number of runcameras share the outbox safely).
         start_mqtt_publisher()
+        delivery_worker = DeliveryWorker().start()
         try:
             asyncio.run(self._run(cameras))
         finally:
+            delivery_worker.stop()
             stop_mqtt_publisher()
             if metrics_server is not None:
                 metrics_server.shutdown()

@@ -29,7 +29,6 @@ ZONE_MAX = 40  # cameras.zones.NAME_MAX
 CAMERAS_MAX = 500
 SECRET_MIN, SECRET_MAX = 16, 128
 TIME_FORMATS = ["%H:%M", "%H:%M:%S"]
-WEBHOOK_NETWORKS_SETTING = "WEBHOOK_ALLOWED_NETWORKS"
 
 
 def webhook_url_validate(url: str) -> str:

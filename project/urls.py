@@ -10,6 +10,7 @@ from drf_spectacular.views import (
 from cameras.urls import api_urlpatterns as cameras_api
 from chats.urls import api_urlpatterns as chats_api
 from events.urls import api_urlpatterns as events_api
+from notifications.alerts_urls import api_urlpatterns as alerts_api
 from organizations.urls import api_urlpatterns as organizations_api
 from project import views
 from project.login_views import AdminLoginForm, LoginView
@@ -25,6 +26,7 @@ api_documentation = [
 ]
 
 api_v1 = organizations_api + chats_api + cameras_api + events_api + api_documentation
+api_v1 += alerts_api
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -39,6 +41,7 @@ urlpatterns = [
     path("", include("chats.urls")),
     path("", include("cameras.urls")),
     path("", include("events.urls")),
+    path("", include("notifications.alerts_urls")),
 ]
 
 handler400 = "project.views.bad_request"

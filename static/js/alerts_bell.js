@@ -144,6 +144,7 @@ function start(root) {
       return;
     }
     localStorage.setItem(notifyKey, "on");
+    renderNotify(); // unchecked until the browser says yes
     if (Notification.permission === "default") {
       try {
         await Notification.requestPermission();
@@ -195,8 +196,10 @@ function start(root) {
     return `${scheme}://${location.host}${root.dataset.socket}`;
   }
 
-  function setLink(text) {
-    part("link").textContent = text;
+  // `data-link` on the bell says how the socket is: connecting, open or reconnecting.
+  function setLink(link) {
+    root.dataset.link = link;
+    part("link").textContent = link === "reconnecting" ? "reconnecting…" : "";
   }
 
   function connect() {
@@ -204,10 +207,11 @@ function start(root) {
     if (socket) return;
     const ws = new WebSocket(socketUrl());
     socket = ws;
+    setLink(everOpened ? "reconnecting" : "connecting");
     let openedAt = 0;
     ws.onopen = () => {
       openedAt = Date.now();
-      setLink("");
+      setLink("open");
       if (everOpened) load(); // catch up on what was raised while away
       everOpened = true;
     };
@@ -231,7 +235,7 @@ function start(root) {
       if (openedAt && Date.now() - openedAt >= LONG_LIVED_MS) attempt = 0;
       const delay = retryDelay(attempt);
       attempt += 1;
-      setLink("reconnecting…");
+      setLink("reconnecting");
       retryTimer = setTimeout(connect, delay);
     };
   }

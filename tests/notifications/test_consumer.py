@@ -15,6 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.test import Client
 
 from notifications import browser
@@ -69,7 +70,13 @@ async def _group_size(group: str) -> int:
 
 async def _flush_in_a_thread(recorder) -> None:
     # As the flusher does: never on the event loop, which must stay free to deliver.
-    await asyncio.to_thread(recorder.flush)
+    def flush() -> None:
+        try:
+            recorder.flush()
+        finally:
+            connections.close_all()  # this thread's, before the test database is dropped
+
+    await asyncio.to_thread(flush)
 
 
 async def test_a_member_gets_the_alert_of_a_person_seen_with_the_snapshot_link(

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import re
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.views import APIView
 
@@ -16,6 +15,73 @@ from project.pagination import Pagination
 from project.query_params import BoundedDateTimeField, IdField
 
 _CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _named(name: str) -> serializers.Serializer:
+    return inline_serializer(
+        name=name, fields={"id": serializers.IntegerField(), "name": serializers.CharField()}
+    )
+
+
+class AlertEventSerializer(serializers.Serializer):
+    """The event of an alert (notifications.payloads.event_body)."""
+
+    id = serializers.IntegerField()
+    camera = inline_serializer(
+        name="AlertCamera", fields={"id": serializers.CharField(), "name": serializers.CharField()}
+    )
+    label = serializers.CharField()
+    track_id = serializers.IntegerField(allow_null=True)
+    zones = serializers.ListField(child=serializers.CharField())
+    started_at = serializers.DateTimeField()
+    last_seen_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField()
+    peak_confidence = serializers.FloatField()
+    links = inline_serializer(
+        name="AlertEventLinks",
+        fields={
+            "page": serializers.CharField(),
+            "snapshot": serializers.CharField(),
+            "clip": serializers.CharField(),
+        },
+    )
+
+
+class AlertOutputSerializer(serializers.Serializer):
+    """How GET /api/v1/alerts and the bell's socket tell an alert (built by
+    notifications.alert_listing; this describes it for the schema)."""
+
+    version = serializers.IntegerField()
+    type = serializers.CharField()
+    alert = inline_serializer(
+        name="AlertRaised",
+        fields={"id": serializers.IntegerField(), "created_at": serializers.DateTimeField()},
+    )
+    rule = _named("AlertRuleRef")
+    webhook = _named("AlertWebhookRef")
+    organization = serializers.CharField(help_text="The organization's slug.")
+    event = AlertEventSerializer()
+    snapshot_url = serializers.CharField(help_text="The event's snapshot, for this session.")
+    url = serializers.CharField(help_text="The event's page.")
+    delivery = inline_serializer(
+        name="AlertDelivery",
+        allow_null=True,
+        fields={
+            "status": serializers.ChoiceField(choices=["pending", "delivered", "failed"]),
+            "attempts": serializers.IntegerField(),
+            "response_status": serializers.IntegerField(allow_null=True),
+            "last_error": serializers.CharField(),
+            "delivered_at": serializers.DateTimeField(allow_null=True),
+        },
+        help_text="A webhook's alert only: how its delivery went.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Either a rule's or a webhook's; a delivery only for a webhook's.
+        for name in ("rule", "webhook", "delivery"):
+            self.fields[name].required = False
 
 
 class AlertFilterSerializer(serializers.Serializer):
@@ -70,7 +136,7 @@ class AlertListApi(APIView):
     @extend_schema(
         summary="List alerts, newest first",
         parameters=[AlertFilterSerializer],
-        responses={200: OpenApiResponse(response=OpenApiTypes.OBJECT)},
+        responses=AlertOutputSerializer(many=True),
     )
     def get(self, request):
         params = AlertFilterSerializer(data=request.query_params)

@@ -51,3 +51,8 @@ class NotificationsConfig(AppConfig):
 
         # A webhook alert raised in this process wakes its delivery worker at once.
         alerts_raised.connect(deliveries_wake, dispatch_uid="notifications.deliveries_wake")
+
+        # Once committed, the bell's sockets hear of the browser alerts (notifications/browser.py).
+        from notifications.browser import alerts_push
+
+        alerts_raised.connect(alerts_push, dispatch_uid="notifications.alerts_push")

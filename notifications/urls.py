@@ -1,9 +1,10 @@
 from django.urls import path
 
 import project.converters  # noqa: F401  (registers <id:…>)
-from notifications import api, views
+from notifications import alerts_api, alerts_views, api, views
 
 urlpatterns = [
+    path("alerts/", alerts_views.alert_list_page, name="alerts"),
     path("notifications/", views.notifications_page, name="notifications"),
     path("notifications/rules/add/", views.rule_add, name="alert-rule-add"),
     path("notifications/rules/<id:rule_id>/", views.rule_edit, name="alert-rule"),
@@ -25,6 +26,7 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
+    path("alerts", alerts_api.AlertListApi.as_view(), name="api-alerts"),
     path("alert-rules", api.AlertRuleListApi.as_view(), name="api-alert-rules"),
     path("alert-rules/<id:rule_id>", api.AlertRuleDetailApi.as_view(), name="api-alert-rule"),
     path("webhooks", api.WebhookListApi.as_view(), name="api-webhooks"),

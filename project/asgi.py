@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from cameras.routing import websocket_urlpatterns  # noqa: E402
+from notifications.routing import websocket_urlpatterns as notifications_websockets  # noqa: E402
 from organizations.ws_auth import WebSocketAuthMiddleware  # noqa: E402
 from project.request_admission import RequestAdmission  # noqa: E402
 from project.request_threads import RequestThreads  # noqa: E402
@@ -29,7 +30,7 @@ application = ProtocolTypeRouter(
         # when hundreds of chat prompts arrive together.
         "http": RequestAdmission(request_threads, limit=settings.REQUEST_CONCURRENCY),
         "websocket": WebSocketAuthMiddleware(
-            URLRouter(with_unknown_path_fallback(websocket_urlpatterns))
+            URLRouter(with_unknown_path_fallback(websocket_urlpatterns + notifications_websockets))
         ),
     }
 )

@@ -762,7 +762,7 @@ class Drained:
 
 
 def notification_checks(
-    minutes: list[Row], receiver: WebhookReceiver, drained: Drained, *, mqtt_used: bool
+    warmup: Row, minutes: list[Row], receiver: WebhookReceiver, drained: Drained, *, mqtt_used: bool
 ) -> list[Check]:
     tally = receiver.tally
     checks = [
@@ -787,12 +787,12 @@ def notification_checks(
     if mqtt_used:
         quiet = [str(i) for i, row in enumerate(minutes, 1) if not row.mqtt.get("events")]
         totals = Counter()
-        for row in minutes:
+        for row in [warmup, *minutes]:
             totals.update(row.mqtt)
         checks.append(
             Check(
-                "MQTT events every minute, alerts and discovery published",
-                not quiet and totals["alerts"] > 0,
+                "MQTT: events every minute; alerts, availability and discovery published",
+                not quiet and all(totals[kind] for kind in ("alerts", "available", "discovery")),
                 ", ".join(f"{kind} {count}" for kind, count in sorted(totals.items()))
                 + (f"; no events in minute {', '.join(quiet)}" if quiet else ""),
             )
@@ -1031,7 +1031,7 @@ def soak(args: argparse.Namespace) -> int:
     # One reader of a camera records at most its fps (10 % slack for the row's edges).
     frames_most = round(args.fps * args.interval * 1.1)
     checks = judge(warmup, minutes, names, after_stop, frames_most=frames_most)
-    checks += notification_checks(minutes, receiver, drained, mqtt_used=mqtt is not None)
+    checks += notification_checks(warmup, minutes, receiver, drained, mqtt_used=mqtt is not None)
     passed = all(check.passed for check in checks)
     print()
     print(describe(args, specs, database_url))

@@ -189,6 +189,11 @@ def _deliveries_sentence(counts: AlertCounts) -> str:
     )
 
 
+def _busiest_first(counts: AlertCounts) -> list[tuple[str, int]]:
+    # By count, then name: the same order on every database (NULL names sort apart).
+    return sorted(counts.by_rule.items(), key=lambda item: (-item[1], item[0]))
+
+
 def _alert_link(alert: Alert, scope: Scope) -> str:
     return (
         f"[{markdown_literal(alert.label)} on {markdown_literal(alert.camera.name)} at "
@@ -255,7 +260,7 @@ def answer_alert_question(
         deliveries = f"Webhook deliveries of these alerts: {_deliveries_sentence(counts)}."
     if counts.total:
         per_rule = ", ".join(
-            f"{markdown_literal(rule)} {count}" for rule, count in counts.by_rule.items()
+            f"{markdown_literal(rule)} {count}" for rule, count in _busiest_first(counts)
         )
         lead = f"**{_plural(counts.total, alerts_word)}** {where} {window}: {per_rule}."
     else:
@@ -310,7 +315,7 @@ def _alert_lines(organization: Organization) -> tuple[str, ...]:
     assert today.start is not None and today.end is not None
     report = alert_report(organization=organization, since=today.start, until=today.end, listed=0)
     counts = report.counts
-    per_rule = ", ".join(f"{rule} {count}" for rule, count in counts.by_rule.items())
+    per_rule = ", ".join(f"{rule} {count}" for rule, count in _busiest_first(counts))
 
     def names(items) -> str:
         return ", ".join(f"{item.name!r}{'' if item.enabled else ' (off)'}" for item in items)

@@ -14,6 +14,14 @@ class NotificationsConfig(AppConfig):
 
         events_recorded.connect(alerts_raise, dispatch_uid="notifications.alerts_raise")
 
+        # The assistant's knowledge of alerts (notifications/assistant.py): chats takes one data
+        # source, and this one extends the events' one; INSTALLED_APPS lists events first, so
+        # this registration, made later, is the one that stays.
+        from chats.selectors import context_provider_register, data_provider_register
+        from notifications.assistant import AlertsAssistantData, alert_facts
+
+        context_provider_register(alert_facts)
+        data_provider_register(AlertsAssistantData)
         # A rule or webhook changed in this process is matched with at once, not after the
         # rules cache's time (notifications.matching.RULES_CACHE_SECONDS).
         from django.db.models.signals import m2m_changed, post_delete, post_save

@@ -90,6 +90,20 @@ def deliveries_for_webhook(*, webhook: Webhook) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(webhook=webhook).select_related("alert")
 
 
+def alerts_matching(
+    alerts: QuerySet[Alert],
+    *,
+    camera_public_ids: tuple[str, ...] = (),
+    labels: tuple[str, ...] = (),
+) -> QuerySet[Alert]:
+    """Only the alerts on these cameras (public ids) and of these classes; empty means any."""
+    if camera_public_ids:
+        alerts = alerts.filter(camera__public_id__in=camera_public_ids)
+    if labels:
+        alerts = alerts.filter(label__in=labels)
+    return alerts
+
+
 def alert_source_get_for_user(
     *, model: type[AlertRule] | type[Webhook], pk: int, user: AbstractBaseUser | AnonymousUser
 ) -> AlertRule | Webhook | None:

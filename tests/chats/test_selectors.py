@@ -75,8 +75,9 @@ def test_context_holds_the_organizations_own_data(alice, organization, chat, cha
     assert context.user_name == "alice"
     assert set(context.members) == {Member("alice", "owner"), Member("bob", "member")}
     assert context.chat_count == 1
-    # Only what other apps contribute (events registers its session-data summary).
-    assert {group.topic for group in context.facts} <= {"cameras", "session data"}
+    # Only what other apps contribute (events registers its session-data summary,
+    # notifications its alerts line).
+    assert {group.topic for group in context.facts} <= {"cameras", "session data", "alerts"}
 
 
 async def test_other_apps_add_facts_through_a_provider(organization, chat):

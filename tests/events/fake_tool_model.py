@@ -5,7 +5,8 @@ arguments split over two chunks, as real servers do); asked again with the tool'
 streams an answer quoting the result's `count`. `mode="no_tools"`: like a server without tool
 support, it answers 400 to any request carrying `tools` and otherwise streams a reply that
 quotes the system prompt's first session-data line. `mode="always_tools"`: calls the tool
-whenever tools are offered and not forbidden. Every request body is kept in `requests`.
+whenever tools are offered and not forbidden. `tool` names another tool to call (the
+alerts tests call `alerts`). Every request body is kept in `requests`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ def _delta(delta: dict[str, Any]) -> bytes:
 
 
 class FakeToolModel:
-    def __init__(self, *, mode: str, arguments: dict[str, Any] | None = None):
+    def __init__(
+        self, *, mode: str, arguments: dict[str, Any] | None = None, tool: str = "count_events"
+    ):
         self.mode = mode
+        self.tool = tool
         self.arguments = arguments or {"class": "person"}
         self.requests: list[dict[str, Any]] = []
         fake = self
@@ -89,7 +93,7 @@ class FakeToolModel:
                                 "id": "call_1",
                                 "type": "function",
                                 "function": {
-                                    "name": "count_events",
+                                    "name": self.tool,
                                     "arguments": arguments[:middle],
                                 },
                             }

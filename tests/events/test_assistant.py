@@ -116,6 +116,7 @@ async def test_the_openai_backend_calls_tools_and_answers_with_their_numbers(
         "count_events",
         "list_events",
         "activity",
+        "alerts",  # notifications/assistant.py's, on the same data source
     }
     call_turn, result = second["messages"][-2:]
     assert call_turn["role"] == "assistant"

@@ -25,7 +25,8 @@ from events.selectors import (
     event_list,
     events_for_user,
 )
-from project.query_params import ID_MAX, ParamError, date_in_bounds, time_in_bounds
+from project.period_form import PeriodFilterForm
+from project.query_params import ID_MAX
 
 PAGE_SIZE = 24
 LABEL_MAX = 64  # DetectionEvent.label's length
@@ -33,21 +34,15 @@ MOTION = "motion"
 ZONE_MAX = 40  # EventZone.zone's length
 
 
-class EventFilterForm(forms.Form):
+class EventFilterForm(PeriodFilterForm):
     """The review page's filters; dates are whole days in the server's time zone."""
 
     camera = forms.ChoiceField(required=False)
     label = forms.ChoiceField(required=False, label="Class")
     zone = forms.ChoiceField(required=False, label="Zone")
-    date_from = forms.DateField(required=False, label="From")
-    date_to = forms.DateField(required=False, label="To")
     # Motion events are many and say little once objects are tracked: listed on request (or
     # when motion is the class asked for).
     motion = forms.BooleanField(required=False, label="Show motion")
-    # Not shown as inputs (hidden ones keep them across a re-filter): set by links that must
-    # match an API query, such as the assistant's answers. `until` is exclusive, as in the API.
-    since = forms.DateTimeField(required=False, widget=forms.HiddenInput, label="Since")
-    until = forms.DateTimeField(required=False, widget=forms.HiddenInput, label="Until")
     session = forms.IntegerField(
         required=False, min_value=1, max_value=ID_MAX, widget=forms.HiddenInput, label="Session"
     )
@@ -72,30 +67,6 @@ class EventFilterForm(forms.Form):
             (camera.public_id, camera.name) for camera in cameras
         ]
         self.fields["label"].choices = [("", "All classes")] + [(label, label) for label in labels]
-        self.fields["date_from"].widget = forms.DateInput(attrs={"type": "date"})
-        self.fields["date_to"].widget = forms.DateInput(attrs={"type": "date"})
-
-    def clean(self):
-        data = super().clean()
-        for name in ("date_from", "date_to"):
-            if data.get(name):
-                try:
-                    date_in_bounds(data[name], name=self.fields[name].label)
-                except ParamError as exc:
-                    # Year 1 or 9999 would overflow when turned into a window; add_error
-                    # also takes the date out of cleaned_data.
-                    self.add_error(name, exc.message)
-        for name in ("since", "until"):
-            if data.get(name):
-                try:
-                    time_in_bounds(data[name], name=name)
-                except ParamError as exc:
-                    self.add_error(name, exc.message)
-        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
-            raise forms.ValidationError("until must be later than since.")
-        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
 
     def to_filter(self) -> EventFilter:
         if not self.is_valid():

@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from events.admin import OwnOrganizationsOnly
-from notifications.models import Alert, AlertRule, Webhook, WebhookDelivery
+from notifications.models import ALERT_FILTER_FIELDS, Alert, AlertRule, Webhook, WebhookDelivery
 from notifications.serializers import (
     classes_clean,
     quiet_hours_check,
@@ -69,18 +69,7 @@ class AlertFilterAdminForm(forms.ModelForm):
 
 FILTER_FIELDSET = (
     "Which events",
-    {
-        "fields": [
-            "cameras",
-            "classes",
-            "zones",
-            "min_confidence",
-            "min_duration_seconds",
-            "quiet_hours_start",
-            "quiet_hours_end",
-            "cooldown_seconds",
-        ]
-    },
+    {"fields": [name for name in ALERT_FILTER_FIELDS if name not in ("name", "enabled")]},
 )
 
 

@@ -22,7 +22,8 @@ from django.utils import timezone
 from cameras.selectors import cameras_for_user
 from notifications.alert_listing import AlertListFilter, alerts_filtered
 from notifications.selectors import alerts_for_user
-from project.query_params import ID_MAX, ParamError, date_in_bounds, time_in_bounds
+from project.period_form import PeriodFilterForm
+from project.query_params import ID_MAX
 
 PAGE_SIZE = 24
 SINCE_WORDS = {"today": 0, "yesterday": 1}  # days back to the midnight `since` stands for
@@ -48,12 +49,9 @@ def _id_field(label: str) -> forms.IntegerField:
     )
 
 
-class AlertFilterForm(forms.Form):
+class AlertFilterForm(PeriodFilterForm):
     camera = forms.ChoiceField(required=False)
-    date_from = forms.DateField(required=False, label="From")
-    date_to = forms.DateField(required=False, label="To")
     since = SinceField(required=False, widget=forms.HiddenInput, label="Since")
-    until = forms.DateTimeField(required=False, widget=forms.HiddenInput, label="Until")
     organization = _id_field("Organization")
     rule = _id_field("Rule")
     webhook = _id_field("Webhook")
@@ -63,28 +61,6 @@ class AlertFilterForm(forms.Form):
         self.fields["camera"].choices = [("", "All cameras")] + [
             (camera.public_id, camera.name) for camera in cameras
         ]
-        self.fields["date_from"].widget = forms.DateInput(attrs={"type": "date"})
-        self.fields["date_to"].widget = forms.DateInput(attrs={"type": "date"})
-
-    def clean(self):
-        data = super().clean()
-        for name in ("date_from", "date_to"):
-            if data.get(name):
-                try:
-                    date_in_bounds(data[name], name=self.fields[name].label)
-                except ParamError as exc:
-                    self.add_error(name, exc.message)
-        for name in ("since", "until"):
-            if data.get(name):
-                try:
-                    time_in_bounds(data[name], name=name)
-                except ParamError as exc:
-                    self.add_error(name, exc.message)
-        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
-            raise forms.ValidationError("until must be later than since.")
-        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
 
     def to_filter(self) -> AlertListFilter | None:
         """The filter asked for; None when the filters are invalid (the page then lists none

@@ -150,6 +150,8 @@ def webhook_url_check(url: str) -> None:
         raise ValidationError("Only http:// and https:// webhook URLs can be used.")
     if not parsed.host:
         raise ValidationError("The webhook URL needs a host.")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ValidationError("The port must be between 1 and 65535.")
     address = source_policy.literal_address(parsed.host)
     if address is not None and not _is_allowed_address(address):
         raise ValidationError(f"This address is {source_policy.refusal_message(NETWORKS_SETTING)}.")

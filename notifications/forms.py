@@ -12,7 +12,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from cameras.models import Camera
-from notifications.models import AlertRule, Webhook
+from notifications.models import ALERT_FILTER_FIELDS, AlertRule, Webhook
 from notifications.serializers import (
     URL_MAX,
     classes_clean,
@@ -21,19 +21,6 @@ from notifications.serializers import (
     zones_clean,
 )
 from organizations.models import Organization
-
-FILTER_FIELDS = [
-    "name",
-    "enabled",
-    "cameras",
-    "classes",
-    "zones",
-    "min_confidence",
-    "min_duration_seconds",
-    "quiet_hours_start",
-    "quiet_hours_end",
-    "cooldown_seconds",
-]
 
 DEFAULTED_FIELDS = ["min_confidence", "min_duration_seconds", "cooldown_seconds"]
 
@@ -144,7 +131,7 @@ class AlertFilterForm(forms.ModelForm):
 class AlertRuleForm(AlertFilterForm):
     class Meta:
         model = AlertRule
-        fields = [*FILTER_FIELDS, "notify_browser", "notify_mqtt"]
+        fields = [*ALERT_FILTER_FIELDS, "notify_browser", "notify_mqtt"]
         labels = {
             "min_confidence": "Min confidence",
             "min_duration_seconds": "Min time in view (s)",
@@ -168,5 +155,5 @@ class WebhookForm(AlertFilterForm):
 
     class Meta:
         model = Webhook
-        fields = [*FILTER_FIELDS, "include_snapshot"]
+        fields = [*ALERT_FILTER_FIELDS, "include_snapshot"]
         labels = AlertRuleForm.Meta.labels

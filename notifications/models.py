@@ -30,6 +30,21 @@ def new_webhook_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
+# The fields of `AlertFilter` that people set, in the order forms and the API show them.
+ALERT_FILTER_FIELDS = [
+    "name",
+    "enabled",
+    "cameras",
+    "classes",
+    "zones",
+    "min_confidence",
+    "min_duration_seconds",
+    "quiet_hours_start",
+    "quiet_hours_end",
+    "cooldown_seconds",
+]
+
+
 class AlertFilter(models.Model):
     """Which events raise an alert: the fields rules and webhooks share.
 

@@ -19,7 +19,14 @@ from rest_framework import serializers
 from cameras.models import Camera
 from cameras.source_policy import source_masked
 from notifications.delivery import webhook_url_check
-from notifications.models import MAX_CLASSES, MAX_ZONES, AlertRule, Webhook, WebhookDelivery
+from notifications.models import (
+    ALERT_FILTER_FIELDS,
+    MAX_CLASSES,
+    MAX_ZONES,
+    AlertRule,
+    Webhook,
+    WebhookDelivery,
+)
 from organizations.models import Organization
 from organizations.permissions import Action, role_allows
 
@@ -93,19 +100,6 @@ def may_see_secrets(role: str | None) -> bool:
 
 # --- output ------------------------------------------------------------------------------------
 
-FILTER_FIELDS = [
-    "name",
-    "enabled",
-    "cameras",
-    "classes",
-    "zones",
-    "min_confidence",
-    "min_duration_seconds",
-    "quiet_hours_start",
-    "quiet_hours_end",
-    "cooldown_seconds",
-]
-
 
 class AlertFilterOutputSerializer(serializers.ModelSerializer):
     organization = serializers.IntegerField(source="organization_id")
@@ -126,7 +120,7 @@ class AlertRuleOutputSerializer(AlertFilterOutputSerializer):
         fields = [
             "id",
             "organization",
-            *FILTER_FIELDS,
+            *ALERT_FILTER_FIELDS,
             "notify_browser",
             "notify_mqtt",
             "created_at",
@@ -150,7 +144,7 @@ class WebhookOutputSerializer(AlertFilterOutputSerializer):
             "organization",
             "url",
             "secret",
-            *FILTER_FIELDS,
+            *ALERT_FILTER_FIELDS,
             "include_snapshot",
             "created_at",
             "updated_at",

@@ -248,12 +248,13 @@ def test_a_push_camera_waits_for_a_publisher_and_a_frozen_frame_says_stale_since
 
 
 # Counts the WebSockets the page opens (tries, refused or not).
+# The player's sockets only: the header's alerts bell keeps a socket of its own (/ws/alerts).
 COUNT_SOCKETS = """
 window.socketsOpened = 0;
 window.WebSocket = class extends window.WebSocket {
   constructor(...args) {
     super(...args);
-    window.socketsOpened += 1;
+    if (String(args[0]).includes("/ws/stream/")) window.socketsOpened += 1;
   }
 };
 """

@@ -16,8 +16,8 @@ from django.db.models import Prefetch, QuerySet
 from events.models import EventZone
 from notifications.browser import browser_alert
 from notifications.models import Alert, WebhookDelivery
-from notifications.payloads import alert_body, event_body
-from notifications.selectors import alerts_in_window, browser_alerts
+from notifications.payloads import alert_body, event_body, iso_time
+from notifications.selectors import alerts_in_window, alerts_matching, browser_alerts
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def alerts_filtered(alerts: QuerySet[Alert], filters: AlertListFilter) -> QueryS
     if filters.organization_pk is not None:
         alerts = alerts.filter(organization_id=filters.organization_pk)
     if filters.camera_public_id is not None:
-        alerts = alerts.filter(camera__public_id=filters.camera_public_id)
+        alerts = alerts_matching(alerts, camera_public_ids=(filters.camera_public_id,))
     if filters.rule_pk is not None:
         alerts = alerts.filter(rule_id=filters.rule_pk)
     if filters.webhook_pk is not None:
@@ -66,9 +66,7 @@ def _delivery(alert: Alert) -> dict[str, Any] | None:
         "attempts": delivery.attempts,
         "response_status": delivery.response_status,
         "last_error": delivery.last_error,
-        "delivered_at": delivery.delivered_at.isoformat().replace("+00:00", "Z")
-        if delivery.delivered_at
-        else None,
+        "delivered_at": iso_time(delivery.delivered_at),
     }
 
 

@@ -45,7 +45,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -460,8 +460,10 @@ class DeliveryWorker:
         client.timeout = httpx.Timeout(timeout)
         claim = delivery_claim(claim_seconds=self.claim_seconds or claim_seconds_for(timeout))
         if claim is None:
-            # Hold no connection while idle (a dropped one must not break the next round).
-            connection.close()
+            # Keep the connection between idle polls (a new one each second per thread would
+            # cost PostgreSQL a backend each time without the pool), but never a broken or
+            # expired one into the next round.
+            close_old_connections()
             return False
         pk, claimed_until = claim
         delivery_send(pk=pk, claimed_until=claimed_until, client=client)

@@ -23,7 +23,7 @@ def absolute_url(path: str) -> str:
     return f"{settings.PUBLIC_URL}{path}" if settings.PUBLIC_URL else path
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_time(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
@@ -54,9 +54,9 @@ def event_body(
         "label": label,
         "track_id": track_id,
         "zones": sorted(zones),
-        "started_at": _iso(started_at),
-        "last_seen_at": _iso(last_seen_at),
-        "ended_at": _iso(ended_at),
+        "started_at": iso_time(started_at),
+        "last_seen_at": iso_time(last_seen_at),
+        "ended_at": iso_time(ended_at),
         "duration_seconds": round(max((last_seen_at - started_at).total_seconds(), 0.0), 3),
         "peak_confidence": round(peak_confidence, 4),
         "links": event_links(event_pk),
@@ -88,7 +88,7 @@ def alert_body(
     return {
         "version": PAYLOAD_VERSION,
         "type": "alert",
-        "alert": {"id": alert_pk, "created_at": _iso(created_at)},
+        "alert": {"id": alert_pk, "created_at": iso_time(created_at)},
         source_kind: {"id": source_pk, "name": source_name},
         "organization": organization_slug,
         "event": event,

@@ -16,6 +16,8 @@
 
 export const H264_CODEC = "avc1.42c01e";
 const MAX_AHEAD_S = 0.15;
+const CATCH_UP_FRAMES = 1.5; // more than this many frames buffered ahead: catch up...
+const CATCH_UP_RATE = 1.5; // ...playing this much faster
 const KEEP_S = 3; // buffer kept behind the playhead (a key frame comes every 1–2 s)
 const TRIM_EVERY_MS = 2000;
 const MAX_HEADERS = 600;
@@ -233,10 +235,18 @@ export class LiveVideo {
     const start = buffered.start(last);
     const end = buffered.end(last);
     const now = video.currentTime;
-    if (now < start || end - now > MAX_AHEAD_S) {
+    const ahead = end - now;
+    if (now < start || ahead > MAX_AHEAD_S) {
       // Into the newest frame, which is then shown at once.
       video.currentTime = Math.max(start, end - this.frameDuration / 2);
       this.seeks += 1;
+      video.playbackRate = 1;
+    } else {
+      // A frame or two behind (frames arrive unevenly): play a little faster until the newest
+      // is shown, rather than keep that delay for good (the stream comes in at its own rate).
+      const behind = ahead > CATCH_UP_FRAMES * this.frameDuration;
+      const rate = behind ? CATCH_UP_RATE : 1;
+      if (video.playbackRate !== rate) video.playbackRate = rate;
     }
     this.resume();
   }

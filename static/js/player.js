@@ -85,6 +85,9 @@ let secondStartedAt = performance.now();
 let kbps = null;
 const recentLatencies = []; // capture to display, ms
 const shownFrames = []; // what each presented video frame was drawn with
+// When the page first showed a JPEG and a video frame (performance.now(), ms), and the first
+// fragment it was sent (a viewer joining mid-GOP is sent the GOP's key fragment first).
+const firsts = { jpegAt: null, videoAt: null, fragment: null };
 
 // The camera, as the API last described it; apiProblem is "signed-out" or "gone" when it refused.
 let camera = null;
@@ -132,6 +135,7 @@ function videoFrameShown(header, metadata) {
   const now = Date.now();
   if (!videoShowing) {
     videoShowing = true;
+    if (firsts.videoAt === null) firsts.videoAt = performance.now();
     if (shown && shown.bitmap) shown.bitmap.close();
   }
   const wasLive = root.dataset.state === "live";
@@ -152,6 +156,8 @@ function videoFrameShown(header, metadata) {
     headerMediaTime: header ? header.media_time : null,
     seq: header ? header.seq : null,
     timestamp: header ? header.timestamp : null,
+    // From the fragment's arrival to its frame's presentation, ms: the browser's share.
+    inBrowser: header ? metadata.presentationTime - header.receivedAt : null,
     boxes: Number(root.dataset.boxes),
     labels: root.dataset.boxLabels,
   });
@@ -187,6 +193,7 @@ window.sightlinePlayer = {
   },
   latencies: recentLatencies,
   frames: shownFrames,
+  firsts,
 };
 
 // --- the connection ------------------------------------------------------------------------
@@ -229,6 +236,8 @@ const stream = new StreamSocket({
       }
       if (header.kind === "video") {
         lastFragmentAt = Date.now();
+        header.receivedAt = performance.now(); // for the latency's share of the browser
+        if (!firsts.fragment) firsts.fragment = { seq: header.seq, key: header.key };
         live.append(header, payload);
         return;
       }
@@ -438,6 +447,7 @@ async function drawNext() {
       }
       if (shown && shown.bitmap) shown.bitmap.close();
       shown = { bitmap, header };
+      if (firsts.jpegAt === null) firsts.jpegAt = performance.now();
       render();
       const now = Date.now();
       const wasLive = root.dataset.state === "live";

@@ -127,7 +127,8 @@ export class LiveVideo {
       this.frameDuration = (header.media_time - previous.media_time) / (header.seq - previous.seq);
     }
     this.headers.push(header);
-    if (this.headers.length > MAX_HEADERS) this.headers.splice(0, this.headers.length - MAX_HEADERS);
+    const excess = this.headers.length - MAX_HEADERS;
+    if (excess > 0) this.headers.splice(0, excess);
     this.queue.push(payload);
     if (!this.appendedAt) this.appendedAt = Date.now();
     this.pump();
@@ -147,7 +148,8 @@ export class LiveVideo {
     this.lastMediaTime = -1;
     if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
     this.objectUrl = null;
-    if (mediaSource && mediaSource.readyState === "open" && sourceBuffer && !sourceBuffer.updating) {
+    const open = mediaSource && mediaSource.readyState === "open";
+    if (open && sourceBuffer && !sourceBuffer.updating) {
       try {
         mediaSource.endOfStream();
       } catch (error) {

@@ -38,7 +38,7 @@ const OLD_ON_ARRIVAL_MS = 10_000; // the cached frame sent on connect may be hou
 const STREAM_BEHIND_MS = 10_000; // the API saw frames this much newer than ours: reconnect
 const STREAM_RECONNECT_MIN_MS = 30_000;
 const BOX_COLOR = "#00ff00";
-const VIDEO_START_MS = 5000; // fragments this long and no decoded picture: MSE does not work here
+const VIDEO_START_MS = 5000; // fragments this long and no frame shown: MSE does not work here
 const KEPT_SAMPLES = 3000; // latencies and shown frames kept for tests and the bench
 
 const settings = JSON.parse(document.getElementById("stream-settings").textContent);
@@ -81,6 +81,7 @@ let fallbackReason = "";
 let videoShowing = false; // the <video> has presented a frame of this socket's stream
 let lastFragmentAt = 0;
 let bytesThisSecond = 0;
+let bytesReceived = 0; // since the page loaded, every socket's messages
 let secondStartedAt = performance.now();
 let kbps = null;
 const recentLatencies = []; // capture to display, ms
@@ -179,6 +180,9 @@ window.sightlinePlayer = {
   get kbps() {
     return kbps;
   },
+  get bytesReceived() {
+    return bytesReceived;
+  },
   get framesShown() {
     return framesDrawn;
   },
@@ -214,8 +218,9 @@ const stream = new StreamSocket({
   },
   onChange: () => showLabels(),
   onMessage: (data) => {
-    if (data instanceof ArrayBuffer) bytesThisSecond += data.byteLength;
-    else bytesThisSecond += data.length;
+    const bytes = data instanceof ArrayBuffer ? data.byteLength : data.length;
+    bytesThisSecond += bytes;
+    bytesReceived += bytes;
     if (!(data instanceof ArrayBuffer)) {
       // A server without H.264 sends the seed's JSON.
       if (format === "h264") fallBack("the server sent JSON frames");
@@ -230,6 +235,13 @@ const stream = new StreamSocket({
       }
       const { header, payload } = message;
       if (header.kind === "init") {
+        // A new stream on an open socket (the camera's encoder restarted): its last picture
+        // stays on the canvas until the new stream's first frame, rather than a black video.
+        if (videoShowing && video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA) {
+          sizeCanvas(video.videoWidth, video.videoHeight);
+          context.drawImage(video, 0, 0);
+        }
+        videoShowing = false;
         showVideo(true);
         live.start(header, payload);
         return;
@@ -513,14 +525,15 @@ function tick() {
   bitrateLabel.textContent = kbps === null ? "–" : `${Math.round(kbps)} kbit/s`;
   bytesThisSecond = 0;
   secondStartedAt = now;
-  // Fragments for a while and still no picture decoded: this browser's MSE does not play it.
+  // Fragments for a while and still not one frame shown: this browser's MSE does not play it.
+  // (Only before the first frame: later, a seek may leave no current frame for a moment.)
   if (
     format === "h264" &&
     live.active &&
+    live.presented === 0 &&
     live.appendedAt &&
     Date.now() - live.appendedAt > VIDEO_START_MS &&
-    Date.now() - lastFragmentAt < 1000 &&
-    video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA
+    Date.now() - lastFragmentAt < 1000
   ) {
     fallBack("no video frame decoded");
   } else if (format === "h264" && live.active) {

@@ -225,6 +225,12 @@ def test_boxes_are_drawn_for_the_frame_shown_and_capture_to_display_is_within_10
         f"p99 {percentile(in_browser, 0.99):.0f} ms); {kbps:.0f} kbit/s"
     )
     assert p99 <= 100, f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+    # What was played is removed from the buffer: a few seconds stay, however long it plays.
+    kept = page.evaluate(
+        "(() => { const v = document.getElementById('player-video');"
+        " return v.currentTime - v.buffered.start(0); })()"
+    )
+    assert 0 < kept <= 6, kept
 
 
 # --- the hidden tab ------------------------------------------------------------------------

@@ -30,14 +30,6 @@ export function h264Supported(codec = H264_CODEC) {
   );
 }
 
-// A binary stream message: its JSON header and the payload after it (a JPEG, an fMP4 segment).
-export function parseMessage(buffer) {
-  const view = new DataView(buffer);
-  const headerLength = view.getUint32(0);
-  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, headerLength)));
-  return { header, payload: new Uint8Array(buffer, 4 + headerLength) };
-}
-
 export class LiveVideo {
   // onFrame(header, metadata): a frame was presented (header: the one of its media_time, or
   // null). onFailure(reason): MSE cannot play this stream; the player falls back to JPEG.

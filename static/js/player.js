@@ -26,8 +26,8 @@
 // same verdict, so it cannot say "Online" over a dead stream.
 
 import { FIRST_TRIES, DEFAULT_STEADY_DELAY_MS } from "./reconnect.js";
-import { boxLabel, parse } from "./frame_message.js";
-import { LiveVideo, h264Supported, parseMessage } from "./live_video.js";
+import { boxLabel, parse, parseMessage } from "./frame_message.js";
+import { LiveVideo, h264Supported } from "./live_video.js";
 import { StreamSocket } from "./stream_socket.js";
 import { clock } from "./time_format.js";
 

@@ -1,0 +1,1125 @@
+"""Video benchmark (issue 13): H.264 over the WebSocket against the JPEG paths, in the same run.
+
+    python -m bench.video
+
+Part 1, offline, the same frames for every codec: `--frames` (300) frames of the 640x480 `demo:`
+scene at `--fps` (30), from a fixed moment (a car crosses in every 8 s), encoded
+  - as JPEG at `--jpeg-quality` (75, the camera default; `cameras.vision.frames.encode_jpeg`),
+    then wrapped as the seed's FrameData JSON (base64) and as `?format=binary`'s message;
+  - as H.264 by `cameras.video.h264.H264Encoder` (libx264, zerolatency, constrained baseline,
+    VBV cap), packaged by `cameras.video.fmp4` (an init segment, one fragment per frame), each
+    fragment with the JSON header the server puts in front of it (4-byte length, header, payload).
+The JPEGs are decoded with OpenCV, the fMP4 stream (init + every fragment) with PyAV's mp4
+demuxer, and every decoded frame is compared with its source frame by SSIM (Wang et al. 2004:
+11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, on the luma Y' = 0.299 R + 0.587 G + 0.114 B
+of the RGB picture a viewer is shown, border pixels the window does not fit left out). Message
+bytes are what one viewer receives per second at the frame rate (WebSocket framing, 2-10 bytes a
+message, left out). Encode times are wall-clock ms per frame in this process, one thread, with
+the CPU time beside them; the H.264 figure includes the colour conversion and the fragment.
+Encoder settings are the server's (VIDEO_CRF, VIDEO_MAX_KBPS, VIDEO_KEYFRAME_SECONDS) where
+project.settings has them, else crf 25, 1500 kbit/s, a key frame every second; `--crf 23,25,28`
+compares several.
+
+Part 2, live, through a real daphne on 127.0.0.1 (the capture worker in daphne,
+CAMERAS_IN_PROCESS, as `bench.fanout` starts it), one `demo:` camera at `--fps`, 640 px, motion
+detection: first `--bytes-viewers` (2) viewers of each format at once, `?format=json` (the
+default), `?format=binary` and `?format=h264`, over the same `--seconds`: bytes per second per
+viewer as received (WebSocket payloads), messages per second, capture-to-receive delay (the
+header's capture `timestamp` against the arrival time, same clock). Then fan-out, `--viewers`
+(100,200) viewers of `binary` and then of `h264`, each alone on the server: frames (fragments)
+per second per viewer, p50/p99 delay, daphne's CPU and RSS. Every H.264 viewer checks the
+protocol as it goes (a JPEG first, then init, fragments from a key fragment, `seq` in order or
+resuming at a key fragment, `media_time` = (seq - 1) / fps), and what one viewer received from
+its init on is decoded with PyAV afterwards.
+
+Viewers are bare RFC 6455 clients (bench.fanout's) in `--processes` client processes sharing the
+machine's cores with daphne; their CPU is reported too. Traffic stays on 127.0.0.1, every loop is
+bounded in count and time, daphne is stopped on the way out. Tables are printed as Markdown with
+the machine's size and load; the figures go to bench/results/video-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import base64
+import io
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench.fanout import (
+    CONNECT_CONCURRENCY,
+    CONNECT_TIMEOUT,
+    RESULTS_DIR,
+    Sightline,
+    ViewerProtocol,
+    ViewerTally,
+    Window,
+    _receive,
+    _split,
+    _viewer,
+    check_frame_data,
+    cpu_seconds,
+    frame_timestamp,
+    percentile,
+    rss_kib,
+)
+from bench.topology import Topology
+
+WIDTH, HEIGHT = 640, 480
+# A fixed moment, so every run encodes the same pictures (the demo scene is a function of time).
+SCENE_START = 1_800_000_000.0
+# What the server's header carries, at its real lengths (a camera's public id is 12 characters).
+CAMERA_ID = "benchcam0001"
+STREAM_ID = "0a1b2c3d"
+# The encoder's defaults until project.settings has them (issue 13).
+VIDEO_DEFAULTS = {"VIDEO_CRF": 25, "VIDEO_MAX_KBPS": 1500, "VIDEO_KEYFRAME_SECONDS": 1.0}
+# At most this many fragments (about 20 s at 30 fps) are kept by the viewer whose stream is
+# decoded afterwards.
+RECORD_LIMIT = 600
+FORMATS = ("json", "binary", "h264")
+
+
+# --- settings, machine ------------------------------------------------------------------------
+
+
+def video_settings() -> dict:
+    """The server's encoder settings where project.settings defines them, else the defaults;
+    `source` says which."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+    values, source = dict(VIDEO_DEFAULTS), "bench defaults (not in project.settings)"
+    try:
+        from django.conf import settings
+
+        found = {
+            name: getattr(settings, name) for name in VIDEO_DEFAULTS if hasattr(settings, name)
+        }
+    except Exception as error:  # noqa: BLE001 - any settings problem: say so, use the defaults
+        return {**values, "source": f"bench defaults (settings not loaded: {error})"}
+    if found:
+        values.update(found)
+        missing = sorted(set(VIDEO_DEFAULTS) - set(found))
+        source = "project.settings" + (
+            f" (bench defaults for {', '.join(missing)})" if missing else ""
+        )
+    return {**values, "source": source}
+
+
+def machine() -> dict:
+    memory_kib = 0
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "ram_gib": round(memory_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def machine_line(info: dict) -> str:
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (
+        f"Machine: {info['cpus']} CPUs, {info['ram_gib']:g} GiB RAM, {info['platform']}, "
+        f"Python {info['python']}; load average (1/5/15 min) now {load}"
+    )
+
+
+# --- part 1: quality and cost, offline ----------------------------------------------------------
+
+
+def luma(bgr: np.ndarray) -> np.ndarray:
+    """Y' = 0.299 R + 0.587 G + 0.114 B (BT.601, full range), as float32 (for SSIM, within
+    1e-6 of float64 and twice as fast)."""
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
+SSIM_C1 = (0.01 * 255) ** 2
+SSIM_C2 = (0.03 * 255) ** 2
+_SSIM_EDGE = 5  # half the 11-pixel window: pixels nearer the border than this are left out
+
+
+def _window_mean(image: np.ndarray) -> np.ndarray:
+    # The sampled, normalised 11x11 Gaussian of sigma 1.5 (MATLAB's fspecial('gaussian', 11,
+    # 1.5)); cropping the border keeps only windows wholly inside the image ("valid").
+    blurred = cv2.GaussianBlur(image, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+    return blurred[_SSIM_EDGE:-_SSIM_EDGE, _SSIM_EDGE:-_SSIM_EDGE]
+
+
+def ssim(reference: np.ndarray, test: np.ndarray) -> float:
+    """Mean SSIM of two luma images (float, 0-255)."""
+    if reference.shape != test.shape:
+        raise ValueError(f"SSIM of a {reference.shape} and a {test.shape} image")
+    mu_x, mu_y = _window_mean(reference), _window_mean(test)
+    xx = _window_mean(reference * reference) - mu_x * mu_x
+    yy = _window_mean(test * test) - mu_y * mu_y
+    xy = _window_mean(reference * test) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + SSIM_C1) * (2 * xy + SSIM_C2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (xx + yy + SSIM_C2)
+    return float(np.mean(numerator / denominator))
+
+
+def scene_detections(scene, t: float) -> list[dict]:
+    """The demo scene's true boxes as the seed's detections: a realistic header, the same in
+    every format."""
+    return [
+        {"class": name, "confidence": 0.87, "bbox": [int(v) for v in box]}
+        for name, box in (
+            ("person", scene.person_box(t)),
+            ("car", scene.car_box(t)),
+            ("sports ball", scene.ball_box(t)),
+        )
+    ]
+
+
+def video_header(
+    *, seq: int, key: bool, timestamp_ms: int, fps: int, detections: list[dict] | None
+) -> dict:
+    """A fragment's header as the wire protocol of issue 13 gives it."""
+    header: dict = {
+        "kind": "video",
+        "stream": STREAM_ID,
+        "seq": seq,
+        "key": key,
+        "timestamp": timestamp_ms,
+        "media_time": round((seq - 1) / fps, 6),
+        "camera_id": CAMERA_ID,
+    }
+    if detections is not None:
+        header["detections"] = detections
+    return header
+
+
+def framed(header: dict, payload: bytes) -> bytes:
+    """The binary framing of `?format=binary` and `?format=h264`: length, JSON header, payload."""
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    return len(header_bytes).to_bytes(4, "big") + header_bytes + payload
+
+
+def _timing(wall_ms: list[float], cpu_ms: list[float]) -> dict:
+    ordered = sorted(wall_ms)
+    return {
+        "ms_mean": statistics.fmean(wall_ms),
+        "ms_p50": percentile(ordered, 0.50),
+        "ms_p99": percentile(ordered, 0.99),
+        "ms_max": ordered[-1],
+        "cpu_ms_mean": statistics.fmean(cpu_ms),
+    }
+
+
+def _ssim_summary(values: list[float]) -> dict:
+    return {"ssim_mean": statistics.fmean(values), "ssim_min": min(values)}
+
+
+def render_frames(frames: int, fps: int) -> tuple[list[np.ndarray], list[float]]:
+    from cameras.vision.demo import DemoScene, demo_seed
+
+    scene = DemoScene(WIDTH, HEIGHT, seed=demo_seed(""))  # the `demo:` camera's own scene
+    times = [SCENE_START + i / fps for i in range(frames)]
+    return [scene.frame_at(t) for t in times], times
+
+
+def measure_jpeg(frames, times, *, fps: int, quality: int, scene, lumas: list | None) -> dict:
+    """JPEG at `quality`: sizes, encode times, and (given the source lumas) SSIM."""
+    from cameras.vision.frames import encode_jpeg, frame_data_binary, frame_data_json
+
+    wall, cpu, json_wall = [], [], []
+    jpeg_bytes = json_bytes = binary_bytes = 0
+    similarity = []
+    for frame, t in zip(frames, times, strict=True):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        jpeg = encode_jpeg(frame, quality)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
+        detections = scene_detections(scene, t)
+        timestamp_ms = int(t * 1000)
+        started = time.perf_counter()
+        message = frame_data_json(
+            frame_b64=base64.b64encode(jpeg).decode("ascii"),
+            timestamp_ms=timestamp_ms,
+            camera_id=CAMERA_ID,
+            detections=detections,
+        )
+        json_wall.append((time.perf_counter() - started) * 1000)
+        binary = frame_data_binary(
+            jpeg=jpeg, timestamp_ms=timestamp_ms, camera_id=CAMERA_ID, detections=detections
+        )
+        jpeg_bytes += len(jpeg)
+        json_bytes += len(message.encode())
+        binary_bytes += len(binary)
+        if lumas is not None:
+            decoded = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+            similarity.append(ssim(lumas[len(similarity)], luma(decoded)))
+    seconds = len(frames) / fps
+    return {
+        "quality": quality,
+        "jpeg_bytes_per_frame": jpeg_bytes / len(frames),
+        "json_bytes_per_second": json_bytes / seconds,
+        "binary_bytes_per_second": binary_bytes / seconds,
+        "encode": _timing(wall, cpu),
+        "json_build_ms_mean": statistics.fmean(json_wall),
+        **(_ssim_summary(similarity) if similarity else {}),
+    }
+
+
+def measure_h264(
+    frames, times, *, fps: int, crf: int, max_kbps: int, keyframe_interval: int, scene, lumas
+) -> dict:
+    from cameras.video.fmp4 import TIMESCALE, codec_string, init_segment, media_fragment
+    from cameras.video.h264 import H264Encoder
+
+    encoder = H264Encoder(
+        width=WIDTH,
+        height=HEIGHT,
+        fps=fps,
+        max_kbps=max_kbps,
+        crf=crf,
+        keyframe_interval=keyframe_interval,
+    )
+    duration = TIMESCALE // fps
+    init = b""
+    codec = ""
+    fragments: list[bytes] = []
+    wall, cpu = [], []
+    wire_bytes = fragment_bytes = keys = missing = 0
+    key_sizes, other_sizes = [], []
+    key_ms, other_ms = [], []
+    for index, (frame, t) in enumerate(zip(frames, times, strict=True)):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        encoded = encoder.encode(frame, key=index == 0)
+        if encoded is None:
+            missing += 1
+            continue
+        seq = len(fragments) + 1
+        fragment = media_fragment(
+            sequence=seq,
+            decode_time=(seq - 1) * duration,
+            duration=duration,
+            sample=encoded.sample,
+            key=encoded.key,
+        )
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
+        if not init:
+            init = init_segment(
+                sps=encoded.sps, pps=encoded.pps, width=encoder.width, height=encoder.height
+            )
+            codec = codec_string(encoded.sps)
+        fragments.append(fragment)
+        (key_ms if encoded.key else other_ms).append(wall[-1])
+        header = video_header(
+            seq=seq,
+            key=encoded.key,
+            timestamp_ms=int(t * 1000),
+            fps=fps,
+            detections=scene_detections(scene, t),
+        )
+        wire_bytes += len(framed(header, fragment))
+        fragment_bytes += len(fragment)
+        keys += encoded.key
+        (key_sizes if encoded.key else other_sizes).append(len(fragment))
+    encoder.close()
+    decoded = decode_fmp4(init, fragments)
+    if len(decoded) != len(fragments):
+        raise RuntimeError(f"{len(fragments)} fragments decoded into {len(decoded)} frames")
+    similarity, native = [], []
+    for (bgr, y_plane), frame, source in zip(decoded, frames, lumas, strict=False):
+        similarity.append(ssim(source, luma(bgr)))
+        # The codec's own luma (limited range, as the encoder was given it), for reference.
+        source_y = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)[:HEIGHT].astype(np.float32)
+        native.append(ssim(source_y, y_plane.astype(np.float32)))
+    seconds = len(frames) / fps
+    return {
+        "crf": crf,
+        "max_kbps": max_kbps,
+        "keyframe_interval": keyframe_interval,
+        "codec": codec,
+        "frames_encoded": len(fragments),
+        "frames_missing": missing,
+        "key_frames": keys,
+        "init_bytes": len(init),
+        "key_fragment_bytes_mean": statistics.fmean(key_sizes) if key_sizes else 0.0,
+        "other_fragment_bytes_mean": statistics.fmean(other_sizes) if other_sizes else 0.0,
+        "fragment_bytes_per_second": fragment_bytes / seconds,
+        "wire_bytes_per_second": wire_bytes / seconds,
+        "encode": _timing(wall, cpu),
+        "encode_key_ms_mean": statistics.fmean(key_ms) if key_ms else math.nan,
+        "encode_other_ms_mean": statistics.fmean(other_ms) if other_ms else math.nan,
+        **_ssim_summary(similarity),
+        "ssim_native_luma_mean": statistics.fmean(native),
+    }
+
+
+def decode_fmp4(init: bytes, fragments: list[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every frame of init + fragments, decoded by PyAV (FFmpeg's mp4 demuxer and h264 decoder),
+    as (BGR picture, Y plane)."""
+    import av
+
+    pictures = []
+    with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as container:
+        for frame in container.decode(video=0):
+            if frame.format.name != "yuv420p":
+                raise RuntimeError(f"decoded {frame.format.name}, not the encoder's yuv420p")
+            y_plane = frame.to_ndarray()[: frame.height]  # yuv420p: the Y rows, then U and V
+            pictures.append((frame.to_ndarray(format="bgr24"), y_plane))
+    return pictures
+
+
+def run_offline(
+    *, frames: int, fps: int, jpeg_quality: int, crfs: list[int], max_kbps: int, key_every: int
+) -> dict:
+    from cameras.vision.demo import DemoScene, demo_seed
+
+    scene = DemoScene(WIDTH, HEIGHT, seed=demo_seed(""))
+    pictures, times = render_frames(frames, fps)
+    lumas = [luma(picture) for picture in pictures]
+    jpeg = measure_jpeg(pictures, times, fps=fps, quality=jpeg_quality, scene=scene, lumas=lumas)
+    h264 = [
+        measure_h264(
+            pictures,
+            times,
+            fps=fps,
+            crf=crf,
+            max_kbps=max_kbps,
+            keyframe_interval=key_every,
+            scene=scene,
+            lumas=lumas,
+        )
+        for crf in crfs
+    ]
+    # JPEG once more after H.264, so a machine busier in one half does not favour either.
+    again = measure_jpeg(pictures, times, fps=fps, quality=jpeg_quality, scene=scene, lumas=None)
+    jpeg["encode_again"] = again["encode"]
+    return {"frames": frames, "fps": fps, "jpeg": jpeg, "h264": h264}
+
+
+def _kbit(bytes_per_second: float) -> str:
+    return f"{bytes_per_second * 8 / 1000:,.0f}"
+
+
+def offline_tables(offline: dict) -> list[str]:
+    jpeg, fps = offline["jpeg"], offline["fps"]
+    json_rate = jpeg["json_bytes_per_second"]
+    lines = [
+        f"### Quality and bytes: {offline['frames']} frames of the 640x480 `demo:` scene "
+        f"at {fps} fps, the same frames for every row",
+        "",
+        "| stream | KiB/s | kbit/s | ÷ JSON | SSIM mean | SSIM min |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(name: str, rate: float, similarity: dict) -> str:
+        return (
+            f"| {name} | {rate / 1024:,.1f} | {_kbit(rate)} | 1/{json_rate / rate:.1f} | "
+            f"{similarity['ssim_mean']:.4f} | {similarity['ssim_min']:.4f} |"
+        )
+
+    quality = jpeg["quality"]
+    lines.append(row(f"FrameData JSON (base64 JPEG q{quality})", json_rate, jpeg))
+    lines.append(row(f"binary JPEG q{quality}", jpeg["binary_bytes_per_second"], jpeg))
+    for h264 in offline["h264"]:
+        name = (
+            f"H.264 fMP4 crf {h264['crf']}, cap {h264['max_kbps']} kbit/s, "
+            f"key every {h264['keyframe_interval']}"
+        )
+        lines.append(row(name, h264["wire_bytes_per_second"], h264))
+    lines += [
+        "",
+        "H.264 rows count each fragment with its framed JSON header (as the server sends it, "
+        "approximately); the init segment, sent once per viewer, is "
+        + ", ".join(f"{h['init_bytes']} bytes" for h in offline["h264"][:1])
+        + ". Fragment sizes (crf "
+        + "; crf ".join(
+            f"{h['crf']}): key {h['key_fragment_bytes_mean'] / 1024:.1f} KiB, "
+            f"others {h['other_fragment_bytes_mean'] / 1024:.2f} KiB"
+            for h in offline["h264"]
+        )
+        + f". JPEG q{quality}: {jpeg['jpeg_bytes_per_frame'] / 1024:.1f} KiB a frame.",
+        "",
+        "### Encode cost per frame, same run, one thread",
+        "",
+        "| encoder | ms mean | ms p50 | ms p99 | ms max | CPU ms mean |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def cost(name: str, timing: dict) -> str:
+        return (
+            f"| {name} | {timing['ms_mean']:.2f} | {timing['ms_p50']:.2f} | "
+            f"{timing['ms_p99']:.2f} | {timing['ms_max']:.2f} | {timing['cpu_ms_mean']:.2f} |"
+        )
+
+    lines.append(cost(f"JPEG q{quality} (cv2.imencode)", jpeg["encode"]))
+    for h264 in offline["h264"]:
+        lines.append(
+            cost(f"H.264 crf {h264['crf']} (convert + libx264 + fragment)", h264["encode"])
+        )
+    lines.append(cost(f"JPEG q{quality} again, after H.264", jpeg["encode_again"]))
+    lines += [
+        "",
+        "H.264 by frame type (ms mean): "
+        + "; ".join(
+            f"crf {h['crf']}: key frames {h['encode_key_ms_mean']:.2f} ({h['key_frames']} of "
+            f"{h['frames_encoded']}), others {h['encode_other_ms_mean']:.2f}"
+            for h in offline["h264"]
+        )
+        + ". With a key frame every second the p99 is a key frame's cost.",
+        f"FrameData JSON adds {jpeg['json_build_ms_mean']:.2f} ms a frame (base64 + JSON) on top "
+        "of the JPEG. SSIM: luma of the RGB picture shown, against the source's; H.264 on its "
+        "own (limited-range) Y plane: "
+        + ", ".join(f"crf {h['crf']} {h['ssim_native_luma_mean']:.4f}" for h in offline["h264"])
+        + ".",
+    ]
+    return lines
+
+
+# --- part 2: live, through daphne ---------------------------------------------------------------
+
+
+@dataclass
+class VideoTally(ViewerTally):
+    """A viewer's counts; messages/payload_bytes are those of the window, the rest of its life."""
+
+    format: str = ""
+    window_video: int = 0  # fragments (h264) or frames (JPEG formats) in the window
+    jpeg_messages: int = 0
+    init_messages: int = 0
+    video_messages: int = 0
+    key_messages: int = 0
+    seq_jumps: int = 0  # fragments skipped by the server (seq did not follow on)
+    skipped_fragments: int = 0
+    stream_changes: int = 0
+    protocol_errors: list[str] = field(default_factory=list)
+    # Milliseconds from the TCP connection to the first JPEG, the init, the first fragment.
+    first_jpeg_ms: float = math.nan
+    first_init_ms: float = math.nan
+    first_video_ms: float = math.nan
+    # Fragments that arrived within 20 ms of the first one: the join burst (init to live edge).
+    burst_fragments: int = 0
+    first_kinds: list[str] = field(default_factory=list)
+
+    def error(self, problem: str) -> None:
+        if len(self.protocol_errors) < 5 and problem not in self.protocol_errors:
+            self.protocol_errors.append(problem)
+
+
+class FormatViewer(ViewerProtocol):
+    """A viewer of one format: JSON FrameData, binary JPEG, or H.264 (JPEG, init, fragments)."""
+
+    def __init__(self, *, format: str, fps: int, record: list | None, **kwargs) -> None:
+        super().__init__(slow=False, **kwargs)
+        self.format = format
+        self.fps = fps
+        self.record = record
+        self.opened = time.time()
+        self.stream = ""
+        self.last_seq: int | None = None
+        self.need_key = True
+        self.first_video_at = math.nan
+
+    def _message(self, buffer: bytearray, start: int, end: int, now: float) -> None:
+        tally: VideoTally = self.tally  # type: ignore[assignment]
+        if self.format == "json":
+            if not self.first_message.done():
+                try:
+                    check_frame_data(bytes(buffer[start:end]))
+                except ValueError as error:
+                    self._fail(f"not FrameData: {error}")
+                    return
+            timestamp = frame_timestamp(buffer, start, end)
+            kind = "frame"
+        else:
+            try:
+                length = int.from_bytes(buffer[start : start + 4], "big")
+                header = json.loads(buffer[start + 4 : start + 4 + length])
+                timestamp = header.get("timestamp")
+            except ValueError as error:
+                self._fail(f"not a binary frame: {error}")
+                return
+            kind = header.get("kind") or "jpeg"
+            if self.format == "h264" and not self._check(header, kind, now):
+                if self.record is not None:
+                    self.record = None  # a broken stream is not decoded
+            if self.record is not None and kind in ("init", "video") and self.stream:
+                if len(self.record) < RECORD_LIMIT and header.get("stream") == self.stream:
+                    self.record.append((kind, bytes(buffer[start + 4 + length : end])))
+        if len(tally.first_kinds) < 4:
+            tally.first_kinds.append(kind)
+        if not self.first_message.done():
+            self.first_message.set_result(None)
+        if self.window.start <= now < self.window.end:
+            tally.messages += 1
+            tally.payload_bytes += end - start
+            counted = kind == "video" if self.format == "h264" else True
+            if counted and isinstance(timestamp, int | float):
+                tally.window_video += 1
+                self.samples.append(now * 1000.0 - timestamp)
+                self.frames_seen.add(float(timestamp))
+
+    def _check(self, header: dict, kind: str, now: float) -> bool:
+        """The issue 13 protocol, message by message; False (and an error noted) when broken."""
+        tally: VideoTally = self.tally  # type: ignore[assignment]
+        since = (now - self.opened) * 1000.0
+        if kind == "jpeg":
+            tally.jpeg_messages += 1
+            if math.isnan(tally.first_jpeg_ms):
+                tally.first_jpeg_ms = since
+            if tally.video_messages:
+                tally.error("a JPEG frame after video had started")
+            return True
+        if kind == "init":
+            tally.init_messages += 1
+            if math.isnan(tally.first_init_ms):
+                tally.first_init_ms = since
+            elif header.get("stream") != self.stream:
+                tally.stream_changes += 1
+            if not str(header.get("codec", "")).startswith("avc1."):
+                tally.error(f"init codec {header.get('codec')!r}")
+            self.stream = str(header.get("stream", ""))
+            self.last_seq, self.need_key = None, True
+            return True
+        if kind != "video":
+            tally.error(f"unknown kind {kind!r}")
+            return False
+        tally.video_messages += 1
+        tally.key_messages += bool(header.get("key"))
+        if math.isnan(tally.first_video_ms):
+            tally.first_video_ms = since
+            self.first_video_at = now
+        if now - self.first_video_at <= 0.020:
+            tally.burst_fragments += 1
+        ok = True
+        if not self.stream or header.get("stream") != self.stream:
+            tally.error("a fragment without its stream's init")
+            ok = False
+        seq = header.get("seq")
+        if not isinstance(seq, int):
+            tally.error("a fragment without an integer seq")
+            return False
+        if self.last_seq is not None and seq != self.last_seq + 1:
+            if seq <= self.last_seq:
+                tally.error(f"seq went from {self.last_seq} to {seq}")
+                ok = False
+            else:
+                tally.seq_jumps += 1
+                tally.skipped_fragments += seq - self.last_seq - 1
+                self.need_key = True
+        if self.need_key and not header.get("key"):
+            tally.error("fragments resumed at a non-key fragment")
+            ok = False
+        self.need_key = False
+        self.last_seq = seq
+        media_time = header.get("media_time")
+        if not isinstance(media_time, int | float) or abs(media_time - (seq - 1) / self.fps) > 1e-3:
+            tally.error(f"media_time {media_time!r} for seq {seq} at {self.fps} fps")
+            ok = False
+        if not isinstance(header.get("timestamp"), int | float):
+            tally.error("a fragment without a capture timestamp")
+            ok = False
+        return ok
+
+
+async def _client_main(pipe: Connection, spec: dict) -> dict:
+    window = Window()
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    groups = {}
+    openings = []
+    for group in spec["groups"]:
+        name = group["name"]
+        state = {
+            "tallies": [],
+            "latencies": array.array("d"),
+            "frames_seen": set(),
+            "record": [] if group["record"] else None,
+        }
+        groups[name] = state
+        for index in range(group["count"]):
+            tally = VideoTally(format=group["format"])
+            state["tallies"].append(tally)
+            record = state["record"] if index == 0 else None
+
+            def factory(key: bytes, tally=tally, state=state, group=group, record=record):
+                return FormatViewer(
+                    key=key,
+                    window=window,
+                    tally=tally,
+                    samples=state["latencies"],
+                    frames_seen=state["frames_seen"],
+                    format=group["format"],
+                    fps=spec["fps"],
+                    record=record,
+                )
+
+            openings.append(_viewer(group["url"], spec["headers"], gate, factory))
+    viewers = [v for v in await asyncio.gather(*openings) if v is not None]
+    try:
+        pipe.send(("connected", len(viewers)))
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, pipe.poll, CONNECT_TIMEOUT * 2):
+            raise TimeoutError("the parent never sent the measurement window")
+        _, window.start, window.end = pipe.recv()
+        await asyncio.sleep(max(0.0, window.end - time.time()))
+    finally:
+        for viewer in viewers:
+            viewer.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "groups": {
+            name: {
+                "tallies": [asdict(t) for t in state["tallies"]],
+                "latencies": state["latencies"].tobytes(),
+                "frames_seen": sorted(state["frames_seen"]),
+                "record": state["record"],
+            }
+            for name, state in groups.items()
+        },
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+    }
+
+
+def _client_process(pipe: Connection, spec: dict) -> None:
+    try:
+        pipe.send(("done", asyncio.run(_client_main(pipe, spec))))
+    except BaseException as error:  # noqa: BLE001 - the parent must hear why, whatever it was
+        pipe.send(("failed", f"{type(error).__name__}: {error}"))
+        raise
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    format: str
+    count: int
+    record: bool = False
+
+
+def _url(base: str, format: str) -> str:
+    return base if format == "json" else f"{base}?format={format}"
+
+
+def measure_live(
+    *,
+    base_url: str,
+    headers: dict[str, str],
+    server_pid: int,
+    groups: list[Group],
+    fps: int,
+    seconds: float,
+    warmup: float,
+    processes: int,
+) -> dict:
+    """All `groups` connected at once, then measured over the same window."""
+    context = multiprocessing.get_context("spawn")
+    total = sum(group.count for group in groups)
+    processes = max(1, min(processes, total))
+    shares = {group.name: _split(group.count, processes) for group in groups}
+    workers: list[tuple[multiprocessing.Process, Connection]] = []
+    try:
+        for index in range(processes):
+            spec = {
+                "headers": headers,
+                "fps": fps,
+                "groups": [
+                    {
+                        "name": group.name,
+                        "format": group.format,
+                        "url": _url(base_url, group.format),
+                        "count": shares[group.name][index],
+                        "record": group.record and index == 0,
+                    }
+                    for group in groups
+                ],
+            }
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=_client_process, args=(child_end, spec), daemon=True)
+            process.start()
+            child_end.close()
+            workers.append((process, parent_end))
+        for _, pipe in workers:
+            _receive(pipe, "connected", CONNECT_TIMEOUT * 3)
+        start = time.time() + warmup
+        end = start + seconds
+        for _, pipe in workers:
+            pipe.send(("window", start, end))
+        time.sleep(max(0.0, start - time.time()))
+        load_average = os.getloadavg()[0]
+        rss_start = rss_kib(server_pid)
+        cpu_start = cpu_seconds(server_pid)
+        time.sleep(max(0.0, end - time.time()))
+        cpu_end = cpu_seconds(server_pid)
+        rss_end = rss_kib(server_pid)
+        results = [_receive(pipe, "done", seconds + 60) for _, pipe in workers]
+    finally:
+        for process, pipe in workers:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+            pipe.close()
+    figures = {
+        group.name: summarize_group(group, [r["groups"][group.name] for r in results], seconds)
+        for group in groups
+    }
+    return {
+        "seconds": seconds,
+        "groups": figures,
+        "server_cpu_percent": 100.0 * (cpu_end - cpu_start) / seconds,
+        "server_rss_mib_start": rss_start / 1024,
+        "server_rss_mib_end": rss_end / 1024,
+        "clients_cpu_seconds": sum(r["cpu_seconds"] for r in results),
+        "load_average": load_average,
+    }
+
+
+def _nan_stats(values: list[float]) -> tuple[float, float]:
+    values = sorted(v for v in values if not math.isnan(v))
+    return (percentile(values, 0.5), values[-1]) if values else (math.nan, math.nan)
+
+
+def summarize_group(group: Group, parts: list[dict], seconds: float) -> dict:
+    tallies = [t for part in parts for t in part["tallies"]]
+    latencies: list[float] = []
+    for part in parts:
+        latencies.extend(array.array("d", part["latencies"]))
+    latencies.sort()
+    produced = set().union(*(part["frames_seen"] for part in parts))
+    healthy = [t for t in tallies if t["connected"] and not t["closed_early"] and t["window_video"]]
+    fps = [t["window_video"] / seconds for t in healthy]
+    errors = sorted({e for t in tallies for e in ([t["error"]] if t["error"] else [])})
+    protocol_errors = sorted({e for t in tallies for e in t["protocol_errors"]})
+    figures = {
+        "name": group.name,
+        "format": group.format,
+        "viewers": group.count,
+        "failed": len(tallies) - len(healthy),
+        "fps_mean": statistics.fmean(fps) if fps else 0.0,
+        "fps_min": min(fps) if fps else 0.0,
+        "source_fps": len(produced) / seconds,
+        "latency_ms_p50": percentile(latencies, 0.50),
+        "latency_ms_p99": percentile(latencies, 0.99),
+        "latency_ms_max": latencies[-1] if latencies else math.nan,
+        "bytes_per_second_per_viewer": (
+            sum(t["payload_bytes"] for t in healthy) / len(healthy) / seconds if healthy else 0.0
+        ),
+        "messages_per_second_per_viewer": (
+            sum(t["messages"] for t in healthy) / len(healthy) / seconds if healthy else 0.0
+        ),
+        "errors": errors[:10],
+        "protocol_errors": protocol_errors[:10],
+    }
+    if group.format == "h264":
+        join_jpeg = _nan_stats([t["first_jpeg_ms"] for t in tallies])
+        join_video = _nan_stats([t["first_video_ms"] for t in tallies])
+        figures.update(
+            {
+                "first_kinds": sorted({"/".join(t["first_kinds"][:3]) for t in tallies}),
+                "viewers_without_jpeg_first": sum(
+                    1 for t in tallies if t["first_kinds"][:1] != ["jpeg"]
+                ),
+                "seq_jumps": sum(t["seq_jumps"] for t in tallies),
+                "skipped_fragments": sum(t["skipped_fragments"] for t in tallies),
+                "stream_changes": sum(t["stream_changes"] for t in tallies),
+                "key_fragments_per_viewer": (
+                    statistics.fmean(t["key_messages"] for t in tallies) if tallies else 0.0
+                ),
+                "join_first_jpeg_ms_p50": join_jpeg[0],
+                "join_first_jpeg_ms_max": join_jpeg[1],
+                "join_first_video_ms_p50": join_video[0],
+                "join_first_video_ms_max": join_video[1],
+                "join_burst_fragments_mean": (
+                    statistics.fmean(t["burst_fragments"] for t in tallies) if tallies else 0.0
+                ),
+            }
+        )
+        record = next((part["record"] for part in parts if part["record"]), None)
+        if record is not None:
+            figures["decoded"] = check_recorded(record)
+    return figures
+
+
+def check_recorded(record: list[tuple[str, bytes]]) -> dict:
+    """Decode what one viewer received from its init on, as a browser's MSE would be fed it."""
+    inits = [payload for kind, payload in record if kind == "init"]
+    fragments = [payload for kind, payload in record if kind == "video"]
+    if not inits or not fragments:
+        return {"fragments": len(fragments), "frames": 0, "error": "no init or no fragment"}
+    try:
+        frames = decode_fmp4(inits[0], fragments)
+    except Exception as error:  # noqa: BLE001 - a broken stream is a finding, not a crash
+        return {
+            "fragments": len(fragments),
+            "frames": 0,
+            "error": f"{type(error).__name__}: {error}",
+        }
+    size = f"{frames[0][0].shape[1]}x{frames[0][0].shape[0]}" if frames else ""
+    return {"fragments": len(fragments), "frames": len(frames), "size": size, "error": ""}
+
+
+def _server_log_tail(work_dir: Path) -> str:
+    logs = sorted(work_dir.glob("sightline-*.log"))
+    return logs[-1].read_text(errors="replace")[-2000:] if logs else ""
+
+
+def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Path) -> dict:
+    sightline = Sightline(
+        work_dir=work_dir,
+        fps=args.fps,
+        detectors=[d for d in args.detectors.split(",") if d.strip()],
+        layer="memory",
+        redis_url="",
+        database_url="",
+    )
+    sightline.prepare()
+    live: dict = {"jpeg_quality": sightline.jpeg_quality, "bytes": None, "fanout": []}
+    viewer_counts = [int(v) for v in args.viewers.split(",") if v.strip()]
+    with sightline.server(Topology()) as target:
+        common = {
+            "base_url": target.url,
+            "headers": target.headers,
+            "server_pid": target.pid,
+            "fps": args.fps,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "processes": args.processes,
+        }
+        if args.bytes_viewers:
+            groups = [
+                Group(name, name, args.bytes_viewers, record=name == "h264") for name in FORMATS
+            ]
+            live["bytes"] = measure_live(groups=groups, **common)
+            for line in bytes_table(live["bytes"], args):
+                emit(line)
+        if viewer_counts:
+            emit("")
+            emit(FANOUT_HEADER)
+        for viewers in viewer_counts:
+            for format in args.fanout_formats.split(","):
+                result = measure_live(groups=[Group(format, format, viewers)], **common)
+                result["viewers"] = viewers
+                result["format"] = format
+                live["fanout"].append(result)
+                emit(fanout_row(result))
+        live["server_log_tail"] = _server_log_tail(work_dir)
+    return live
+
+
+def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
+    groups = result["groups"]
+    json_rate = groups["json"]["bytes_per_second_per_viewer"]
+    lines = [
+        f"### Live, one daphne on 127.0.0.1: {args.bytes_viewers} viewer(s) of each format at "
+        f"once, the same {result['seconds']:g} s",
+        "",
+        f"One `demo:` camera at {args.fps} fps, 640 px, detectors `{args.detectors}`; daphne "
+        f"CPU {result['server_cpu_percent']:.0f} % of a core, load average "
+        f"{result['load_average']:.2f}.",
+        "",
+        "| format | KiB/s per viewer | kbit/s | ÷ JSON | msgs/s | frames/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in FORMATS:
+        group = groups[name]
+        rate = group["bytes_per_second_per_viewer"]
+        ratio = f"1/{json_rate / rate:.1f}" if rate and json_rate else "-"
+        lines.append(
+            f"| `{'?format=' + name if name != 'json' else 'default (JSON)'}` | "
+            f"{rate / 1024:,.1f} | {_kbit(rate)} | {ratio} | "
+            f"{group['messages_per_second_per_viewer']:.1f} | {group['fps_mean']:.1f} | "
+            f"{group['latency_ms_p50']:.1f} | {group['latency_ms_p99']:.1f} |"
+        )
+    h264 = groups["h264"]
+    decoded = h264.get("decoded", {})
+    lines += [
+        "",
+        f"H.264 viewers: first messages {', '.join(h264.get('first_kinds', []))}; first JPEG "
+        f"after {h264.get('join_first_jpeg_ms_p50', math.nan):.0f} ms, first fragment after "
+        f"{h264.get('join_first_video_ms_p50', math.nan):.0f} ms (p50), "
+        f"{h264.get('join_burst_fragments_mean', 0):.1f} fragments in the join burst; "
+        f"{h264.get('seq_jumps', 0)} seq jumps, {h264.get('stream_changes', 0)} stream changes; "
+        f"protocol errors: {', '.join(h264['protocol_errors']) or 'none'}; one viewer's stream "
+        f"decoded by PyAV: {decoded.get('frames', 0)} frames of {decoded.get('fragments', 0)} "
+        f"fragments {decoded.get('size', '')}{' ERROR ' + decoded['error'] if decoded.get('error') else ''}.",
+    ]
+    failures = [
+        f"{name}: {', '.join(groups[name]['errors'])}" for name in FORMATS if groups[name]["errors"]
+    ]
+    if failures:
+        lines.append("Viewer errors: " + "; ".join(failures))
+    return lines
+
+
+FANOUT_HEADER = "\n".join(
+    [
+        "### Live fan-out, one daphne, each format alone on the server",
+        "",
+        "| viewers | format | src fps | fps per viewer | fps min | p50 ms | p99 ms | failed | "
+        "KiB/s per viewer | daphne CPU | RSS MiB | clients CPU s | load | notes |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
+)
+
+
+def fanout_row(result: dict) -> str:
+    group = result["groups"][result["format"]]
+    notes = []
+    if group["format"] == "h264":
+        notes.append(
+            f"join: JPEG {group['join_first_jpeg_ms_p50']:.0f}/{group['join_first_jpeg_ms_max']:.0f} ms, "
+            f"video {group['join_first_video_ms_p50']:.0f}/{group['join_first_video_ms_max']:.0f} ms "
+            "(p50/max)"
+        )
+        if group["seq_jumps"]:
+            notes.append(f"{group['seq_jumps']} seq jumps ({group['skipped_fragments']} skipped)")
+        if group["stream_changes"]:
+            notes.append(f"{group['stream_changes']} stream changes")
+    notes += group["protocol_errors"][:3] + group["errors"][:3]
+    return (
+        f"| {result['viewers']} | {group['format']} | {group['source_fps']:.1f} | "
+        f"{group['fps_mean']:.1f} | {group['fps_min']:.1f} | {group['latency_ms_p50']:.1f} | "
+        f"{group['latency_ms_p99']:.1f} | {group['failed']} | "
+        f"{group['bytes_per_second_per_viewer'] / 1024:,.1f} | "
+        f"{result['server_cpu_percent']:.0f}% | "
+        f"{result['server_rss_mib_start']:.0f}→{result['server_rss_mib_end']:.0f} | "
+        f"{result['clients_cpu_seconds']:.1f} | {result['load_average']:.2f} | "
+        f"{'; '.join(notes)} |"
+    )
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return len(value)
+    return value
+
+
+def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
+    encoder = video_settings()
+    crfs = [int(c) for c in args.crf.split(",")] if args.crf else [int(encoder["VIDEO_CRF"])]
+    max_kbps = args.max_kbps or int(encoder["VIDEO_MAX_KBPS"])
+    key_every = args.key_every or max(1, round(float(encoder["VIDEO_KEYFRAME_SECONDS"]) * args.fps))
+    info = machine()
+    report: dict = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": info,
+        "encoder_settings": encoder,
+        "settings": {
+            **{k: v for k, v in vars(args).items()},
+            "crfs": crfs,
+            "max_kbps": max_kbps,
+            "key_every": key_every,
+        },
+    }
+    work_dir = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    started = time.monotonic()
+    try:
+        emit(f"## `python -m bench.video` ({report['started']})")
+        emit("")
+        emit(machine_line(info))
+        emit("")
+        emit(
+            f"Encoder settings: crf {', '.join(map(str, crfs))}, cap {max_kbps} kbit/s, key frame "
+            f"every {key_every} frames (from {encoder['source']})."
+        )
+        emit("")
+        if args.frames:
+            report["offline"] = run_offline(
+                frames=args.frames,
+                fps=args.fps,
+                jpeg_quality=args.jpeg_quality,
+                crfs=crfs,
+                max_kbps=max_kbps,
+                key_every=key_every,
+            )
+            for line in offline_tables(report["offline"]):
+                emit(line)
+            emit("")
+        if args.live:
+            report["live"] = run_live(args, emit, work_dir)
+            emit("")
+        report["seconds"] = round(time.monotonic() - started, 1)
+        emit(
+            f"Load average at the end {' / '.join(f'{v:.2f}' for v in os.getloadavg())}; "
+            f"the whole run took {report['seconds']:.0f} s."
+        )
+    finally:
+        if not args.keep_logs:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"video-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+        path.write_text(json.dumps(_json_safe(report), indent=2))
+        emit(f"results: {path}")
+    return report
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.video", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--frames", type=int, default=300, help="offline frames (0: skip)")
+    parser.add_argument("--fps", type=int, default=30, help="frame rate, offline and live")
+    parser.add_argument("--jpeg-quality", type=int, default=75, help="offline JPEG quality")
+    parser.add_argument("--crf", default="", help="comma-separated CRFs (default: VIDEO_CRF)")
+    parser.add_argument("--max-kbps", type=int, default=0, help="default: VIDEO_MAX_KBPS")
+    parser.add_argument(
+        "--key-every",
+        type=int,
+        default=0,
+        help="frames per key frame (default: VIDEO_KEYFRAME_SECONDS x fps)",
+    )
+    parser.add_argument("--no-live", dest="live", action="store_false", help="offline part only")
+    parser.add_argument(
+        "--bytes-viewers", type=int, default=2, help="live viewers of each format at once (0: skip)"
+    )
+    parser.add_argument("--viewers", default="100,200", help="fan-out viewer counts ('' : skip)")
+    parser.add_argument("--fanout-formats", default="binary,h264", help="formats for the fan-out")
+    parser.add_argument("--seconds", type=float, default=5.0, help="each live measurement window")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--detectors", default="motion", help="the live camera's detectors")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the server's log")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    if not 0 <= args.frames <= 3000 or not 1 <= args.fps <= 60:
+        parser().error("--frames must be in 0..3000 and --fps in 1..60")
+    if args.seconds <= 0 or args.processes < 1 or args.bytes_viewers < 0:
+        parser().error("need a positive --seconds and --processes")
+    counts = [int(v) for v in args.viewers.split(",") if v.strip()]
+    if any(not 1 <= c <= 500 for c in counts) or args.bytes_viewers > 50:
+        parser().error("fan-out viewer counts in 1..500, --bytes-viewers at most 50")
+    if any(f not in FORMATS for f in args.fanout_formats.split(",")):
+        parser().error(f"--fanout-formats takes {', '.join(FORMATS)}")
+    return run(args)
+
+
+if __name__ == "__main__":
+    main()

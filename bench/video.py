@@ -874,9 +874,15 @@ def check_recorded(record: list[tuple[str, bytes]]) -> dict:
     return {"fragments": len(fragments), "frames": len(frames), "size": size, "error": ""}
 
 
-def _server_log_tail(work_dir: Path) -> str:
-    logs = sorted(work_dir.glob("sightline-*.log"))
-    return logs[-1].read_text(errors="replace")[-2000:] if logs else ""
+def server_log(work_dir: Path) -> dict:
+    """What daphne logged (LOG_LEVEL WARNING): its warnings and errors are findings."""
+    text = "".join(path.read_text(errors="replace") for path in sorted(work_dir.glob("*.log")))
+    problems = [
+        line.strip()
+        for line in text.splitlines()
+        if "Traceback" in line or "ERROR" in line or "WARNING" in line or "Exception" in line
+    ]
+    return {"problem_lines": len(problems), "first_problems": problems[:20], "tail": text[-3000:]}
 
 
 def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Path) -> dict:
@@ -918,7 +924,19 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
                 result["format"] = format
                 live["fanout"].append(result)
                 emit(fanout_row(result))
-        live["server_log_tail"] = _server_log_tail(work_dir)
+        live["fanout_ratios"] = fanout_ratios(live["fanout"])
+        for line in ratio_lines(live["fanout_ratios"]):
+            emit(line)
+    # After daphne stopped: its log is complete.
+    live["server_log"] = server_log(work_dir)
+    problems = live["server_log"]["first_problems"]
+    emit("")
+    emit(
+        f"daphne's log: {live['server_log']['problem_lines']} warning/error lines"
+        + (":" if problems else ".")
+    )
+    for line in problems[:8]:
+        emit(f"    {line[:300]}")
     return live
 
 
@@ -964,6 +982,45 @@ def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
     ]
     if failures:
         lines.append("Viewer errors: " + "; ".join(failures))
+    return lines
+
+
+def fanout_ratios(fanout: list[dict]) -> list[dict]:
+    """h264 against binary at each viewer count: fps, p99 and daphne CPU as ratios."""
+    by_key = {(run["viewers"], run["format"]): run for run in fanout}
+    ratios = []
+    for viewers in sorted({run["viewers"] for run in fanout}):
+        h264, binary = by_key.get((viewers, "h264")), by_key.get((viewers, "binary"))
+        if h264 is None or binary is None:
+            continue
+        a, b = h264["groups"]["h264"], binary["groups"]["binary"]
+
+        def ratio(x: float, y: float) -> float:
+            return x / y if y else math.nan
+
+        ratios.append(
+            {
+                "viewers": viewers,
+                "fps_ratio": ratio(a["fps_mean"], b["fps_mean"]),
+                "p99_ratio": ratio(a["latency_ms_p99"], b["latency_ms_p99"]),
+                "cpu_ratio": ratio(h264["server_cpu_percent"], binary["server_cpu_percent"]),
+                "bytes_ratio": ratio(
+                    a["bytes_per_second_per_viewer"], b["bytes_per_second_per_viewer"]
+                ),
+            }
+        )
+    return ratios
+
+
+def ratio_lines(ratios: list[dict]) -> list[str]:
+    if not ratios:
+        return []
+    lines = ["", "h264 ÷ binary at the same viewer count:", ""]
+    for r in ratios:
+        lines.append(
+            f"- {r['viewers']} viewers: fps x{r['fps_ratio']:.3f}, p99 x{r['p99_ratio']:.2f}, "
+            f"daphne CPU x{r['cpu_ratio']:.2f}, bytes per viewer x{r['bytes_ratio']:.3f}"
+        )
     return lines
 
 

@@ -202,7 +202,8 @@ def video_header(
         "seq": seq,
         "key": key,
         "timestamp": timestamp_ms,
-        "media_time": round((seq - 1) / fps, 6),
+        # As cameras.video_track computes it: decode time over the 90 kHz timescale.
+        "media_time": (seq - 1) * (90_000 // fps) / 90_000,
         "camera_id": CAMERA_ID,
     }
     if detections is not None:

@@ -516,6 +516,8 @@ class VideoTally(ViewerTally):
     first_video_ms: float = math.nan
     # Fragments that arrived within 20 ms of the first one: the join burst (init to live edge).
     burst_fragments: int = 0
+    # The longest wait between two counted messages in the window: a stall shows here.
+    max_gap_ms: float = 0.0
     first_kinds: list[str] = field(default_factory=list)
 
     def error(self, problem: str) -> None:
@@ -536,6 +538,7 @@ class FormatViewer(ViewerProtocol):
         self.last_seq: int | None = None
         self.need_key = True
         self.first_video_at = math.nan
+        self.last_counted = math.nan
 
     def _message(self, buffer: bytearray, start: int, end: int, now: float) -> None:
         tally: VideoTally = self.tally  # type: ignore[assignment]
@@ -572,6 +575,9 @@ class FormatViewer(ViewerProtocol):
             tally.payload_bytes += end - start
             counted = kind == "video" if self.format == "h264" else True
             if counted and isinstance(timestamp, int | float):
+                if not math.isnan(self.last_counted):
+                    tally.max_gap_ms = max(tally.max_gap_ms, (now - self.last_counted) * 1000)
+                self.last_counted = now
                 tally.window_video += 1
                 self.samples.append(now * 1000.0 - timestamp)
                 self.frames_seen.add(float(timestamp))
@@ -643,7 +649,7 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
     window = Window()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     groups = {}
-    openings = []
+    openings, late = [], []
     for group in spec["groups"]:
         name = group["name"]
         state = {
@@ -670,16 +676,28 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
                     record=record,
                 )
 
-            openings.append(_viewer(group["url"], spec["headers"], gate, factory))
-    viewers = [v for v in await asyncio.gather(*openings) if v is not None]
+            opening = (group["join_after"], _viewer(group["url"], spec["headers"], gate, factory))
+            (late if group["join_after"] else openings).append(opening)
+    viewers = [v for v in await asyncio.gather(*(o for _, o in openings)) if v is not None]
+
+    async def join_late(after: float, opening) -> None:
+        await asyncio.sleep(max(0.0, window.start + after - time.time()))
+        viewer = await opening
+        if viewer is not None:
+            viewers.append(viewer)
+
+    joining = []
     try:
         pipe.send(("connected", len(viewers)))
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, pipe.poll, CONNECT_TIMEOUT * 2):
             raise TimeoutError("the parent never sent the measurement window")
         _, window.start, window.end = pipe.recv()
+        joining = [asyncio.create_task(join_late(after, opening)) for after, opening in late]
         await asyncio.sleep(max(0.0, window.end - time.time()))
     finally:
+        for task in joining:
+            task.cancel()
         for viewer in viewers:
             viewer.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -711,6 +729,8 @@ class Group:
     format: str
     count: int
     record: bool = False
+    # Seconds into the window at which these viewers connect (0: before the window opens).
+    join_after: float = 0.0
 
 
 def _url(base: str, format: str) -> str:
@@ -746,6 +766,7 @@ def measure_live(
                         "url": _url(base_url, group.format),
                         "count": shares[group.name][index],
                         "record": group.record and index == 0,
+                        "join_after": group.join_after,
                     }
                     for group in groups
                 ],
@@ -804,7 +825,8 @@ def summarize_group(group: Group, parts: list[dict], seconds: float) -> dict:
     latencies.sort()
     produced = set().union(*(part["frames_seen"] for part in parts))
     healthy = [t for t in tallies if t["connected"] and not t["closed_early"] and t["window_video"]]
-    fps = [t["window_video"] / seconds for t in healthy]
+    # Viewers that joined during the window are counted over the part of it they saw.
+    fps = [t["window_video"] / (seconds - group.join_after) for t in healthy]
     errors = sorted({e for t in tallies for e in ([t["error"]] if t["error"] else [])})
     protocol_errors = sorted({e for t in tallies for e in t["protocol_errors"]})
     figures = {
@@ -818,6 +840,7 @@ def summarize_group(group: Group, parts: list[dict], seconds: float) -> dict:
         "latency_ms_p50": percentile(latencies, 0.50),
         "latency_ms_p99": percentile(latencies, 0.99),
         "latency_ms_max": latencies[-1] if latencies else math.nan,
+        "max_gap_ms": max((t["max_gap_ms"] for t in healthy), default=math.nan),
         "bytes_per_second_per_viewer": (
             sum(t["payload_bytes"] for t in healthy) / len(healthy) / seconds if healthy else 0.0
         ),
@@ -908,6 +931,19 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
             "warmup": args.warmup,
             "processes": args.processes,
         }
+        if args.join_viewers:
+            # First, while the camera has never had an H.264 viewer: its encoder starts cold.
+            join_after = round(args.seconds * 0.4, 2)
+            groups = [
+                Group("json", "json", args.join_viewers),
+                Group("binary", "binary", args.join_viewers),
+                Group("h264", "h264", args.join_viewers, join_after=join_after),
+            ]
+            live["join"] = measure_live(groups=groups, **common)
+            live["join"]["join_after"] = join_after
+            for line in join_table(live["join"], args):
+                emit(line)
+            emit("")
         if args.bytes_viewers:
             groups = [
                 Group(name, name, args.bytes_viewers, record=name == "h264") for name in FORMATS
@@ -941,6 +977,43 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
     return live
 
 
+def join_table(result: dict, args: argparse.Namespace) -> list[str]:
+    groups = result["groups"]
+    h264 = groups["h264"]
+    lines = [
+        f"### Live: the first H.264 viewers join a camera watched as JPEG ({args.join_viewers} "
+        f"viewer(s) of each format; H.264 joins {result['join_after']:g} s into a "
+        f"{result['seconds']:g} s window)",
+        "",
+        "| format | fps per viewer | p50 ms | p99 ms | max gap ms | failed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in FORMATS:
+        group = groups[name]
+        lines.append(
+            f"| {name}{' (joining)' if name == 'h264' else ''} | {group['fps_mean']:.1f} | "
+            f"{group['latency_ms_p50']:.1f} | {group['latency_ms_p99']:.1f} | "
+            f"{group['max_gap_ms']:.0f} | {group['failed']} |"
+        )
+    lines += [
+        "",
+        f"The joining H.264 viewers (encoder cold): first messages "
+        f"{', '.join(h264.get('first_kinds', [])) or 'none'}; first JPEG after "
+        f"{h264.get('join_first_jpeg_ms_p50', math.nan):.0f} ms (max "
+        f"{h264.get('join_first_jpeg_ms_max', math.nan):.0f}), first fragment after "
+        f"{h264.get('join_first_video_ms_p50', math.nan):.0f} ms (max "
+        f"{h264.get('join_first_video_ms_max', math.nan):.0f}) from connecting; protocol "
+        f"errors: {', '.join(h264['protocol_errors']) or 'none'}; daphne CPU "
+        f"{result['server_cpu_percent']:.0f} %, load average {result['load_average']:.2f}.",
+    ]
+    failures = [
+        f"{name}: {', '.join(groups[name]['errors'])}" for name in FORMATS if groups[name]["errors"]
+    ]
+    if failures:
+        lines.append("Viewer errors: " + "; ".join(failures))
+    return lines
+
+
 def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
     groups = result["groups"]
     json_rate = groups["json"]["bytes_per_second_per_viewer"]
@@ -952,8 +1025,9 @@ def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
         f"CPU {result['server_cpu_percent']:.0f} % of a core, load average "
         f"{result['load_average']:.2f}.",
         "",
-        "| format | KiB/s per viewer | kbit/s | ÷ JSON | msgs/s | frames/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| format | KiB/s per viewer | kbit/s | ÷ JSON | msgs/s | frames/s | p50 ms | p99 ms "
+        "| max gap ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in FORMATS:
         group = groups[name]
@@ -963,7 +1037,8 @@ def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
             f"| `{'?format=' + name if name != 'json' else 'default (JSON)'}` | "
             f"{rate / 1024:,.1f} | {_kbit(rate)} | {ratio} | "
             f"{group['messages_per_second_per_viewer']:.1f} | {group['fps_mean']:.1f} | "
-            f"{group['latency_ms_p50']:.1f} | {group['latency_ms_p99']:.1f} |"
+            f"{group['latency_ms_p50']:.1f} | {group['latency_ms_p99']:.1f} | "
+            f"{group['max_gap_ms']:.0f} |"
         )
     h264 = groups["h264"]
     decoded = h264.get("decoded", {})
@@ -1029,9 +1104,9 @@ FANOUT_HEADER = "\n".join(
     [
         "### Live fan-out, one daphne, each format alone on the server",
         "",
-        "| viewers | format | src fps | fps per viewer | fps min | p50 ms | p99 ms | failed | "
-        "KiB/s per viewer | daphne CPU | RSS MiB | clients CPU s | load | notes |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "| viewers | format | src fps | fps per viewer | fps min | p50 ms | p99 ms | max gap ms "
+        "| failed | KiB/s per viewer | daphne CPU | RSS MiB | clients CPU s | load | notes |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
 )
 
@@ -1053,7 +1128,7 @@ def fanout_row(result: dict) -> str:
     return (
         f"| {result['viewers']} | {group['format']} | {group['source_fps']:.1f} | "
         f"{group['fps_mean']:.1f} | {group['fps_min']:.1f} | {group['latency_ms_p50']:.1f} | "
-        f"{group['latency_ms_p99']:.1f} | {group['failed']} | "
+        f"{group['latency_ms_p99']:.1f} | {group['max_gap_ms']:.0f} | {group['failed']} | "
         f"{group['bytes_per_second_per_viewer'] / 1024:,.1f} | "
         f"{result['server_cpu_percent']:.0f}% | "
         f"{result['server_rss_mib_start']:.0f}→{result['server_rss_mib_end']:.0f} | "
@@ -1153,6 +1228,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-live", dest="live", action="store_false", help="offline part only")
     parser.add_argument(
+        "--join-viewers",
+        type=int,
+        default=2,
+        help="JSON and binary viewers watching while as many H.264 viewers join (0: skip)",
+    )
+    parser.add_argument(
         "--bytes-viewers", type=int, default=2, help="live viewers of each format at once (0: skip)"
     )
     parser.add_argument("--viewers", default="100,200", help="fan-out viewer counts ('' : skip)")
@@ -1169,11 +1250,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if not 0 <= args.frames <= 3000 or not 1 <= args.fps <= 60:
         parser().error("--frames must be in 0..3000 and --fps in 1..60")
-    if args.seconds <= 0 or args.processes < 1 or args.bytes_viewers < 0:
+    if args.seconds <= 0 or args.processes < 1 or min(args.bytes_viewers, args.join_viewers) < 0:
         parser().error("need a positive --seconds and --processes")
     counts = [int(v) for v in args.viewers.split(",") if v.strip()]
-    if any(not 1 <= c <= 500 for c in counts) or args.bytes_viewers > 50:
-        parser().error("fan-out viewer counts in 1..500, --bytes-viewers at most 50")
+    if any(not 1 <= c <= 500 for c in counts) or max(args.bytes_viewers, args.join_viewers) > 50:
+        parser().error("fan-out viewer counts in 1..500, --bytes-viewers, --join-viewers <= 50")
     if any(f not in FORMATS for f in args.fanout_formats.split(",")):
         parser().error(f"--fanout-formats takes {', '.join(FORMATS)}")
     return run(args)

@@ -36,6 +36,7 @@ def report() -> dict:
     env.pop("DATABASE_URL", None)  # the server gets its own SQLite file, never the test database
     completed = subprocess.run(
         [sys.executable, "-m", "bench.video", "--frames", "45", "--bytes-viewers", "1"]
+        + ["--join-viewers", "1"]
         + ["--viewers", "3", "--seconds", "1.5", "--warmup", "0.5", "--processes", "1"],
         cwd=ROOT,
         env=env,
@@ -88,6 +89,21 @@ def test_live_h264_viewers_get_the_protocol_and_a_stream_that_decodes(report):
     assert h264["decoded"]["error"] == ""
     assert h264["decoded"]["frames"] == h264["decoded"]["fragments"] > 10
     assert h264["decoded"]["size"] == "640x480"
+
+
+def test_live_h264_viewers_joining_get_a_picture_then_video_while_jpeg_viewers_watch(report):
+    join = report["live"]["join"]
+    groups = join["groups"]
+
+    assert 0 < join["join_after"] < join["seconds"]
+    for name in ("json", "binary"):
+        assert groups[name]["failed"] == 0, groups[name]["errors"]
+        assert groups[name]["fps_mean"] > 10
+        assert groups[name]["max_gap_ms"] > 0
+    joining = groups["h264"]
+    assert joining["failed"] == 0, joining["errors"]
+    assert joining["first_kinds"] == ["jpeg/init/video"]
+    assert 0 < joining["join_first_jpeg_ms_p50"] <= joining["join_first_video_ms_p50"] < 5000
 
 
 def test_live_fanout_measures_each_format_alone(report):

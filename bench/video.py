@@ -509,6 +509,7 @@ class VideoTally(ViewerTally):
     seq_jumps: int = 0  # fragments skipped by the server (seq did not follow on)
     skipped_fragments: int = 0
     stream_changes: int = 0
+    streams: list[str] = field(default_factory=list)  # the stream ids of the inits received
     protocol_errors: list[str] = field(default_factory=list)
     # Milliseconds from the TCP connection to the first JPEG, the init, the first fragment.
     first_jpeg_ms: float = math.nan
@@ -602,6 +603,8 @@ class FormatViewer(ViewerProtocol):
             if not str(header.get("codec", "")).startswith("avc1."):
                 tally.error(f"init codec {header.get('codec')!r}")
             self.stream = str(header.get("stream", ""))
+            if self.stream not in tally.streams and len(tally.streams) < 10:
+                tally.streams.append(self.stream)
             self.last_seq, self.need_key = None, True
             return True
         if kind != "video":
@@ -862,6 +865,7 @@ def summarize_group(group: Group, parts: list[dict], seconds: float) -> dict:
                 "seq_jumps": sum(t["seq_jumps"] for t in tallies),
                 "skipped_fragments": sum(t["skipped_fragments"] for t in tallies),
                 "stream_changes": sum(t["stream_changes"] for t in tallies),
+                "streams": sorted({stream for t in tallies for stream in t["streams"]}),
                 "key_fragments_per_viewer": (
                     statistics.fmean(t["key_messages"] for t in tallies) if tallies else 0.0
                 ),
@@ -954,13 +958,23 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
         if viewer_counts:
             emit("")
             emit(FANOUT_HEADER)
+        streams_seen = {
+            stream
+            for part in (live.get("join"), live["bytes"])
+            if part
+            for stream in part["groups"]["h264"].get("streams", [])
+        }
         for viewers in viewer_counts:
-            for format in args.fanout_formats.split(","):
-                result = measure_live(groups=[Group(format, format, viewers)], **common)
-                result["viewers"] = viewers
-                result["format"] = format
-                live["fanout"].append(result)
-                emit(fanout_row(result))
+            for run in range(1, args.repeat + 1):
+                for format in args.fanout_formats.split(","):
+                    result = measure_live(groups=[Group(format, format, viewers)], **common)
+                    result.update(viewers=viewers, format=format, run=run)
+                    streams = set(result["groups"][format].get("streams", []))
+                    # A stream id not seen before: the encoder was (re)started for these viewers.
+                    result["new_stream"] = bool(streams - streams_seen) if streams else None
+                    streams_seen |= streams
+                    live["fanout"].append(result)
+                    emit(fanout_row(result))
         live["fanout_ratios"] = fanout_ratios(live["fanout"])
         for line in ratio_lines(live["fanout_ratios"]):
             emit(line)
@@ -1063,26 +1077,35 @@ def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
 
 def fanout_ratios(fanout: list[dict]) -> list[dict]:
     """h264 against binary at each viewer count: fps, p99 and daphne CPU as ratios."""
-    by_key = {(run["viewers"], run["format"]): run for run in fanout}
     ratios = []
+
+    def median(runs: list[dict], format: str, key: str) -> float:
+        values = [
+            run["groups"][format][key] if key in run["groups"][format] else run[key] for run in runs
+        ]
+        return statistics.median(values)
+
+    def ratio(x: float, y: float) -> float:
+        return x / y if y else math.nan
+
     for viewers in sorted({run["viewers"] for run in fanout}):
-        h264, binary = by_key.get((viewers, "h264")), by_key.get((viewers, "binary"))
-        if h264 is None or binary is None:
+        h264 = [r for r in fanout if r["viewers"] == viewers and r["format"] == "h264"]
+        binary = [r for r in fanout if r["viewers"] == viewers and r["format"] == "binary"]
+        if not h264 or not binary:
             continue
-        a, b = h264["groups"]["h264"], binary["groups"]["binary"]
-
-        def ratio(x: float, y: float) -> float:
-            return x / y if y else math.nan
-
         ratios.append(
             {
                 "viewers": viewers,
-                "fps_ratio": ratio(a["fps_mean"], b["fps_mean"]),
-                "p99_ratio": ratio(a["latency_ms_p99"], b["latency_ms_p99"]),
-                "cpu_ratio": ratio(h264["server_cpu_percent"], binary["server_cpu_percent"]),
-                "bytes_ratio": ratio(
-                    a["bytes_per_second_per_viewer"], b["bytes_per_second_per_viewer"]
-                ),
+                "runs": min(len(h264), len(binary)),
+                **{
+                    f"{name}_ratio": ratio(median(h264, "h264", key), median(binary, "binary", key))
+                    for name, key in (
+                        ("fps", "fps_mean"),
+                        ("p99", "latency_ms_p99"),
+                        ("cpu", "server_cpu_percent"),
+                        ("bytes", "bytes_per_second_per_viewer"),
+                    )
+                },
             }
         )
     return ratios
@@ -1091,10 +1114,10 @@ def fanout_ratios(fanout: list[dict]) -> list[dict]:
 def ratio_lines(ratios: list[dict]) -> list[str]:
     if not ratios:
         return []
-    lines = ["", "h264 ÷ binary at the same viewer count:", ""]
+    lines = ["", "h264 ÷ binary at the same viewer count (medians of the runs):", ""]
     for r in ratios:
         lines.append(
-            f"- {r['viewers']} viewers: fps x{r['fps_ratio']:.3f}, p99 x{r['p99_ratio']:.2f}, "
+            f"- {r['viewers']} viewers ({r['runs']} runs each): fps x{r['fps_ratio']:.3f}, p99 x{r['p99_ratio']:.2f}, "
             f"daphne CPU x{r['cpu_ratio']:.2f}, bytes per viewer x{r['bytes_ratio']:.3f}"
         )
     return lines
@@ -1104,9 +1127,9 @@ FANOUT_HEADER = "\n".join(
     [
         "### Live fan-out, one daphne, each format alone on the server",
         "",
-        "| viewers | format | src fps | fps per viewer | fps min | p50 ms | p99 ms | max gap ms "
+        "| viewers | run | format | src fps | fps per viewer | fps min | p50 ms | p99 ms | max gap ms "
         "| failed | KiB/s per viewer | daphne CPU | RSS MiB | clients CPU s | load | notes |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
 )
 
@@ -1124,9 +1147,11 @@ def fanout_row(result: dict) -> str:
             notes.append(f"{group['seq_jumps']} seq jumps ({group['skipped_fragments']} skipped)")
         if group["stream_changes"]:
             notes.append(f"{group['stream_changes']} stream changes")
+        if result.get("new_stream") is not None:
+            notes.append("encoder started for them" if result["new_stream"] else "same stream")
     notes += group["protocol_errors"][:3] + group["errors"][:3]
     return (
-        f"| {result['viewers']} | {group['format']} | {group['source_fps']:.1f} | "
+        f"| {result['viewers']} | {result['run']} | {group['format']} | {group['source_fps']:.1f} | "
         f"{group['fps_mean']:.1f} | {group['fps_min']:.1f} | {group['latency_ms_p50']:.1f} | "
         f"{group['latency_ms_p99']:.1f} | {group['max_gap_ms']:.0f} | {group['failed']} | "
         f"{group['bytes_per_second_per_viewer'] / 1024:,.1f} | "
@@ -1238,6 +1263,9 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--viewers", default="100,200", help="fan-out viewer counts ('' : skip)")
     parser.add_argument("--fanout-formats", default="binary,h264", help="formats for the fan-out")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="fan-out runs per format and count (alternating)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="each live measurement window")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
     parser.add_argument("--processes", type=int, default=2, help="client processes")
@@ -1250,6 +1278,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if not 0 <= args.frames <= 3000 or not 1 <= args.fps <= 60:
         parser().error("--frames must be in 0..3000 and --fps in 1..60")
+    if not 1 <= args.repeat <= 5:
+        parser().error("--repeat takes 1 to 5")
     if args.seconds <= 0 or args.processes < 1 or min(args.bytes_viewers, args.join_viewers) < 0:
         parser().error("need a positive --seconds and --processes")
     counts = [int(v) for v in args.viewers.split(",") if v.strip()]

@@ -36,7 +36,7 @@ def report() -> dict:
     env.pop("DATABASE_URL", None)  # the server gets its own SQLite file, never the test database
     completed = subprocess.run(
         [sys.executable, "-m", "bench.video", "--frames", "45", "--bytes-viewers", "1"]
-        + ["--join-viewers", "1"]
+        + ["--join-viewers", "1", "--repeat", "1"]
         + ["--viewers", "3", "--seconds", "1.5", "--warmup", "0.5", "--processes", "1"],
         cwd=ROOT,
         env=env,
@@ -109,7 +109,12 @@ def test_live_h264_viewers_joining_get_a_picture_then_video_while_jpeg_viewers_w
 def test_live_fanout_measures_each_format_alone(report):
     fanout = report["live"]["fanout"]
 
-    assert [(run["viewers"], run["format"]) for run in fanout] == [(3, "binary"), (3, "h264")]
+    assert [(r["viewers"], r["run"], r["format"]) for r in fanout] == [
+        (3, 1, "binary"),
+        (3, 1, "h264"),
+    ]
+    (ratio,) = report["live"]["fanout_ratios"]
+    assert ratio["viewers"] == 3 and ratio["bytes_ratio"] < 0.5
     for run in fanout:
         group = run["groups"][run["format"]]
         assert group["failed"] == 0, group["errors"]

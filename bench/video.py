@@ -541,6 +541,10 @@ class FormatViewer(ViewerProtocol):
         self.first_video_at = math.nan
         self.last_counted = math.nan
 
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.opened = time.time()  # join times count from the TCP connection, not the queue
+
     def _message(self, buffer: bytearray, start: int, end: int, now: float) -> None:
         tally: VideoTally = self.tally  # type: ignore[assignment]
         if self.format == "json":

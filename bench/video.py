@@ -22,15 +22,23 @@ compares several.
 
 Part 2, live, through a real daphne on 127.0.0.1 (the capture worker in daphne,
 CAMERAS_IN_PROCESS, as `bench.fanout` starts it), one `demo:` camera at `--fps`, 640 px, motion
-detection: first `--bytes-viewers` (2) viewers of each format at once, `?format=json` (the
-default), `?format=binary` and `?format=h264`, over the same `--seconds`: bytes per second per
-viewer as received (WebSocket payloads), messages per second, capture-to-receive delay (the
-header's capture `timestamp` against the arrival time, same clock). Then fan-out, `--viewers`
-(100,200) viewers of `binary` and then of `h264`, each alone on the server: frames (fragments)
-per second per viewer, p50/p99 delay, daphne's CPU and RSS. Every H.264 viewer checks the
-protocol as it goes (a JPEG first, then init, fragments from a key fragment, `seq` in order or
-resuming at a key fragment, `media_time` = (seq - 1) / fps), and what one viewer received from
-its init on is decoded with PyAV afterwards.
+detection, in three steps:
+  1. while the camera has never had an H.264 viewer, `--join-viewers` (2) JSON and binary viewers
+     watch while as many H.264 viewers join mid-window: the JPEG viewers' longest gap between
+     frames shows whether starting the encoder disturbs them, the joiners' times to their first
+     JPEG and first fragment what a new viewer waits;
+  2. `--bytes-viewers` (2) viewers of each format at once, `?format=json` (the default),
+     `?format=binary` and `?format=h264`, over the same `--seconds`: bytes per second per viewer
+     as received (WebSocket payloads), messages per second, capture-to-receive delay (the
+     header's capture `timestamp` against the arrival time, same clock);
+  3. fan-out, `--viewers` (100,200) viewers of `binary`, then of `h264`, each alone on the
+     server, alternating `--repeat` (2) times: frames (fragments) per second per viewer, p50/p99
+     delay, the longest gap, daphne's CPU and RSS; h264 against binary as ratios of medians. Each
+     H.264 run says whether it found the camera's encoder running or started it (the encoder
+     stops a few seconds after its last viewer leaves).
+Every H.264 viewer checks the protocol as it goes (a JPEG first, then init, fragments from a key
+fragment, `seq` in order or resuming at a key fragment, `media_time` = (seq - 1) frame
+intervals), and what one viewer received from its init on is decoded with PyAV afterwards.
 
 Viewers are bare RFC 6455 clients (bench.fanout's) in `--processes` client processes sharing the
 machine's cores with daphne; their CPU is reported too. Traffic stays on 127.0.0.1, every loop is
@@ -643,7 +651,9 @@ class FormatViewer(ViewerProtocol):
         self.need_key = False
         self.last_seq = seq
         media_time = header.get("media_time")
-        if not isinstance(media_time, int | float) or abs(media_time - (seq - 1) / self.fps) > 1e-3:
+        # (seq - 1) frame intervals, the interval a whole number of 90 kHz ticks (fmp4).
+        expected = (seq - 1) * (90_000 // self.fps) / 90_000
+        if not isinstance(media_time, int | float) or abs(media_time - expected) > 1e-6:
             tally.error(f"media_time {media_time!r} for seq {seq} at {self.fps} fps")
             ok = False
         if not isinstance(header.get("timestamp"), int | float):

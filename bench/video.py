@@ -1079,7 +1079,9 @@ def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
         f"{h264.get('seq_jumps', 0)} seq jumps, {h264.get('stream_changes', 0)} stream changes; "
         f"protocol errors: {', '.join(h264['protocol_errors']) or 'none'}; one viewer's stream "
         f"decoded by PyAV: {decoded.get('frames', 0)} frames of {decoded.get('fragments', 0)} "
-        f"fragments {decoded.get('size', '')}{' ERROR ' + decoded['error'] if decoded.get('error') else ''}.",
+        f"fragments {decoded.get('size', '')}"
+        + (f" ERROR {decoded['error']}" if decoded.get("error") else "")
+        + ".",
     ]
     failures = [
         f"{name}: {', '.join(groups[name]['errors'])}" for name in FORMATS if groups[name]["errors"]
@@ -1131,8 +1133,8 @@ def ratio_lines(ratios: list[dict]) -> list[str]:
     lines = ["", "h264 ÷ binary at the same viewer count (medians of the runs):", ""]
     for r in ratios:
         lines.append(
-            f"- {r['viewers']} viewers ({r['runs']} runs each): fps x{r['fps_ratio']:.3f}, p99 x{r['p99_ratio']:.2f}, "
-            f"daphne CPU x{r['cpu_ratio']:.2f}, bytes per viewer x{r['bytes_ratio']:.3f}"
+            f"- {r['viewers']} viewers ({r['runs']} runs each): fps x{r['fps_ratio']:.3f}, "
+            f"p99 x{r['p99_ratio']:.2f}, daphne CPU x{r['cpu_ratio']:.2f}, bytes per viewer x{r['bytes_ratio']:.3f}"
         )
     return lines
 
@@ -1141,8 +1143,8 @@ FANOUT_HEADER = "\n".join(
     [
         "### Live fan-out, one daphne, each format alone on the server",
         "",
-        "| viewers | run | format | src fps | fps per viewer | fps min | p50 ms | p99 ms | max gap ms "
-        "| failed | KiB/s per viewer | daphne CPU | RSS MiB | clients CPU s | load | notes |",
+        "| viewers | run | format | src fps | fps per viewer | fps min | p50 ms | p99 ms "
+        "| max gap ms | failed | KiB/s per viewer | daphne CPU | RSS MiB | clients CPU s | load | notes |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
 )
@@ -1152,11 +1154,9 @@ def fanout_row(result: dict) -> str:
     group = result["groups"][result["format"]]
     notes = []
     if group["format"] == "h264":
-        notes.append(
-            f"join: JPEG {group['join_first_jpeg_ms_p50']:.0f}/{group['join_first_jpeg_ms_max']:.0f} ms, "
-            f"video {group['join_first_video_ms_p50']:.0f}/{group['join_first_video_ms_max']:.0f} ms "
-            "(p50/max)"
-        )
+        jpeg = f"{group['join_first_jpeg_ms_p50']:.0f}/{group['join_first_jpeg_ms_max']:.0f}"
+        video = f"{group['join_first_video_ms_p50']:.0f}/{group['join_first_video_ms_max']:.0f}"
+        notes.append(f"join: JPEG {jpeg} ms, video {video} ms (p50/max)")
         if group["seq_jumps"]:
             notes.append(f"{group['seq_jumps']} seq jumps ({group['skipped_fragments']} skipped)")
         if group["stream_changes"]:
@@ -1165,8 +1165,8 @@ def fanout_row(result: dict) -> str:
             notes.append("encoder started for them" if result["new_stream"] else "same stream")
     notes += group["protocol_errors"][:3] + group["errors"][:3]
     return (
-        f"| {result['viewers']} | {result['run']} | {group['format']} | {group['source_fps']:.1f} | "
-        f"{group['fps_mean']:.1f} | {group['fps_min']:.1f} | {group['latency_ms_p50']:.1f} | "
+        f"| {result['viewers']} | {result['run']} | {group['format']} | "
+        f"{group['source_fps']:.1f} | {group['fps_mean']:.1f} | {group['fps_min']:.1f} | {group['latency_ms_p50']:.1f} | "
         f"{group['latency_ms_p99']:.1f} | {group['max_gap_ms']:.0f} | {group['failed']} | "
         f"{group['bytes_per_second_per_viewer'] / 1024:,.1f} | "
         f"{result['server_cpu_percent']:.0f}% | "

@@ -14,7 +14,8 @@ cameras through their leases), all on `--redis-url`. Then,
 from this process (asyncio, 127.0.0.1 only, bounded in count and time):
 
 - M WebSocket viewers per camera (bearer token; half the seed's FrameData JSON, half
-  `?format=binary`), each reconnecting a second after the server drops it;
+  `?format=binary`), plus `--h264-viewers` per camera watching `?format=h264`, each
+  reconnecting a second after the server drops it;
 - K chat loops, each sending a prompt through the real SSE endpoint (`POST /chats/<id>/messages`,
   builtin backend) and reading the reply to `done`, then the next (a new chat every 20 replies);
 - notifications: an alert rule (people, to the browser and MQTT) and a webhook (people) whose
@@ -26,6 +27,9 @@ and after a warm-up it prints one row per minute (`--interval`):
 
 - events written: DetectionEvent rows created that minute per camera (the events API's `count`);
 - frames received: distinct frames each camera's viewers got (what reached them);
+- H.264 fragments received: distinct fragments each camera's H.264 viewers got, each checked
+  to follow the one before it (a jump is allowed only to a key frame: anything else would not
+  decode);
 - frames recorded: frames the recorder counted into each camera's sessions (`frames_processed`
   from the sessions API): it stops when recording stops, however few events a camera makes;
 - replies completed and failed (HTTP error, `error` event, no `done` within a minute);
@@ -39,6 +43,7 @@ cameras' together within x2); the server processes stay up; no ERROR line or tra
 log (warm-up and shutdown included); each server's RSS grows less than 50 MiB from the first
 minute to the last; replies complete every minute and none fail; no viewer is dropped; no camera
 records more frames than one reader of it can (two camera processes reading one camera would);
+H.264 fragments are within x2 of the first minute too and none arrived out of decodable order;
 every webhook alert reached the receiver once, signed, with its snapshot (after a drain of up to
 30 s at the end); MQTT messages arrived every minute. It also
 says what share of the recorded frames the viewers got, how many messages channels-redis dropped
@@ -224,6 +229,8 @@ class Row:
     events: list[int]  # per camera: DetectionEvent rows written
     recorded: list[int]  # per camera: frames the recorder counted into sessions
     frames: list[int]  # per camera
+    video: list[int] = field(default_factory=list)  # per camera: H.264 fragments received
+    video_out_of_order: int = 0  # fragments that would not decode after the one before
     replies_ok: int = 0
     replies_failed: int = 0
     viewer_drops: int = 0
@@ -289,11 +296,14 @@ def judge(
     checks = []
     first = minutes[0]
 
-    for attribute, what, slack in (
+    series = [
         ("frames", "frames the viewers received", 0),
         ("recorded", "frames the recorder wrote", 0),
         ("events", "events written", EVENT_SLACK),
-    ):
+    ]
+    if first.video:
+        series.insert(1, ("video", "H.264 fragments the viewers received", 0))
+    for attribute, what, slack in series:
         misses = _misses(minutes, cameras, attribute, slack)
         totals = [sum(getattr(row, attribute)) for row in minutes]
         checks.append(
@@ -374,6 +384,15 @@ def judge(
 
     drops = sum(row.viewer_drops for row in rows)
     checks.append(Check("no viewer connection dropped", drops == 0, f"{drops} dropped"))
+    if first.video:
+        broken = sum(row.video_out_of_order for row in rows)
+        checks.append(
+            Check(
+                "H.264 fragments in decodable order (a jump only to a key frame)",
+                broken == 0,
+                f"{broken} out of order",
+            )
+        )
     return checks
 
 
@@ -382,16 +401,17 @@ def markdown_table(rows: list[Row], cameras: list[str], servers: list[str]) -> s
     server process."""
     lines = [
         f"| minute | events written ({' / '.join(cameras)}) | events | frames received "
-        "| frames recorded | replies ok / failed "
+        "| H.264 fragments | frames recorded | replies ok / failed "
         + "".join(f"| {s} RSS MiB " for s in servers)
         + "".join(f"| {s} ERROR / tracebacks " for s in servers)
         + "| viewer drops | load |",
-        "|---|---|---:|---|---|---:" + "|---:" * (2 * len(servers)) + "|---:|---:|",
+        "|---|---|---:|---|---|---|---:" + "|---:" * (2 * len(servers)) + "|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.label} | {' / '.join(map(str, row.events))} | {sum(row.events)} "
-            f"| {' / '.join(map(str, row.frames))} | {' / '.join(map(str, row.recorded))} "
+            f"| {' / '.join(map(str, row.frames))} | {' / '.join(map(str, row.video)) or '–'} "
+            f"| {' / '.join(map(str, row.recorded))} "
             f"| {row.replies_ok} / {row.replies_failed} "
             + "".join(f"| {row.rss_mib.get(s, 0):.0f} " for s in servers)
             + "".join(f"| {row.errors.get(s, 0)} / {row.tracebacks.get(s, 0)} " for s in servers)
@@ -584,22 +604,27 @@ class Tallies:
     """What the load saw since the last row; the driver takes and resets it each minute."""
 
     frames: list[set[float]]
+    video: list[set[tuple[str, int]]]  # per camera: (stream, seq) of H.264 fragments
     replies_ok: int = 0
     replies_failed: int = 0
     viewer_drops: int = 0
+    video_out_of_order: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # over the whole run
     streaming: asyncio.Event = field(default_factory=asyncio.Event)  # every camera has a frame
 
-    def take(self) -> tuple[list[int], int, int, int]:
-        taken = (
-            [len(s) for s in self.frames],
-            self.replies_ok,
-            self.replies_failed,
-            self.viewer_drops,
-        )
-        for frames in self.frames:
-            frames.clear()
-        self.replies_ok = self.replies_failed = self.viewer_drops = 0
+    def take(self) -> dict:
+        """What the row reports (the Row's own field names), and a fresh count."""
+        taken = {
+            "frames": [len(s) for s in self.frames],
+            "video": [len(s) for s in self.video],
+            "replies_ok": self.replies_ok,
+            "replies_failed": self.replies_failed,
+            "viewer_drops": self.viewer_drops,
+            "video_out_of_order": self.video_out_of_order,
+        }
+        for seen in (*self.frames, *self.video):
+            seen.clear()
+        self.replies_ok = self.replies_failed = self.viewer_drops = self.video_out_of_order = 0
         return taken
 
 
@@ -635,6 +660,46 @@ async def viewer(
                 return
             tallies.viewer_drops += 1
             tallies.failures[f"viewer: {type(error).__name__}: {error}"[:200]] += 1
+            await asyncio.sleep(1.0)
+
+
+def binary_header(message: bytes) -> dict:
+    length = int.from_bytes(message[:4], "big")
+    return json.loads(message[4 : 4 + length])
+
+
+async def h264_viewer(
+    url: str, token: str, camera: int, tallies: Tallies, *, stop: asyncio.Event
+) -> None:
+    """One `?format=h264` viewer: count the fragments it receives, check that each decodes
+    after the one before (same stream, next number, or a key frame), reconnect after a drop."""
+    headers = {"Authorization": f"Bearer {token}"}
+    while not stop.is_set():
+        last: tuple[str, int] | None = None
+        try:
+            async with connect(
+                url + "?format=h264",
+                additional_headers=headers,
+                compression=None,
+                max_size=MAX_MESSAGE_BYTES,
+                open_timeout=30,
+                proxy=None,
+            ) as connection:
+                while True:
+                    header = binary_header(await connection.recv(decode=False))
+                    if header.get("kind") != "video":
+                        continue  # the first JPEG, an init segment
+                    this = (header["stream"], header["seq"])
+                    follows = last is not None and this == (last[0], last[1] + 1)
+                    if not header["key"] and not follows:
+                        tallies.video_out_of_order += 1
+                    last = this
+                    tallies.video[camera].add(this)
+        except (OSError, TimeoutError, WebSocketException, ValueError, KeyError) as error:
+            if stop.is_set():
+                return
+            tallies.viewer_drops += 1
+            tallies.failures[f"h264 viewer: {type(error).__name__}: {error}"[:200]] += 1
             await asyncio.sleep(1.0)
 
 
@@ -826,7 +891,7 @@ async def drive(
     mqtt: MqttCounter | None,
 ) -> tuple[Row, list[Row], Tallies, Drained]:
     cameras, token = setup["cameras"], setup["token"]
-    tallies = Tallies(frames=[set() for _ in cameras])
+    tallies = Tallies(frames=[set() for _ in cameras], video=[set() for _ in cameras])
     stop = asyncio.Event()
     ws_base = base_url.replace("http://", "ws://", 1)
     headers = {"Authorization": f"Bearer {token}"}
@@ -844,6 +909,12 @@ async def drive(
             )
             for c, camera in enumerate(cameras)
             for v in range(args.viewers)
+        ] + [
+            asyncio.create_task(
+                h264_viewer(f"{ws_base}/ws/stream/{camera}", token, c, tallies, stop=stop)
+            )
+            for c, camera in enumerate(cameras)
+            for _ in range(args.h264_viewers)
         ]
         try:
             started = time.monotonic()
@@ -870,7 +941,7 @@ async def drive(
                 length = args.warmup if index < 0 else args.interval
                 await asyncio.sleep(max(0.0, period_start + length - time.monotonic()))
                 now = time.monotonic()
-                frames, ok, failed, drops = tallies.take()
+                taken = tallies.take()
                 totals = await recorded_totals(client, base_url, cameras, previous, tallies)
                 alerts = await alert_totals(client, base_url, setup, alerts_before, tallies)
                 received = receiver.tally.distinct
@@ -879,10 +950,7 @@ async def drive(
                     seconds=now - period_start,
                     events=[t - p for t, p in zip(totals[0], previous[0], strict=True)],
                     recorded=[t - p for t, p in zip(totals[1], previous[1], strict=True)],
-                    frames=frames,
-                    replies_ok=ok,
-                    replies_failed=failed,
-                    viewer_drops=drops,
+                    **taken,
                     alerts=alerts[0] - alerts_before[0],
                     webhook_alerts=alerts[1] - alerts_before[1],
                     webhooks=received - received_before,
@@ -929,7 +997,8 @@ def progress_line(row: Row, names: list[str]) -> str:
     )
     return (
         f"[{row.label:>7} {row.seconds:5.1f} s] events {'/'.join(map(str, row.events))} "
-        f"frames {'/'.join(map(str, row.frames))} recorded {'/'.join(map(str, row.recorded))} "
+        f"frames {'/'.join(map(str, row.frames))} h264 {'/'.join(map(str, row.video))} "
+        f"recorded {'/'.join(map(str, row.recorded))} "
         f"replies {row.replies_ok} ok "
         f"{row.replies_failed} failed, drops {row.viewer_drops}; "
         f"alerts {row.alerts}+{row.webhook_alerts} webhooks {row.webhooks} "
@@ -1067,7 +1136,8 @@ def describe(args: argparse.Namespace, specs: list, database_url: str) -> str:
     cameras = "; ".join(f"{name} `{source}` {'+'.join(d)}" for name, source, d in specs)
     return (
         f"Soak: {database}, {layer}; {args.cameras} cameras at {args.fps} fps ({cameras}); "
-        f"{args.viewers} viewers per camera; {args.chats} chat loops; {args.intervals} x "
+        f"{args.viewers} viewers per camera (+{args.h264_viewers} H.264); {args.chats} chat "
+        f"loops; {args.intervals} x "
         f"{args.interval:g} s after a {args.warmup:g} s warm-up; {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
@@ -1127,6 +1197,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cameras", type=int, default=6, help="demo cameras (default 6)")
     parser.add_argument("--viewers", type=int, default=2, help="viewers per camera (default 2)")
+    parser.add_argument(
+        "--h264-viewers",
+        type=int,
+        default=1,
+        help="?format=h264 viewers per camera, besides --viewers (default 1; 0 = none)",
+    )
     parser.add_argument("--chats", type=int, default=10, help="concurrent chat loops (default 10)")
     parser.add_argument("--minutes", type=float, default=10, help="measured minutes (default 10)")
     parser.add_argument(
@@ -1184,6 +1260,8 @@ def main() -> None:
         parser().error(f"--cameras must be 1..{MAX_CAMERAS}")
     if not 1 <= args.viewers <= MAX_VIEWERS_PER_CAMERA or not 1 <= args.chats <= MAX_CHATS:
         parser().error(f"--viewers must be 1..{MAX_VIEWERS_PER_CAMERA}, --chats 1..{MAX_CHATS}")
+    if not 0 <= args.h264_viewers <= MAX_VIEWERS_PER_CAMERA:
+        parser().error(f"--h264-viewers must be 0..{MAX_VIEWERS_PER_CAMERA}")
     if not 0 < args.minutes <= MAX_MINUTES or not 1 <= args.interval <= 3600:
         parser().error("--minutes must be positive (at most a day), --interval 1..3600 s")
     if not 1 <= args.fps <= 30 or args.warmup < 0:

@@ -2,6 +2,11 @@
 for clients that ask with `?format=binary` or the `sightline.binary` subprotocol, binary
 messages (4-byte big-endian header length, JSON header, JPEG bytes) that skip base64.
 
+`?format=h264` (or the `sightline.h264` subprotocol) gives the camera as H.264 in fragmented
+MP4, in the same binary framing (see `cameras.video_fanout`): the latest JPEG frame at once,
+then an init segment (header `kind: "init"`) and one fragment per frame (`kind: "video"`, with
+the frame's capture timestamp, media time and detections). It is for the full stream only.
+
 `?width=320&fps=5` asks for a reduced variant of the camera (see `cameras.variants`): the same
 messages, smaller and fewer, encoded once per process and variant. Values outside the bounds
 are closed with code 4400 and a reason saying the bounds, after the access check (a viewer
@@ -26,6 +31,7 @@ from cameras.publishing import PublishedFrame, alatest_frame_get
 from cameras.selectors import camera_get_for_user
 from cameras.transport import disable_nagle, framed_writer, pending_send_bytes
 from cameras.variants import VARIANT_CLOSE_CODE, InvalidVariant, Variant, variant_from_query
+from cameras.video_fanout import VideoFeed, VideoViewer
 from organizations.revocation import (
     WEBSOCKET_CLOSE_CODE,
     OpenAccess,
@@ -35,6 +41,11 @@ from organizations.revocation import (
 )
 
 BINARY_SUBPROTOCOL = "sightline.binary"
+H264_SUBPROTOCOL = "sightline.h264"
+H264_VARIANT_REFUSAL = (
+    "format=h264 streams the camera's full picture; leave out width and fps "
+    "(reduced variants are JPEG: use format=binary with them)."
+)
 
 
 def _query(scope) -> dict[str, list[str]]:
@@ -42,10 +53,16 @@ def _query(scope) -> dict[str, list[str]]:
     return parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
 
 
-def _wants_binary(scope) -> tuple[bool, str | None]:
-    if BINARY_SUBPROTOCOL in scope.get("subprotocols", []):
-        return True, BINARY_SUBPROTOCOL
-    return _query(scope).get("format", [""])[0] == "binary", None
+def _stream_format(scope) -> tuple[str, str | None]:
+    """ "json" (the seed's, for anything not asked otherwise), "binary" or "h264", and the
+    subprotocol to accept."""
+    subprotocols = scope.get("subprotocols", [])
+    if H264_SUBPROTOCOL in subprotocols:
+        return "h264", H264_SUBPROTOCOL
+    if BINARY_SUBPROTOCOL in subprotocols:
+        return "binary", BINARY_SUBPROTOCOL
+    asked = _query(scope).get("format", [""])[0]
+    return (asked if asked in ("binary", "h264") else "json"), None
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -53,9 +70,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "cameras.no-per-viewer-channel"
 
     camera_id: str | None = None
-    viewer: Viewer | None = None
+    viewer: Viewer | VideoViewer | None = None
     variant: Variant | None = None
-    feed: CameraHub | VariantEncoder | None = None
+    feed: CameraHub | VariantEncoder | VideoFeed | None = None
     access: OpenAccess | None = None
     accepted = False
     closing: asyncio.Future | None = None
@@ -84,9 +101,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.access.organization_id = camera.organization_id
-        binary, subprotocol = _wants_binary(self.scope)
+        stream_format, subprotocol = _stream_format(self.scope)
         try:
             self.variant = variant_from_query(_query(self.scope))
+            if self.variant is not None and stream_format == "h264":
+                raise InvalidVariant(H264_VARIANT_REFUSAL)
         except InvalidVariant as refusal:
             # Accepted to be closed: a browser sees a close code and reason, never a 403's body.
             await self._release_access()
@@ -97,6 +116,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol=subprotocol)
         disable_nagle(self.base_send)
         self.camera_id = camera.public_id
+        if stream_format == "h264":
+            await self._start_video()
+            return
+        binary = stream_format == "binary"
         self.viewer = Viewer(
             send_frame=self._send_binary if binary else self._send_text,
             pending_bytes=lambda: pending_send_bytes(self.base_send),
@@ -115,6 +138,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
         # The feed may hold a frame newer than the cache's (e.g. published while we joined).
         if self.feed.latest is not None:
             await self.viewer.offer(self.feed.latest)
+
+    async def _start_video(self) -> None:
+        self.viewer = VideoViewer(
+            send_bytes=self._send_bytes,
+            pending_bytes=lambda: pending_send_bytes(self.base_send),
+            write_framed=framed_writer(self.base_send),
+        )
+        if self.access.ended:
+            return  # revoked while accepting: closing, and never joins the hub
+        # A picture at once, before the video can start (at the group the feed holds, or at
+        # the key frame it asks the camera for).
+        latest = await alatest_frame_get(self.camera_id)
+        if latest is not None:
+            await self._send_binary(latest)
+        self.feed = await hub_join(self.camera_id, self.viewer)
+
+    async def _send_bytes(self, payload: bytes) -> None:
+        await self.base_send({"type": "websocket.send", "bytes": payload})
 
     async def _send_text(self, frame: PublishedFrame) -> None:
         await self.base_send({"type": "websocket.send", "text": frame.text})

@@ -21,6 +21,9 @@ frame, decodes, resizes and re-encodes it once in a worker thread (never on the 
 the result out to the variant's viewers with the same `Viewer` slots as the full stream. An
 encoder starts with its variant's first viewer in the process and stops with its last.
 
+A viewer of the camera as H.264 (`?format=h264`) is served by the hub's `VideoFeed` (see
+`cameras.video_fanout`), which takes the fragment that comes with each frame.
+
 The hub subscribes when its first viewer (of any kind) arrives and unsubscribes when its last
 one leaves.
 It receives through a `GroupReceiver` (see `project.channel_layer`): a camera that publishes
@@ -49,6 +52,7 @@ from cameras.publishing import (
 )
 from cameras.transport import websocket_frame
 from cameras.variants import Variant, variant_encode
+from cameras.video_fanout import VideoFeed, VideoViewer
 from project.channel_layer import GroupReceiver
 from project.contained import ContainedFailures
 from project.metrics import FRAMES_DROPPED, STREAM_VARIANTS, VARIANT_ENCODES, VIEWERS
@@ -266,6 +270,7 @@ class CameraHub:
         self.camera_id = camera_id
         self.viewers: set[Viewer] = set()
         self.variants: dict[Variant, VariantEncoder] = {}
+        self.video: VideoFeed | None = None
         self.latest: Outgoing | None = None
         self._receiver = GroupReceiver(
             get_channel_layer(), where="hub", groups=[group_name(camera_id)]
@@ -283,7 +288,8 @@ class CameraHub:
 
     @property
     def viewer_count(self) -> int:
-        return len(self.viewers) + sum(len(e.viewers) for e in self.variants.values())
+        video = len(self.video.viewers) if self.video is not None else 0
+        return len(self.viewers) + video + sum(len(e.viewers) for e in self.variants.values())
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -325,6 +331,8 @@ class CameraHub:
         self.latest = frame
         for encoder in self.variants.values():
             encoder.submit(frame.frame)
+        if self.video is not None:
+            self.video.deliver(frame.frame)
         skipped = await _offer_to_all(self.viewers, frame)
         if skipped:
             self._skipped.inc(skipped)
@@ -380,10 +388,11 @@ def _freeze_startup_heap_once() -> None:
 
 
 async def hub_join(
-    camera_id: str, viewer: Viewer, variant: Variant | None = None
-) -> CameraHub | VariantEncoder:
-    """Add a viewer to the camera's full stream, or to one of its variants; returns what feeds
-    it (its `latest` is the newest frame the viewer could be given at once)."""
+    camera_id: str, viewer: Viewer | VideoViewer, variant: Variant | None = None
+) -> CameraHub | VariantEncoder | VideoFeed:
+    """Add a viewer to the camera's full stream, to one of its variants, or (a `VideoViewer`)
+    to its H.264 feed; returns what feeds it (for JPEG viewers, its `latest` is the newest frame
+    the viewer could be given at once)."""
     _freeze_startup_heap_once()
     hubs, lock = _registry()
     async with lock:
@@ -392,8 +401,14 @@ async def hub_join(
             hub = CameraHub(camera_id)
             await hub.start()
             hubs[camera_id] = hub
-        feed: CameraHub | VariantEncoder = hub
-        if variant is None:
+        feed: CameraHub | VariantEncoder | VideoFeed = hub
+        if isinstance(viewer, VideoViewer):
+            if hub.video is None:
+                hub.video = VideoFeed(camera_id)
+                hub.video.start()
+            hub.video.add(viewer)
+            feed = hub.video
+        elif variant is None:
             hub.viewers.add(viewer)
         else:
             encoder = hub.variants.get(variant)
@@ -410,14 +425,22 @@ async def hub_join(
     return feed
 
 
-async def hub_leave(camera_id: str, viewer: Viewer, variant: Variant | None = None) -> None:
+async def hub_leave(
+    camera_id: str, viewer: Viewer | VideoViewer, variant: Variant | None = None
+) -> None:
     viewer.close()
     hubs, lock = _registry()
     async with lock:
         hub = hubs.get(camera_id)
         if hub is None:
             return
-        if variant is None:
+        if isinstance(viewer, VideoViewer):
+            if hub.video is not None:
+                hub.video.discard(viewer)
+                if not hub.video.viewers:
+                    video, hub.video = hub.video, None
+                    await video.stop()
+        elif variant is None:
             hub.viewers.discard(viewer)
         elif (encoder := hub.variants.get(variant)) is not None:
             encoder.viewers.discard(viewer)

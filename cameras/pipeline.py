@@ -12,7 +12,11 @@ Capture workers (`cameras.capture`: a thread per camera reading its source) and 
 3. encode JPEG once, beside detection when the producer lends a thread for it, and only when
    its publisher or a receiver (events' clips) wants a picture of this frame (ingest's sent
    bytes serve when they fit);
-4. build the seed's FrameData once: both wire payloads (`cameras.publishing.PublishedFrame`);
+   and, while someone watches the camera as H.264, encode the frame once more, as the next
+   fragment of the camera's H.264 stream (`cameras.video_track`), in the same thread after the
+   JPEG; a failed H.264 encode is contained (logged once) and the frame goes on without it;
+4. build the seed's FrameData once: both wire payloads (`cameras.publishing.PublishedFrame`),
+   with the H.264 fragment beside them;
 5. publish once, to the camera's group, through the producer's publisher; fan-out to the
    viewers is `cameras.fanout`'s, per camera and never per viewer;
 6. hand the `ProcessedFrame` to the registered receivers (`cameras.receivers`: events'
@@ -36,9 +40,10 @@ from typing import Protocol
 import numpy as np
 from django.conf import settings
 
-from cameras.publishing import PublishedFrame
+from cameras.publishing import PublishedFrame, VideoFragment
 from cameras.receivers import FrameReceiver, ProcessedFrame, frame_receivers
 from cameras.selectors import CameraConfig
+from cameras.video_track import VideoTrack
 from cameras.vision.detectors import build_detectors, run_detectors
 from cameras.vision.frames import encode_jpeg, resize_to_width
 from cameras.vision.tracking import ObjectTracker
@@ -79,6 +84,12 @@ class FramePipeline:
         # several request threads at once; a capture worker never waits on it.
         self._detecting = threading.Lock()
         self._encoder = encoder
+        self._video = VideoTrack(config.public_id, fps=config.target_fps)
+        self._video_failures = ContainedFailures(
+            what=f"H.264 encoding for camera {config.public_id}",
+            count=CAPTURE_ERRORS.labels(camera=config.public_id, stage="video").inc,
+            logger=logger,
+        )
         self._receiver_failures: dict[str, ContainedFailures] = {}
 
     def process(
@@ -105,6 +116,7 @@ class FramePipeline:
             sent=jpeg if frame is image else None,
             wanted=publish or self._receivers_want_picture(receivers, timestamp_ms),
         )
+        video = self._video_start(frame, timestamp_ms) if publish and self._video.wanted() else None
         detections = self._detect(frame, timestamp_ms)
         jpeg = picture()
         # 4. FrameData once, 5. published once.
@@ -115,6 +127,7 @@ class FramePipeline:
                     jpeg=jpeg,
                     timestamp=timestamp_ms,
                     detections=detections,
+                    video=None if video is None else video(),
                 )
             )
         # 6. The receivers.
@@ -149,6 +162,7 @@ class FramePipeline:
 
     def camera_stopped(self) -> None:
         """Tell the receivers that this camera stopped (its worker ended)."""
+        self._video.close()
         for receiver in frame_receivers():
             with self._failures_of(receiver):
                 receiver.camera_stopped(self.config)
@@ -168,6 +182,20 @@ class FramePipeline:
         # Encoding and detection both run in OpenCV without the GIL: side by side, the frame
         # is ready as soon as the slower of the two is done.
         return self._encoder.submit(encode_jpeg, frame, self.config.jpeg_quality).result
+
+    def _video_start(
+        self, frame: np.ndarray, timestamp_ms: int
+    ) -> Callable[[], VideoFragment | None]:
+        """What will give the frame's H.264 fragment: encoded in the encoder's thread after the
+        JPEG (the producer lent one) or, for ingest, when asked."""
+        if self._encoder is None:
+            return partial(self._video_encode, frame, timestamp_ms)
+        return self._encoder.submit(self._video_encode, frame, timestamp_ms).result
+
+    def _video_encode(self, frame: np.ndarray, timestamp_ms: int) -> VideoFragment | None:
+        with self._video_failures:
+            return self._video.encode(frame, timestamp_ms)
+        return None  # contained: told once, the viewers wait for the restarted stream's key
 
     def _detect(self, frame: np.ndarray, timestamp_ms: int) -> list[dict] | None:
         if not self._detectors:

@@ -8,14 +8,23 @@ any process may need later lives in the Django cache (in memory, or Redis in pro
 - `camera:<id>:frame:<timestamp>`   the detections of every published frame for a short while,
   so ingest can answer a frame forwarded back by a seed client as a duplicate;
 - `camera:<id>:watched`   set by the fan-out hubs while someone watches, so workers can skip
-  JPEG encoding when nobody does.
+  JPEG encoding when nobody does;
+- `camera:<id>:video:watched`   set while some process has an H.264 viewer of the camera, so
+  the camera's pipeline runs its H.264 encoder only then (`cameras.video_track`);
+- `camera:<id>:video:keyframe`   when a process last asked for a key frame (a viewer that can
+  start only at one), in epoch milliseconds.
+
+A frame's H.264 fragment, when the camera is encoding, travels in the same message as its JPEG
+(`PublishedFrame.video`): one publish per frame, so the fragments reach each process in the
+order they were encoded, or not at all (a gap the fan-out notices by the fragment's number).
 """
 
 from __future__ import annotations
 
 import base64
 import struct
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +37,10 @@ WATCHED_SECONDS = 10
 # The latest frame outlives a stalled source so that viewers still get the last picture.
 LATEST_SECONDS = 24 * 3600
 FRAME_MESSAGE_TYPE = "frame.message"
+# H.264 viewers refresh their mark this often and it lapses this long after the last one left:
+# the camera's encoder stops within about that long.
+VIDEO_WATCHED_SECONDS = 5
+VIDEO_WATCHED_REFRESH_SECONDS = 1.5
 
 
 def group_name(public_id: str) -> str:
@@ -46,6 +59,33 @@ def _watched_key(public_id: str) -> str:
     return f"camera:{public_id}:watched"
 
 
+def _video_watched_key(public_id: str) -> str:
+    return f"camera:{public_id}:video:watched"
+
+
+def _keyframe_key(public_id: str) -> str:
+    return f"camera:{public_id}:video:keyframe"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFragment:
+    """One frame of a camera's H.264 stream, as fragmented MP4 (see `cameras.video.fmp4`)."""
+
+    stream: str  # one run of the camera's encoder: a new run starts a new timeline
+    sequence: int  # the frame's number in its stream, from 1, without gaps
+    key: bool
+    media_time: float  # seconds on the stream's timeline (what the browser's video reports)
+    codec: str  # RFC 6381, e.g. avc1.42c01e
+    width: int
+    height: int
+    init: bytes | None  # the stream's init segment, carried by every key frame
+    data: bytes  # moof + mdat
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any] | None) -> VideoFragment | None:
+        return None if message is None else cls(**message)
+
+
 @dataclass(frozen=True, slots=True)
 class PublishedFrame:
     camera_id: str
@@ -53,15 +93,23 @@ class PublishedFrame:
     detections: list[dict] | None
     text: str  # the seed's FrameData JSON
     binary: bytes  # header length + JSON header + JPEG
+    video: VideoFragment | None = None  # the same frame as H.264, while the camera encodes it
 
     @classmethod
     def build(
-        cls, *, camera_id: str, jpeg: bytes, timestamp: int, detections: list[dict] | None
+        cls,
+        *,
+        camera_id: str,
+        jpeg: bytes,
+        timestamp: int,
+        detections: list[dict] | None,
+        video: VideoFragment | None = None,
     ) -> PublishedFrame:
         return cls(
             camera_id=camera_id,
             timestamp=timestamp,
             detections=detections,
+            video=video,
             text=frame_data_json(
                 frame_b64=base64.b64encode(jpeg).decode("ascii"),
                 timestamp_ms=timestamp,
@@ -86,6 +134,7 @@ class PublishedFrame:
             "detections": self.detections,
             "text": self.text,
             "binary": self.binary,
+            "video": None if self.video is None else asdict(self.video),
         }
 
     @classmethod
@@ -96,6 +145,7 @@ class PublishedFrame:
             detections=message["detections"],
             text=message["text"],
             binary=message["binary"],
+            video=VideoFragment.from_message(message.get("video")),
         )
 
 
@@ -134,7 +184,8 @@ def frame_record_release(public_id: str, timestamp: int) -> None:
 
 
 def latest_frame_set(frame: PublishedFrame) -> None:
-    cache.set(_latest_key(frame.camera_id), frame, LATEST_SECONDS)
+    # Without its fragment: a lone H.264 frame means nothing to a viewer that joins later.
+    cache.set(_latest_key(frame.camera_id), replace(frame, video=None), LATEST_SECONDS)
 
 
 def latest_frame_get(public_id: str) -> PublishedFrame | None:
@@ -151,6 +202,24 @@ def camera_is_watched(public_id: str) -> bool:
 
 async def acamera_mark_watched(public_id: str) -> None:
     await cache.aset(_watched_key(public_id), True, WATCHED_SECONDS)
+
+
+async def acamera_mark_video_watched(public_id: str) -> None:
+    await cache.aset(_video_watched_key(public_id), True, VIDEO_WATCHED_SECONDS)
+
+
+async def acamera_keyframe_request(public_id: str) -> None:
+    """Ask the camera's encoder, wherever it runs, for a key frame soon."""
+    await cache.aset(_keyframe_key(public_id), int(time.time() * 1000), VIDEO_WATCHED_SECONDS)
+
+
+def camera_video_demand(public_id: str) -> tuple[bool, int]:
+    """Whether someone watches the camera as H.264, and when a key frame was last asked for
+    (epoch ms, 0 for never), in one cache round trip."""
+    values = cache.get_many([_video_watched_key(public_id), _keyframe_key(public_id)])
+    return bool(values.get(_video_watched_key(public_id))), int(
+        values.get(_keyframe_key(public_id)) or 0
+    )
 
 
 async def frame_broadcast(channel_layer, frame: PublishedFrame) -> None:

@@ -77,6 +77,23 @@ STREAM_VARIANTS = Gauge(
     "Variant encoders running in this process, per camera (one per variant being watched).",
     ["camera"],
 )
+VIDEO_ENCODERS = Gauge(
+    "sightline_video_encoders",
+    "H.264 encoders running in this process, per camera: 1 while some process has an H.264 "
+    "viewer of the camera and this process reads it (see cameras/video_track.py).",
+    ["camera"],
+)
+VIDEO_FRAMES_ENCODED = Counter(
+    "sightline_video_frames_encoded",
+    "Frames encoded as H.264, once per camera whatever the number of its viewers.",
+    ["camera"],
+)
+VIDEO_VIEWER_SKIPS = Counter(
+    "sightline_video_viewer_skips",
+    "Times an H.264 viewer was too far behind (or a fragment was lost on the way) and skipped "
+    "to the next key frame.",
+    ["camera", "reason"],
+)
 INGEST_FRAMES = Counter(
     "sightline_ingest_frames",
     "Pushed frames by outcome (accepted, duplicate, rejected, rate_limited, unavailable, error).",

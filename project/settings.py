@@ -479,6 +479,15 @@ CAMERA_SOURCE_TEST_TIMEOUT_SECONDS = env_float(
     "CAMERA_SOURCE_TEST_TIMEOUT_SECONDS", 5.0, minimum=0.5
 )
 CAMERA_SOURCE_TESTS_PER_MINUTE = env_int("CAMERA_SOURCE_TESTS_PER_MINUTE", 10, minimum=1)
+# H.264 live video (`?format=h264`, see cameras/video_track.py): encoded once per camera while
+# someone watches it so. The rate cap bounds each viewer's link (VBV, kbit/s); the quality is
+# libx264's CRF (lower is better and bigger; 25 stays above JPEG quality 75's SSIM on the demo
+# scene at a tenth of its bytes); a key frame comes at least this often, and when a viewer needs one.
+VIDEO_MAX_KBPS = env_int("VIDEO_MAX_KBPS", 1500, minimum=100)
+VIDEO_CRF = env_int("VIDEO_CRF", 25, minimum=0)
+if VIDEO_CRF > 51:
+    raise ImproperlyConfigured(f"VIDEO_CRF must be from 0 to 51 (libx264's scale); got {VIDEO_CRF}")
+VIDEO_KEYFRAME_SECONDS = env_float("VIDEO_KEYFRAME_SECONDS", 1.0, minimum=0.2)
 
 
 # --- camera source policy (README "Camera sources") ---

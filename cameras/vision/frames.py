@@ -142,8 +142,14 @@ def frame_data_binary(
     header: dict = {"timestamp": int(timestamp_ms), "camera_id": camera_id}
     if detections is not None:
         header["detections"] = detections
+    return binary_message(header, jpeg)
+
+
+def binary_message(header: dict, payload: bytes) -> bytes:
+    """A message of our binary stream framing: 4-byte big-endian length of the UTF-8 JSON
+    header, the header, then the payload (a JPEG, or H.264 as fragmented MP4)."""
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    return b"".join((_HEADER_LENGTH.pack(len(header_bytes)), header_bytes, jpeg))
+    return b"".join((_HEADER_LENGTH.pack(len(header_bytes)), header_bytes, payload))
 
 
 def parse_frame_data_binary(message: bytes) -> tuple[dict, bytes]:

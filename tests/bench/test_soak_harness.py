@@ -93,6 +93,17 @@ def test_frames_halving_or_a_camera_that_never_streams_misses():
     assert _failed_targets(silent) == ["frames the viewers received"]
 
 
+def test_h264_fragments_halving_or_out_of_order_miss():
+    steady = [_row("1", video=[290, 270]), _row("2", video=[280, 270])]
+    assert _failed_targets(steady) == []
+    assert _failed_targets([steady[0], _row("2", video=[100, 270])]) == [
+        "H.264 fragments the viewers received"
+    ]
+    assert _failed_targets([steady[0], _row("2", video=[290, 270], video_out_of_order=1)]) == [
+        "H.264 fragments in decodable order"
+    ]
+
+
 def test_error_lines_memory_growth_failed_replies_and_drops_miss():
     assert _failed_targets([_row("1"), _row("2", errors={"daphne": 1})]) == [
         "0 ERROR lines and 0 tracebacks in the server logs"
@@ -124,7 +135,8 @@ def test_the_table_has_a_row_per_minute_and_a_column_per_server():
     assert len(table) == 4
     assert table[0].count("|") == table[1].count("|") == table[3].count("|")
     assert table[3] == (
-        "| 1 | 3 / 1 | 4 | 290 / 270 | 300 / 280 | 200 / 0 | 240 | 180 | 0 / 0 | 0 / 0 | 0 | 0.0 |"
+        "| 1 | 3 / 1 | 4 | 290 / 270 | – | 300 / 280 | 200 / 0 | 240 | 180 | 0 / 0 | 0 / 0 | 0 "
+        "| 0.0 |"
     )
 
 
@@ -181,6 +193,7 @@ def test_a_short_real_run_fills_every_column(tmp_path):
     assert [row["label"] for row in rows] == ["warm-up", "1", "2"]
     for row in rows[1:]:
         assert row["frames"][0] > 0
+        assert row["video"][0] > 0 and row["video_out_of_order"] == 0
         assert row["recorded"][0] > 0
         assert row["replies_ok"] > 0
         assert row["rss_mib"]["daphne"] > 50

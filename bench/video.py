@@ -5,20 +5,21 @@
 Part 1, offline, the same frames for every codec: `--frames` (300) frames of the 640x480 `demo:`
 scene at `--fps` (30), from a fixed moment (a car crosses in every 8 s), encoded
   - as JPEG at `--jpeg-quality` (75, the camera default; `cameras.vision.frames.encode_jpeg`),
-    then wrapped as the seed's FrameData JSON (base64) and as `?format=binary`'s message;
-  - as H.264 by `cameras.video.h264.H264Encoder` (libx264, zerolatency, constrained baseline,
-    VBV cap), packaged by `cameras.video.fmp4` (an init segment, one fragment per frame), each
-    fragment with the JSON header the server puts in front of it (4-byte length, header, payload).
-The JPEGs are decoded with OpenCV, the fMP4 stream (init + every fragment) with PyAV's mp4
-demuxer, and every decoded frame is compared with its source frame by SSIM (Wang et al. 2004:
-11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, on the luma Y' = 0.299 R + 0.587 G + 0.114 B
-of the RGB picture a viewer is shown, border pixels the window does not fit left out). Message
-bytes are what one viewer receives per second at the frame rate (WebSocket framing, 2-10 bytes a
-message, left out). Encode times are wall-clock ms per frame in this process, one thread, with
-the CPU time beside them; the H.264 figure includes the colour conversion and the fragment.
-Encoder settings are the server's (VIDEO_CRF, VIDEO_MAX_KBPS, VIDEO_KEYFRAME_SECONDS) where
-project.settings has them, else crf 25, 1500 kbit/s, a key frame every second; `--crf 23,25,28`
-compares several.
+    its messages built by the server's `PublishedFrame.build` (the seed's FrameData JSON with
+    base64, and `?format=binary`'s message);
+  - as H.264 by the camera's own `cameras.video_track.VideoTrack` (`cameras.video.h264`:
+    libx264, zerolatency, constrained baseline, VBV cap; `cameras.video.fmp4`: one fragment per
+    frame), each fragment framed with its JSON header by the fan-out's `fragment_message`.
+The JPEGs are decoded with OpenCV, the fMP4 stream (init segment + every fragment) with PyAV's
+mp4 demuxer, and every decoded frame is compared with its source frame by SSIM (Wang et al.
+2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, on the luma Y' = 0.299 R + 0.587 G +
+0.114 B of the RGB picture a viewer is shown, border pixels the window does not fit left out).
+Bytes are the WebSocket messages' payloads one viewer receives per second at the frame rate
+(WebSocket framing, 2-10 bytes a message, left out). Encode times are wall-clock ms per frame in
+this process, one thread, with the CPU time beside them; the H.264 figure is `VideoTrack.encode`
+(colour conversion, libx264, the fragment), and JPEG is measured again after it so a busy spell
+shows. Encoder settings are the server's VIDEO_CRF, VIDEO_MAX_KBPS and VIDEO_KEYFRAME_SECONDS
+unless `--crf` (e.g. `23,25,28` to compare), `--max-kbps` or `--key-every` say otherwise.
 
 Part 2, live, through a real daphne on 127.0.0.1 (the capture worker in daphne,
 CAMERAS_IN_PROCESS, as `bench.fanout` starts it), one `demo:` camera at `--fps`, 640 px, motion
@@ -51,7 +52,6 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
-import base64
 import io
 import json
 import math
@@ -64,6 +64,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -93,11 +94,8 @@ from bench.topology import Topology
 WIDTH, HEIGHT = 640, 480
 # A fixed moment, so every run encodes the same pictures (the demo scene is a function of time).
 SCENE_START = 1_800_000_000.0
-# What the server's header carries, at its real lengths (a camera's public id is 12 characters).
+# The camera id in the messages, at its real length (a camera's public id is 12 characters).
 CAMERA_ID = "benchcam0001"
-STREAM_ID = "0a1b2c3d"
-# The encoder's defaults until project.settings has them (issue 13).
-VIDEO_DEFAULTS = {"VIDEO_CRF": 25, "VIDEO_MAX_KBPS": 1500, "VIDEO_KEYFRAME_SECONDS": 1.0}
 # At most this many fragments (about 20 s at 30 fps) are kept by the viewer whose stream is
 # decoded afterwards.
 RECORD_LIMIT = 600
@@ -108,26 +106,17 @@ FORMATS = ("json", "binary", "h264")
 
 
 def video_settings() -> dict:
-    """The server's encoder settings where project.settings defines them, else the defaults;
-    `source` says which."""
+    """The server's encoder settings (project.settings, from the environment like daphne's)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
-    values, source = dict(VIDEO_DEFAULTS), "bench defaults (not in project.settings)"
-    try:
-        from django.conf import settings
+    from django.conf import settings
 
-        found = {
-            name: getattr(settings, name) for name in VIDEO_DEFAULTS if hasattr(settings, name)
-        }
-    except Exception as error:  # noqa: BLE001 - any settings problem: say so, use the defaults
-        return {**values, "source": f"bench defaults (settings not loaded: {error})"}
-    if found:
-        values.update(found)
-        missing = sorted(set(VIDEO_DEFAULTS) - set(found))
-        source = "project.settings" + (
-            f" (bench defaults for {', '.join(missing)})" if missing else ""
-        )
-    return {**values, "source": source}
+    names = ("VIDEO_CRF", "VIDEO_MAX_KBPS", "VIDEO_KEYFRAME_SECONDS")
+    overridden = [name for name in names if name in os.environ]
+    source = "project.settings" + (
+        f", {', '.join(overridden)} from the environment" * bool(overridden)
+    )
+    return {**{name: getattr(settings, name) for name in names}, "source": source}
 
 
 def machine() -> dict:
@@ -200,31 +189,6 @@ def scene_detections(scene, t: float) -> list[dict]:
     ]
 
 
-def video_header(
-    *, seq: int, key: bool, timestamp_ms: int, fps: int, detections: list[dict] | None
-) -> dict:
-    """A fragment's header as the wire protocol of issue 13 gives it."""
-    header: dict = {
-        "kind": "video",
-        "stream": STREAM_ID,
-        "seq": seq,
-        "key": key,
-        "timestamp": timestamp_ms,
-        # As cameras.video_track computes it: decode time over the 90 kHz timescale.
-        "media_time": (seq - 1) * (90_000 // fps) / 90_000,
-        "camera_id": CAMERA_ID,
-    }
-    if detections is not None:
-        header["detections"] = detections
-    return header
-
-
-def framed(header: dict, payload: bytes) -> bytes:
-    """The binary framing of `?format=binary` and `?format=h264`: length, JSON header, payload."""
-    header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    return len(header_bytes).to_bytes(4, "big") + header_bytes + payload
-
-
 def _timing(wall_ms: list[float], cpu_ms: list[float]) -> dict:
     ordered = sorted(wall_ms)
     return {
@@ -249,10 +213,13 @@ def render_frames(frames: int, fps: int) -> tuple[list[np.ndarray], list[float]]
 
 
 def measure_jpeg(frames, times, *, fps: int, quality: int, scene, lumas: list | None) -> dict:
-    """JPEG at `quality`: sizes, encode times, and (given the source lumas) SSIM."""
-    from cameras.vision.frames import encode_jpeg, frame_data_binary, frame_data_json
+    """JPEG at `quality`: sizes of the server's own messages (`PublishedFrame.build`, which
+    builds both the seed's FrameData JSON and the binary message), encode times, and (given the
+    source lumas) SSIM."""
+    from cameras.publishing import PublishedFrame
+    from cameras.vision.frames import encode_jpeg
 
-    wall, cpu, json_wall = [], [], []
+    wall, cpu, build_wall = [], [], []
     jpeg_bytes = json_bytes = binary_bytes = 0
     similarity = []
     for frame, t in zip(frames, times, strict=True):
@@ -260,22 +227,17 @@ def measure_jpeg(frames, times, *, fps: int, quality: int, scene, lumas: list | 
         jpeg = encode_jpeg(frame, quality)
         wall.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - cpu_started) * 1000)
-        detections = scene_detections(scene, t)
-        timestamp_ms = int(t * 1000)
         started = time.perf_counter()
-        message = frame_data_json(
-            frame_b64=base64.b64encode(jpeg).decode("ascii"),
-            timestamp_ms=timestamp_ms,
+        published = PublishedFrame.build(
             camera_id=CAMERA_ID,
-            detections=detections,
+            jpeg=jpeg,
+            timestamp=int(t * 1000),
+            detections=scene_detections(scene, t),
         )
-        json_wall.append((time.perf_counter() - started) * 1000)
-        binary = frame_data_binary(
-            jpeg=jpeg, timestamp_ms=timestamp_ms, camera_id=CAMERA_ID, detections=detections
-        )
+        build_wall.append((time.perf_counter() - started) * 1000)
         jpeg_bytes += len(jpeg)
-        json_bytes += len(message.encode())
-        binary_bytes += len(binary)
+        json_bytes += len(published.text.encode())
+        binary_bytes += len(published.binary)
         if lumas is not None:
             decoded = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
             similarity.append(ssim(lumas[len(similarity)], luma(decoded)))
@@ -286,69 +248,78 @@ def measure_jpeg(frames, times, *, fps: int, quality: int, scene, lumas: list | 
         "json_bytes_per_second": json_bytes / seconds,
         "binary_bytes_per_second": binary_bytes / seconds,
         "encode": _timing(wall, cpu),
-        "json_build_ms_mean": statistics.fmean(json_wall),
+        "message_build_ms_mean": statistics.fmean(build_wall),
         **(_ssim_summary(similarity) if similarity else {}),
     }
+
+
+@contextmanager
+def encoder_settings(*, crf: int, max_kbps: int, keyframe_interval: int, fps: int):
+    """The server's VIDEO_* settings as given, for the encoders made meanwhile."""
+    from django.conf import settings
+
+    names = ("VIDEO_CRF", "VIDEO_MAX_KBPS", "VIDEO_KEYFRAME_SECONDS")
+    saved = {name: getattr(settings, name) for name in names}
+    settings.VIDEO_CRF = crf
+    settings.VIDEO_MAX_KBPS = max_kbps
+    settings.VIDEO_KEYFRAME_SECONDS = keyframe_interval / fps
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(settings, name, value)
 
 
 def measure_h264(
     frames, times, *, fps: int, crf: int, max_kbps: int, keyframe_interval: int, scene, lumas
 ) -> dict:
-    from cameras.video.fmp4 import TIMESCALE, codec_string, init_segment, media_fragment
-    from cameras.video.h264 import H264Encoder
+    """H.264 as the server makes it: the camera's `cameras.video_track.VideoTrack` (its
+    H264Encoder and fMP4 fragments), each fragment framed with its header by the fan-out's own
+    `fragment_message`; the stream decoded back by PyAV."""
+    from cameras.publishing import PublishedFrame
+    from cameras.video_fanout import fragment_message, init_message
+    from cameras.video_track import VideoTrack
 
-    encoder = H264Encoder(
-        width=WIDTH,
-        height=HEIGHT,
-        fps=fps,
-        max_kbps=max_kbps,
-        crf=crf,
-        keyframe_interval=keyframe_interval,
-    )
-    duration = TIMESCALE // fps
-    init = b""
-    codec = ""
-    fragments: list[bytes] = []
-    wall, cpu = [], []
-    wire_bytes = fragment_bytes = keys = missing = 0
-    key_sizes, other_sizes = [], []
-    key_ms, other_ms = [], []
-    for index, (frame, t) in enumerate(zip(frames, times, strict=True)):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        encoded = encoder.encode(frame, key=index == 0)
-        if encoded is None:
-            missing += 1
-            continue
-        seq = len(fragments) + 1
-        fragment = media_fragment(
-            sequence=seq,
-            decode_time=(seq - 1) * duration,
-            duration=duration,
-            sample=encoded.sample,
-            key=encoded.key,
-        )
-        wall.append((time.perf_counter() - started) * 1000)
-        cpu.append((time.process_time() - cpu_started) * 1000)
-        if not init:
-            init = init_segment(
-                sps=encoded.sps, pps=encoded.pps, width=encoder.width, height=encoder.height
-            )
-            codec = codec_string(encoded.sps)
-        fragments.append(fragment)
-        (key_ms if encoded.key else other_ms).append(wall[-1])
-        header = video_header(
-            seq=seq,
-            key=encoded.key,
-            timestamp_ms=int(t * 1000),
-            fps=fps,
-            detections=scene_detections(scene, t),
-        )
-        wire_bytes += len(framed(header, fragment))
-        fragment_bytes += len(fragment)
-        keys += encoded.key
-        (key_sizes if encoded.key else other_sizes).append(len(fragment))
-    encoder.close()
-    decoded = decode_fmp4(init, fragments)
+    with encoder_settings(crf=crf, max_kbps=max_kbps, keyframe_interval=keyframe_interval, fps=fps):
+        track = VideoTrack(CAMERA_ID, fps=fps)
+        init = b""
+        codec = ""
+        fragments: list[bytes] = []
+        wall, cpu = [], []
+        wire_bytes = fragment_bytes = keys = missing = 0
+        key_sizes, other_sizes = [], []
+        key_ms, other_ms = [], []
+        try:
+            for frame, t in zip(frames, times, strict=True):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                fragment = track.encode(frame, int(t * 1000))
+                elapsed = (time.perf_counter() - started) * 1000
+                if fragment is None:
+                    missing += 1
+                    continue
+                wall.append(elapsed)
+                cpu.append((time.process_time() - cpu_started) * 1000)
+                if not init:
+                    init = init_message(CAMERA_ID, fragment).payload
+                    codec = fragment.codec
+                published = PublishedFrame(
+                    camera_id=CAMERA_ID,
+                    timestamp=int(t * 1000),
+                    detections=scene_detections(scene, t),
+                    text="",
+                    binary=b"",
+                    video=fragment,
+                )
+                wire_bytes += len(fragment_message(published).payload)
+                fragments.append(fragment.data)
+                fragment_bytes += len(fragment.data)
+                keys += fragment.key
+                (key_sizes if fragment.key else other_sizes).append(len(fragment.data))
+                (key_ms if fragment.key else other_ms).append(elapsed)
+        finally:
+            track.close()
+    init_segment = init[4 + int.from_bytes(init[:4], "big") :]
+    decoded = decode_fmp4(init_segment, fragments)
     if len(decoded) != len(fragments):
         raise RuntimeError(f"{len(fragments)} fragments decoded into {len(decoded)} frames")
     similarity, native = [], []
@@ -454,8 +425,8 @@ def offline_tables(offline: dict) -> list[str]:
         lines.append(row(name, h264["wire_bytes_per_second"], h264))
     lines += [
         "",
-        "H.264 rows count each fragment with its framed JSON header (as the server sends it, "
-        "approximately); the init segment, sent once per viewer, is "
+        "Bytes are the WebSocket messages' payloads as the server builds them (H.264: each "
+        "fragment with its framed JSON header); the init message, sent once per viewer, is "
         + ", ".join(f"{h['init_bytes']} bytes" for h in offline["h264"][:1])
         + ". Fragment sizes (crf "
         + "; crf ".join(
@@ -492,8 +463,8 @@ def offline_tables(offline: dict) -> list[str]:
             for h in offline["h264"]
         )
         + ". With a key frame every second the p99 is a key frame's cost.",
-        f"FrameData JSON adds {jpeg['json_build_ms_mean']:.2f} ms a frame (base64 + JSON) on top "
-        "of the JPEG. SSIM: luma of the RGB picture shown, against the source's; H.264 on its "
+        f"Building the JPEG messages (base64, FrameData JSON, binary: `PublishedFrame.build`) "
+        f"adds {jpeg['message_build_ms_mean']:.2f} ms a frame. SSIM: luma of the RGB picture shown, against the source's; H.264 on its "
         "own (limited-range) Y plane: "
         + ", ".join(f"crf {h['crf']} {h['ssim_native_luma_mean']:.4f}" for h in offline["h264"])
         + ".",

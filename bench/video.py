@@ -31,7 +31,8 @@ detection, in three steps:
   2. `--bytes-viewers` (2) viewers of each format at once, `?format=json` (the default),
      `?format=binary` and `?format=h264`, over the same `--seconds`: bytes per second per viewer
      as received (WebSocket payloads), messages per second, capture-to-receive delay (the
-     header's capture `timestamp` against the arrival time, same clock);
+     header's capture `timestamp` against the arrival time, same clock); one more H.264 viewer
+     joins halfway, mid-group: the init and the group so far at once, its stream decoded too;
   3. fan-out, `--viewers` (100,200) viewers of `binary`, then of `h264`, each alone on the
      server, alternating `--repeat` (2) times: frames (fragments) per second per viewer, p50/p99
      delay, the longest gap, daphne's CPU and RSS; h264 against binary as ratios of medians. Each
@@ -100,6 +101,7 @@ CAMERA_ID = "benchcam0001"
 # decoded afterwards.
 RECORD_LIMIT = 600
 FORMATS = ("json", "binary", "h264")
+MID_GOP = "h264 joining mid-group"
 
 
 # --- settings, machine ------------------------------------------------------------------------
@@ -937,7 +939,12 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
             groups = [
                 Group(name, name, args.bytes_viewers, record=name == "h264") for name in FORMATS
             ]
+            # And one more H.264 viewer joining mid-window, so mid-group while the others watch:
+            # it gets the init and the group so far at once; its stream is decoded too.
+            mid_gop = round(args.seconds * 0.55, 2)
+            groups.append(Group(MID_GOP, "h264", 1, record=True, join_after=mid_gop))
             live["bytes"] = measure_live(groups=groups, **common)
+            live["bytes"]["mid_gop_join_after"] = mid_gop
             for line in bytes_table(live["bytes"], args):
                 emit(line)
         if viewer_counts:
@@ -1054,8 +1061,24 @@ def bytes_table(result: dict, args: argparse.Namespace) -> list[str]:
         + (f" ERROR {decoded['error']}" if decoded.get("error") else "")
         + ".",
     ]
+    joiner = groups.get(MID_GOP)
+    if joiner is not None:
+        decoded = joiner.get("decoded", {})
+        lines += [
+            "",
+            f"One more H.264 viewer joined {result['mid_gop_join_after']:g} s into the window, "
+            f"while those watched: first messages {', '.join(joiner.get('first_kinds', []))}; "
+            f"first JPEG after {joiner.get('join_first_jpeg_ms_p50', math.nan):.0f} ms, first "
+            f"fragment after {joiner.get('join_first_video_ms_p50', math.nan):.0f} ms, "
+            f"{joiner.get('join_burst_fragments_mean', 0):.0f} fragments in its join burst; "
+            f"protocol errors: {', '.join(joiner['protocol_errors']) or 'none'}; its stream "
+            f"decoded by PyAV: {decoded.get('frames', 0)} frames of "
+            f"{decoded.get('fragments', 0)} fragments"
+            + (f" ERROR {decoded['error']}" if decoded.get("error") else "")
+            + ".",
+        ]
     failures = [
-        f"{name}: {', '.join(groups[name]['errors'])}" for name in FORMATS if groups[name]["errors"]
+        f"{name}: {', '.join(group['errors'])}" for name, group in groups.items() if group["errors"]
     ]
     if failures:
         lines.append("Viewer errors: " + "; ".join(failures))

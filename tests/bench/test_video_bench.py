@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.video import SSIM_C1, ssim
+from bench.video import MID_GOP, SSIM_C1, ssim
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,12 +72,14 @@ def test_offline_every_path_encodes_the_same_frames_and_is_measured(report):
 def test_live_every_format_is_received_over_the_same_window(report):
     groups = report["live"]["bytes"]["groups"]
 
-    assert set(groups) == {"json", "binary", "h264"}
-    for group in groups.values():
+    assert set(groups) == {"json", "binary", "h264", MID_GOP}
+    for group in (groups["json"], groups["binary"], groups["h264"]):
         assert group["failed"] == 0, group["errors"]
         assert group["fps_mean"] > 10
         assert 0 < group["latency_ms_p50"] <= group["latency_ms_p99"] < 1000
-    rates = {name: group["bytes_per_second_per_viewer"] for name, group in groups.items()}
+    rates = {
+        name: groups[name]["bytes_per_second_per_viewer"] for name in ("json", "binary", "h264")
+    }
     assert rates["h264"] < rates["binary"] < rates["json"]
 
 
@@ -89,6 +91,17 @@ def test_live_h264_viewers_get_the_protocol_and_a_stream_that_decodes(report):
     assert h264["decoded"]["error"] == ""
     assert h264["decoded"]["frames"] == h264["decoded"]["fragments"] > 10
     assert h264["decoded"]["size"] == "640x480"
+
+
+def test_live_an_h264_viewer_joining_mid_group_gets_the_group_at_once_and_it_decodes(report):
+    joiner = report["live"]["bytes"]["groups"][MID_GOP]
+
+    assert joiner["failed"] == 0, joiner["errors"]
+    assert joiner["protocol_errors"] == []
+    assert joiner["first_kinds"] == ["jpeg/init/video"]
+    assert joiner["join_burst_fragments_mean"] >= 1
+    assert joiner["decoded"]["error"] == ""
+    assert joiner["decoded"]["frames"] == joiner["decoded"]["fragments"] > 0
 
 
 def test_live_h264_viewers_joining_get_a_picture_then_video_while_jpeg_viewers_watch(report):

@@ -1107,6 +1107,8 @@ def fanout_ratios(fanout: list[dict]) -> list[dict]:
             {
                 "viewers": viewers,
                 "runs": min(len(h264), len(binary)),
+                "cpu_points": median(h264, "h264", "server_cpu_percent")
+                - median(binary, "binary", "server_cpu_percent"),
                 **{
                     f"{name}_ratio": ratio(median(h264, "h264", key), median(binary, "binary", key))
                     for name, key in (
@@ -1128,7 +1130,8 @@ def ratio_lines(ratios: list[dict]) -> list[str]:
     for r in ratios:
         lines.append(
             f"- {r['viewers']} viewers ({r['runs']} runs each): fps x{r['fps_ratio']:.3f}, "
-            f"p99 x{r['p99_ratio']:.2f}, daphne CPU x{r['cpu_ratio']:.2f}, bytes per viewer x{r['bytes_ratio']:.3f}"
+            f"p99 x{r['p99_ratio']:.2f}, daphne CPU x{r['cpu_ratio']:.2f} "
+            f"({r['cpu_points']:+.0f} points of a core), bytes per viewer x{r['bytes_ratio']:.3f}"
         )
     return lines
 
@@ -1168,6 +1171,74 @@ def fanout_row(result: dict) -> str:
         f"{result['clients_cpu_seconds']:.1f} | {result['load_average']:.2f} | "
         f"{'; '.join(notes)} |"
     )
+
+
+# --- against issue 13's targets ----------------------------------------------------------------
+
+
+def targets(report: dict) -> list[dict]:
+    """Issue 13's figures, each with what this run measured and whether it meets it."""
+    found = []
+
+    def add(target: str, measured: str, met: bool) -> None:
+        found.append({"target": target, "measured": measured, "met": bool(met)})
+
+    offline = report.get("offline")
+    if offline:
+        jpeg = offline["jpeg"]
+        for h264 in offline["h264"]:
+            ratio = jpeg["json_bytes_per_second"] / h264["wire_bytes_per_second"]
+            add(
+                f"crf {h264['crf']}: H.264 bytes <= 1/10 of FrameData JSON (offline)",
+                f"1/{ratio:.1f}",
+                ratio >= 10,
+            )
+            add(
+                f"crf {h264['crf']}: SSIM >= JPEG q{jpeg['quality']}'s",
+                f"{h264['ssim_mean']:.4f} vs {jpeg['ssim_mean']:.4f}",
+                h264["ssim_mean"] >= jpeg["ssim_mean"],
+            )
+            encode = h264["encode"]
+            add(
+                f"crf {h264['crf']}: encoding <= 3 ms a frame",
+                f"mean {encode['ms_mean']:.2f} ms wall, {encode['cpu_ms_mean']:.2f} ms CPU; "
+                f"key frames {h264['encode_key_ms_mean']:.1f} ms",
+                encode["cpu_ms_mean"] <= 3,
+            )
+    live = report.get("live") or {}
+    if live.get("bytes"):
+        groups = live["bytes"]["groups"]
+        json_rate = groups["json"]["bytes_per_second_per_viewer"]
+        h264_rate = groups["h264"]["bytes_per_second_per_viewer"]
+        if json_rate and h264_rate:
+            add(
+                "live: H.264 bytes per viewer <= 1/10 of JSON's",
+                f"1/{json_rate / h264_rate:.1f}",
+                json_rate / h264_rate >= 10,
+            )
+    for ratio in live.get("fanout_ratios", []):
+        add(
+            f"live fan-out, {ratio['viewers']} viewers: H.264 holds the JPEG path's fps and p99",
+            f"fps x{ratio['fps_ratio']:.3f}, p99 x{ratio['p99_ratio']:.2f}",
+            ratio["fps_ratio"] >= 0.98 and ratio["p99_ratio"] <= 1.5,
+        )
+    return found
+
+
+def target_lines(found: list[dict]) -> list[str]:
+    if not found:
+        return []
+    lines = [
+        "### Against issue 13's figures (fan-out: fps >= 0.98x and p99 <= 1.5x binary's, as bench.fanout judges)",
+        "",
+        "| target | this run | |",
+        "|---|---|---|",
+    ]
+    for item in found:
+        lines.append(
+            f"| {item['target']} | {item['measured']} | {'meets' if item['met'] else 'MISSES'} |"
+        )
+    return [*lines, ""]
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -1229,6 +1300,9 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
         if args.live:
             report["live"] = run_live(args, emit, work_dir)
             emit("")
+        report["targets"] = targets(report)
+        for line in target_lines(report["targets"]):
+            emit(line)
         report["seconds"] = round(time.monotonic() - started, 1)
         emit(
             f"Load average at the end {' / '.join(f'{v:.2f}' for v in os.getloadavg())}; "

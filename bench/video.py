@@ -206,12 +206,23 @@ def _ssim_summary(values: list[float]) -> dict:
     return {"ssim_mean": statistics.fmean(values), "ssim_min": min(values)}
 
 
-def render_frames(frames: int, fps: int) -> tuple[list[np.ndarray], list[float]]:
+def render_frames(
+    frames: int, fps: int, noise: float = 0.0
+) -> tuple[list[np.ndarray], list[float]]:
+    """The `demo:` camera's own scene; with `noise`, Gaussian noise of that sigma (in 0-255
+    levels), new in every frame as a real sensor's is, added to each (the scene's own grain is
+    fixed: the same in every frame, which costs H.264 nothing after a key frame)."""
     from cameras.vision.demo import DemoScene, demo_seed
 
-    scene = DemoScene(WIDTH, HEIGHT, seed=demo_seed(""))  # the `demo:` camera's own scene
+    scene = DemoScene(WIDTH, HEIGHT, seed=demo_seed(""))
     times = [SCENE_START + i / fps for i in range(frames)]
-    return [scene.frame_at(t) for t in times], times
+    pictures = [scene.frame_at(t) for t in times]
+    if noise > 0:
+        rng = np.random.default_rng(13)
+        pictures = [
+            np.clip(p + rng.normal(0, noise, p.shape), 0, 255).astype(np.uint8) for p in pictures
+        ]
+    return pictures, times
 
 
 def measure_jpeg(frames, times, *, fps: int, quality: int, scene, lumas: list | None) -> dict:
@@ -368,12 +379,19 @@ def decode_fmp4(init: bytes, fragments: list[bytes]) -> list[tuple[np.ndarray, n
 
 
 def run_offline(
-    *, frames: int, fps: int, jpeg_quality: int, crfs: list[int], max_kbps: int, key_every: int
+    *,
+    frames: int,
+    fps: int,
+    jpeg_quality: int,
+    crfs: list[int],
+    max_kbps: int,
+    key_every: int,
+    noise: float = 0.0,
 ) -> dict:
     from cameras.vision.demo import DemoScene, demo_seed
 
     scene = DemoScene(WIDTH, HEIGHT, seed=demo_seed(""))
-    pictures, times = render_frames(frames, fps)
+    pictures, times = render_frames(frames, fps, noise)
     lumas = [luma(picture) for picture in pictures]
     jpeg = measure_jpeg(pictures, times, fps=fps, quality=jpeg_quality, scene=scene, lumas=lumas)
     h264 = [
@@ -392,7 +410,7 @@ def run_offline(
     # JPEG once more after H.264, so a machine busier in one half does not favour either.
     again = measure_jpeg(pictures, times, fps=fps, quality=jpeg_quality, scene=scene, lumas=None)
     jpeg["encode_again"] = again["encode"]
-    return {"frames": frames, "fps": fps, "jpeg": jpeg, "h264": h264}
+    return {"frames": frames, "fps": fps, "noise": noise, "jpeg": jpeg, "h264": h264}
 
 
 def _kbit(bytes_per_second: float) -> str:
@@ -404,7 +422,8 @@ def offline_tables(offline: dict) -> list[str]:
     json_rate = jpeg["json_bytes_per_second"]
     lines = [
         f"### Quality and bytes: {offline['frames']} frames of the 640x480 `demo:` scene "
-        f"at {fps} fps, the same frames for every row",
+        f"at {fps} fps, the same frames for every row"
+        + (f", with sensor noise of sigma {offline['noise']:g}" if offline["noise"] else ""),
         "",
         "| stream | KiB/s | kbit/s | ÷ JSON | SSIM mean | SSIM min |",
         "|---|---:|---:|---:|---:|---:|",
@@ -1293,6 +1312,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict:
                 crfs=crfs,
                 max_kbps=max_kbps,
                 key_every=key_every,
+                noise=args.noise,
             )
             for line in offline_tables(report["offline"]):
                 emit(line)
@@ -1332,6 +1352,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="frames per key frame (default: VIDEO_KEYFRAME_SECONDS x fps)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="offline: sigma of fresh Gaussian noise in every frame, as a real sensor's (0: none)",
     )
     parser.add_argument("--no-live", dest="live", action="store_false", help="offline part only")
     parser.add_argument(

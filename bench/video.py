@@ -19,7 +19,9 @@ Bytes are the WebSocket messages' payloads one viewer receives per second at the
 this process, one thread, with the CPU time beside them; the H.264 figure is `VideoTrack.encode`
 (colour conversion, libx264, the fragment), and JPEG is measured again after it so a busy spell
 shows. Encoder settings are the server's VIDEO_CRF, VIDEO_MAX_KBPS and VIDEO_KEYFRAME_SECONDS
-unless `--crf` (e.g. `23,25,28` to compare), `--max-kbps` or `--key-every` say otherwise.
+unless `--crf` (e.g. `23,25,28` to compare), `--max-kbps` or `--key-every` say otherwise. The
+demo scene's grain is fixed (the same in every frame, so free for H.264 after a key frame);
+`--noise 3` adds fresh noise to every frame, as a real sensor's, to see the codecs on that.
 
 Part 2, live, through a real daphne on 127.0.0.1 (the capture worker in daphne,
 CAMERAS_IN_PROCESS, as `bench.fanout` starts it), one `demo:` camera at `--fps`, 640 px, motion

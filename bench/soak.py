@@ -68,9 +68,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -593,10 +594,14 @@ def wait_until_serving(base_url: str, server: Server) -> None:
 # --- the load --------------------------------------------------------------------------------
 
 
+def binary_header(message: bytes) -> dict:
+    length = int.from_bytes(message[:4], "big")
+    return json.loads(message[4 : 4 + length])
+
+
 def binary_frame_timestamp(message: bytes) -> float:
     """The timestamp of a `?format=binary` frame: [4-byte length][JSON header][JPEG]."""
-    length = int.from_bytes(message[:4], "big")
-    return float(json.loads(message[4 : 4 + length])["timestamp"])
+    return float(binary_header(message)["timestamp"])
 
 
 @dataclass
@@ -628,13 +633,49 @@ class Tallies:
         return taken
 
 
+def frame_counter(camera: int, tallies: Tallies, *, binary: bool) -> Callable[[bytes], None]:
+    """What a JSON or binary viewer does with each message: count its frame."""
+
+    def take(message: bytes) -> None:
+        timestamp = binary_frame_timestamp(message) if binary else frame_timestamp(message)
+        tallies.frames[camera].add(timestamp)
+        if not tallies.streaming.is_set() and all(tallies.frames):
+            tallies.streaming.set()
+
+    return take
+
+
+def fragment_checker(camera: int, tallies: Tallies) -> Callable[[bytes], None]:
+    """What an H.264 viewer does with each message on one connection: count its fragments, and
+    check that each decodes after the one before (same stream, next number, or a key frame)."""
+    last: tuple[str, int] | None = None
+
+    def take(message: bytes) -> None:
+        nonlocal last
+        header = binary_header(message)
+        if header.get("kind") != "video":
+            return  # the first JPEG, an init segment
+        this = (header["stream"], header["seq"])
+        follows = last is not None and this == (last[0], last[1] + 1)
+        if not header["key"] and not follows:
+            tallies.video_out_of_order += 1
+        last = this
+        tallies.video[camera].add(this)
+
+    return take
+
+
 async def viewer(
-    url: str, token: str, camera: int, tallies: Tallies, *, binary: bool, stop: asyncio.Event
+    url: str,
+    token: str,
+    tallies: Tallies,
+    *,
+    taker: Callable[[], Callable[[bytes], None]],
+    stop: asyncio.Event,
 ) -> None:
-    """One viewer: count the frames it receives; reconnect a second after a drop."""
+    """One viewer: each connection's messages go to a new `taker()`; it reconnects a second
+    after a drop."""
     headers = {"Authorization": f"Bearer {token}"}
-    if binary:
-        url += "?format=binary"
     while not stop.is_set():
         try:
             async with connect(
@@ -645,14 +686,9 @@ async def viewer(
                 open_timeout=30,
                 proxy=None,
             ) as connection:
+                take = taker()
                 while True:
-                    message = await connection.recv(decode=False)
-                    timestamp = (
-                        binary_frame_timestamp(message) if binary else frame_timestamp(message)
-                    )
-                    tallies.frames[camera].add(timestamp)
-                    if not tallies.streaming.is_set() and all(tallies.frames):
-                        tallies.streaming.set()
+                    take(await connection.recv(decode=False))
         # Any failure (refused, a broken handshake, a drop, a malformed frame) is counted, and the
         # viewer comes back: a load task that died silently would read as a quiet camera.
         except (OSError, TimeoutError, WebSocketException, ValueError, KeyError) as error:
@@ -660,46 +696,6 @@ async def viewer(
                 return
             tallies.viewer_drops += 1
             tallies.failures[f"viewer: {type(error).__name__}: {error}"[:200]] += 1
-            await asyncio.sleep(1.0)
-
-
-def binary_header(message: bytes) -> dict:
-    length = int.from_bytes(message[:4], "big")
-    return json.loads(message[4 : 4 + length])
-
-
-async def h264_viewer(
-    url: str, token: str, camera: int, tallies: Tallies, *, stop: asyncio.Event
-) -> None:
-    """One `?format=h264` viewer: count the fragments it receives, check that each decodes
-    after the one before (same stream, next number, or a key frame), reconnect after a drop."""
-    headers = {"Authorization": f"Bearer {token}"}
-    while not stop.is_set():
-        last: tuple[str, int] | None = None
-        try:
-            async with connect(
-                url + "?format=h264",
-                additional_headers=headers,
-                compression=None,
-                max_size=MAX_MESSAGE_BYTES,
-                open_timeout=30,
-                proxy=None,
-            ) as connection:
-                while True:
-                    header = binary_header(await connection.recv(decode=False))
-                    if header.get("kind") != "video":
-                        continue  # the first JPEG, an init segment
-                    this = (header["stream"], header["seq"])
-                    follows = last is not None and this == (last[0], last[1] + 1)
-                    if not header["key"] and not follows:
-                        tallies.video_out_of_order += 1
-                    last = this
-                    tallies.video[camera].add(this)
-        except (OSError, TimeoutError, WebSocketException, ValueError, KeyError) as error:
-            if stop.is_set():
-                return
-            tallies.viewer_drops += 1
-            tallies.failures[f"h264 viewer: {type(error).__name__}: {error}"[:200]] += 1
             await asyncio.sleep(1.0)
 
 
@@ -901,17 +897,28 @@ async def drive(
     async with httpx.AsyncClient(
         headers=headers, limits=limits, timeout=httpx.Timeout(30.0), trust_env=False
     ) as client:
+        stream = f"{ws_base}/ws/stream/"
         tasks = [
             asyncio.create_task(
                 viewer(
-                    f"{ws_base}/ws/stream/{camera}", token, c, tallies, binary=v % 2 == 1, stop=stop
+                    stream + camera + ("?format=binary" if v % 2 else ""),
+                    token,
+                    tallies,
+                    taker=partial(frame_counter, c, tallies, binary=v % 2 == 1),
+                    stop=stop,
                 )
             )
             for c, camera in enumerate(cameras)
             for v in range(args.viewers)
         ] + [
             asyncio.create_task(
-                h264_viewer(f"{ws_base}/ws/stream/{camera}", token, c, tallies, stop=stop)
+                viewer(
+                    stream + camera + "?format=h264",
+                    token,
+                    tallies,
+                    taker=partial(fragment_checker, c, tallies),
+                    stop=stop,
+                )
             )
             for c, camera in enumerate(cameras)
             for _ in range(args.h264_viewers)

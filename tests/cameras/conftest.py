@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cameras.services import camera_create
+from organizations.services import api_token_create
 
 
 @pytest.fixture
@@ -56,3 +57,18 @@ def push_camera(organization):
 @pytest.fixture
 def charlie_camera(charlie_organization):
     return camera_create(organization=charlie_organization, name="Charlie's door", source="demo:")
+
+
+@pytest.fixture
+def live_camera(alice, organization):
+    """A live 30 fps 640 px demo camera with motion detection, and a token of its owner."""
+    camera = camera_create(
+        organization=organization,
+        name="Live demo",
+        source="demo:",
+        target_fps=30,
+        max_width=640,
+        detectors=["motion"],
+    )
+    _, token = api_token_create(user=alice)
+    return camera, token

@@ -11,7 +11,6 @@ import pytest
 import websockets.sync.client
 
 from cameras.services import camera_create
-from organizations.services import api_token_create
 from tests.conftest import login
 
 
@@ -38,20 +37,6 @@ def stalled_viewer(port: int, path: str, token: str) -> socket.socket:
     )
     assert sock.recv(12) == b"HTTP/1.1 101"
     return sock
-
-
-@pytest.fixture
-def live_camera(alice, organization):
-    camera = camera_create(
-        organization=organization,
-        name="Live demo",
-        source="demo:",
-        target_fps=30,
-        max_width=640,
-        detectors=["motion"],
-    )
-    _, token = api_token_create(user=alice)
-    return camera, token
 
 
 def test_viewers_that_stop_reading_neither_grow_memory_nor_slow_the_others(

@@ -14,9 +14,7 @@ import httpx
 import pytest
 import websockets.sync.client
 
-from cameras.services import camera_create
 from cameras.vision.frames import parse_frame_data_binary
-from organizations.services import api_token_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,17 +32,9 @@ def encoders_running(server, camera) -> float:
 
 
 def test_a_live_camera_streams_h264_beside_json_and_its_encoder_stops_after_the_last_viewer(
-    live_daphne, alice, organization
+    live_daphne, live_camera
 ):
-    camera = camera_create(
-        organization=organization,
-        name="Live demo",
-        source="demo:",
-        target_fps=30,
-        max_width=640,
-        detectors=["motion"],
-    )
-    _, token = api_token_create(user=alice)
+    camera, token = live_camera
     server = live_daphne(CAMERAS_IN_PROCESS="1", METRICS_TOKEN=METRICS_TOKEN)
     url = f"ws://127.0.0.1:{server.port}{camera.stream_path}"
     headers = {"Authorization": f"Bearer {token}"}

@@ -28,8 +28,10 @@ CAMERAS_IN_PROCESS, as `bench.fanout` starts it), one `demo:` camera at `--fps`,
 detection, in three steps:
   1. while the camera has never had an H.264 viewer, `--join-viewers` (2) JSON and binary viewers
      watch while as many H.264 viewers join mid-window: the JPEG viewers' longest gap between
-     frames shows whether starting the encoder disturbs them, the joiners' times to their first
-     JPEG and first fragment what a new viewer waits;
+     frames shows whether starting the encoder disturbs them, their delays before the join and
+     from a second after it what the running encoder adds to them (the pipeline publishes a
+     frame once its H.264 fragment is encoded too), the joiners' times to their first JPEG and
+     first fragment what a new viewer waits;
   2. `--bytes-viewers` (2) viewers of each format at once, `?format=json` (the default),
      `?format=binary` and `?format=h264`, over the same `--seconds`: bytes per second per viewer
      as received (WebSocket payloads), messages per second, capture-to-receive delay (the
@@ -38,8 +40,9 @@ detection, in three steps:
   3. fan-out, `--viewers` (100,200) viewers of `binary`, then of `h264`, each alone on the
      server, alternating `--repeat` (2) times: frames (fragments) per second per viewer, p50/p99
      delay, the longest gap, daphne's CPU and RSS; h264 against binary as ratios of medians. Each
-     H.264 run says whether it found the camera's encoder running or started it (the encoder
-     stops a few seconds after its last viewer leaves).
+     H.264 run says whether it found the camera's encoder running or started it; after each,
+     the bench waits until the encoder has stopped (VIDEO_WATCHED_SECONDS after the last H.264
+     viewer left), so binary is measured without it.
 Every H.264 viewer checks the protocol as it goes (a JPEG first, then init, fragments from a key
 fragment, `seq` in order or resuming at a key fragment, `media_time` = (seq - 1) frame
 intervals), and what one viewer received from its init on is decoded with PyAV afterwards.
@@ -531,8 +534,11 @@ class VideoTally(ViewerTally):
 class FormatViewer(ViewerProtocol):
     """A viewer of one format: JSON FrameData, binary JPEG, or H.264 (JPEG, init, fragments)."""
 
-    def __init__(self, *, format: str, fps: int, record: list | None, **kwargs) -> None:
+    def __init__(
+        self, *, format: str, fps: int, record: list | None, arrivals: array.array, **kwargs
+    ) -> None:
         super().__init__(slow=False, **kwargs)
+        self.arrivals = arrivals  # beside each latency sample, when it arrived
         self.format = format
         self.fps = fps
         self.record = record
@@ -587,6 +593,7 @@ class FormatViewer(ViewerProtocol):
                 self.last_counted = now
                 tally.window_video += 1
                 self.samples.append(now * 1000.0 - timestamp)
+                self.arrivals.append(now)
                 self.frames_seen.add(float(timestamp))
 
     def _check(self, header: dict, kind: str, now: float) -> bool:
@@ -666,6 +673,7 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
         state = {
             "tallies": [],
             "latencies": array.array("d"),
+            "arrivals": array.array("d"),
             "frames_seen": set(),
             "record": [] if group["record"] else None,
         }
@@ -681,6 +689,7 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
                     window=window,
                     tally=tally,
                     samples=state["latencies"],
+                    arrivals=state["arrivals"],
                     frames_seen=state["frames_seen"],
                     format=group["format"],
                     fps=spec["fps"],
@@ -717,6 +726,7 @@ async def _client_main(pipe: Connection, spec: dict) -> dict:
             name: {
                 "tallies": [asdict(t) for t in state["tallies"]],
                 "latencies": state["latencies"].tobytes(),
+                "arrivals": state["arrivals"].tobytes(),
                 "frames_seen": sorted(state["frames_seen"]),
                 "record": state["record"],
             }
@@ -758,8 +768,11 @@ def measure_live(
     seconds: float,
     warmup: float,
     processes: int,
+    split_at: float | None = None,
 ) -> dict:
-    """All `groups` connected at once, then measured over the same window."""
+    """All `groups` connected at once, then measured over the same window. With `split_at`
+    (seconds into the window), each group's delays are also given before that moment and from
+    a second after it on."""
     context = multiprocessing.get_context("spawn")
     total = sum(group.count for group in groups)
     processes = max(1, min(processes, total))
@@ -812,6 +825,10 @@ def measure_live(
         group.name: summarize_group(group, [r["groups"][group.name] for r in results], seconds)
         for group in groups
     }
+    if split_at is not None:
+        for group in groups:
+            parts = [r["groups"][group.name] for r in results]
+            figures[group.name]["phases"] = phases(parts, start + split_at, settle=1.0)
     return {
         "seconds": seconds,
         "groups": figures,
@@ -820,6 +837,31 @@ def measure_live(
         "server_rss_mib_end": rss_end / 1024,
         "clients_cpu_seconds": sum(r["cpu_seconds"] for r in results),
         "load_average": load_average,
+    }
+
+
+def phases(parts: list[dict], split: float, *, settle: float) -> dict:
+    """Delays (p50/p99, ms) of the messages that arrived before `split` (Unix s) and of those
+    from `settle` seconds after it on."""
+    before, after = [], []
+    for part in parts:
+        latencies = array.array("d", part["latencies"])
+        arrivals = array.array("d", part["arrivals"])
+        for latency, arrival in zip(latencies, arrivals, strict=True):
+            if arrival < split:
+                before.append(latency)
+            elif arrival >= split + settle:
+                after.append(latency)
+    before.sort()
+    after.sort()
+    return {
+        "before_p50": percentile(before, 0.5),
+        "before_p99": percentile(before, 0.99),
+        "before_samples": len(before),
+        "after_p50": percentile(after, 0.5),
+        "after_p99": percentile(after, 0.99),
+        "after_samples": len(after),
+        "settle_seconds": settle,
     }
 
 
@@ -951,7 +993,9 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
                 Group("binary", "binary", args.join_viewers),
                 Group("h264", "h264", args.join_viewers, join_after=join_after),
             ]
-            live["join"] = measure_live(groups=groups, **common)
+            # Longer after the join than before it: the delays with the encoder running.
+            join_common = {**common, "seconds": args.seconds + 3}
+            live["join"] = measure_live(groups=groups, split_at=join_after, **join_common)
             live["join"]["join_after"] = join_after
             for line in join_table(live["join"], args):
                 emit(line)
@@ -988,6 +1032,8 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
                     streams_seen |= streams
                     live["fanout"].append(result)
                     emit(fanout_row(result))
+                    if format == "h264":
+                        encoder_stopped()
         live["fanout_ratios"] = fanout_ratios(live["fanout"])
         for line in ratio_lines(live["fanout_ratios"]):
             emit(line)
@@ -1004,6 +1050,15 @@ def run_live(args: argparse.Namespace, emit: Callable[[str], None], work_dir: Pa
     return live
 
 
+def encoder_stopped() -> None:
+    """Wait until the camera's encoder has stopped: it stops within VIDEO_WATCHED_SECONDS of
+    the last H.264 viewer leaving, noticed at its next demand check."""
+    from cameras.publishing import VIDEO_WATCHED_SECONDS
+    from cameras.video_track import DEMAND_CHECK_SECONDS
+
+    time.sleep(VIDEO_WATCHED_SECONDS + DEMAND_CHECK_SECONDS + 0.5)
+
+
 def join_table(result: dict, args: argparse.Namespace) -> list[str]:
     groups = result["groups"]
     h264 = groups["h264"]
@@ -1012,15 +1067,22 @@ def join_table(result: dict, args: argparse.Namespace) -> list[str]:
         f"viewer(s) of each format; H.264 joins {result['join_after']:g} s into a "
         f"{result['seconds']:g} s window)",
         "",
-        "| format | fps per viewer | p50 ms | p99 ms | max gap ms | failed |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| format | fps per viewer | p50 ms | p99 ms | max gap ms | failed | p50 / p99 ms before "
+        "the join | p50 / p99 ms from 1 s after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in FORMATS:
         group = groups[name]
+        phase = group.get("phases", {})
+        before = (
+            f"{phase.get('before_p50', math.nan):.1f} / {phase.get('before_p99', math.nan):.1f}"
+        )
+        after = f"{phase.get('after_p50', math.nan):.1f} / {phase.get('after_p99', math.nan):.1f}"
         lines.append(
             f"| {name}{' (joining)' if name == 'h264' else ''} | {group['fps_mean']:.1f} | "
             f"{group['latency_ms_p50']:.1f} | {group['latency_ms_p99']:.1f} | "
-            f"{group['max_gap_ms']:.0f} | {group['failed']} |"
+            f"{group['max_gap_ms']:.0f} | {group['failed']} | "
+            f"{before if name != 'h264' else '-'} | {after} |"
         )
     lines += [
         "",

@@ -113,6 +113,9 @@ def test_live_h264_viewers_joining_get_a_picture_then_video_while_jpeg_viewers_w
         assert groups[name]["failed"] == 0, groups[name]["errors"]
         assert groups[name]["fps_mean"] > 10
         assert groups[name]["max_gap_ms"] > 0
+        phases = groups[name]["phases"]
+        assert phases["before_samples"] > 0 and phases["after_samples"] > 0
+        assert 0 < phases["before_p50"] <= phases["before_p99"] < 1000
     joining = groups["h264"]
     assert joining["failed"] == 0, joining["errors"]
     assert joining["first_kinds"] == ["jpeg/init/video"]

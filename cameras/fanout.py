@@ -272,8 +272,9 @@ class CameraHub:
         self.variants: dict[Variant, VariantEncoder] = {}
         self.video: VideoFeed | None = None
         self.latest: Outgoing | None = None
+        # A channel of its own: frames never wait behind (or are dropped for) reply deltas.
         self._receiver = GroupReceiver(
-            get_channel_layer(), where="hub", groups=[group_name(camera_id)]
+            get_channel_layer(), where="hub", groups=[group_name(camera_id)], dedicated=True
         )
         self._tasks: list[asyncio.Task] = []
         self._skipped = FRAMES_DROPPED.labels(camera=camera_id, reason="slow_viewer")

@@ -17,6 +17,13 @@ receives through a `GroupReceiver`, never through a bare `layer.receive()`:
   the process's recovery within `REJOIN_CHECK_SECONDS`; and every receiver re-joins every
   `REJOIN_SECONDS` anyway, because channels-redis drops group members older than a day.
 
+A receiver that takes a steady flow (a camera hub: every frame of its camera) asks for a
+`dedicated` channel. channels-redis files all of a process's own channels (`new_channel()`,
+"specific.…!…") under ONE Redis key, drained one message at a time by one reader, with one
+capacity for all of them: a burst of reply deltas there made frames be dropped, and a dropped
+H.264 fragment stops that camera's video until the next key frame. A dedicated channel is a key
+of its own, with its own capacity, drained by its own receive, beside the process's.
+
 Publishers that must not fail because the layer is away (a reply's deltas, which listeners
 can read from the database) send through `group_send_or_drop`.
 """
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import weakref
 from collections.abc import Iterable
@@ -115,10 +123,18 @@ class GroupReceiver:
     Call `join` first and `close` at the end. `receive` is meant for one task at a time.
     """
 
-    def __init__(self, layer: BaseChannelLayer, *, where: str, groups: Iterable[str]):
+    def __init__(
+        self,
+        layer: BaseChannelLayer,
+        *,
+        where: str,
+        groups: Iterable[str],
+        dedicated: bool = False,
+    ):
         self.layer = layer
         self.where = where
         self.groups = list(groups)
+        self.dedicated = dedicated
         self.channel: str | None = None
         self._health = _health(layer)
         # One receive stays pending across `receive(within)` calls that return None, so a
@@ -136,7 +152,11 @@ class GroupReceiver:
         """Take a channel and join the groups. An unreachable layer does not raise: the
         receiver then keeps trying in `receive`, and callers that can go on without it do."""
         if self.channel is None:
-            self.channel = await self.layer.new_channel()
+            self.channel = (
+                f"{self.where}.{secrets.token_hex(12)}"
+                if self.dedicated
+                else await self.layer.new_channel()
+            )
         try:
             await self._join_groups()
         except UNAVAILABLE_ERRORS as error:

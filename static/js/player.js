@@ -1,8 +1,16 @@
-// The camera player: one WebSocket, the newest frame drawn on a canvas with its detections.
+// The camera player: one WebSocket, the camera's picture with its detections drawn over it.
 //
-// Frames arrive in our binary format (4-byte big-endian header length, JSON header, JPEG) and are
-// decoded with createImageBitmap. Only the newest frame is drawn: a frame arriving while another
-// is decoding replaces the one waiting, so a slow tab skips frames instead of falling behind.
+// Two formats. Where Media Source Extensions play H.264 (`MediaSource.isTypeSupported` of
+// avc1.42c01e), the player asks for `?format=h264` and plays the fragments in a <video> (see
+// live_video.js: held at the live edge, never more than ~150 ms buffered); the canvas over it
+// draws the boxes of the frame the <video> presents, found by its media_time through
+// requestVideoFrameCallback. The first message of each socket is the camera's latest JPEG, drawn
+// on the canvas until the video's first frame, so a viewer joining mid-GOP sees a picture at once.
+// Without MSE or the codec, or when MSE fails, it falls back to `?format=binary`: frames arrive
+// in our binary format (4-byte big-endian header length, JSON header, JPEG) and are decoded
+// with createImageBitmap. Only the newest frame is drawn: a frame arriving while another is
+// decoding replaces the one waiting, so a slow tab skips frames instead of falling behind.
+// The HUD says which format plays and the bitrate received over the last second.
 //
 // The player never gives up while the page is visible (its StreamSocket, see stream_socket.js and
 // reconnect.js for the policy): after a lost connection it retries at 1, 2, 4, 8 and 16 s, then
@@ -19,6 +27,7 @@
 
 import { FIRST_TRIES, DEFAULT_STEADY_DELAY_MS } from "./reconnect.js";
 import { boxLabel, parse } from "./frame_message.js";
+import { LiveVideo, h264Supported, parseMessage } from "./live_video.js";
 import { StreamSocket } from "./stream_socket.js";
 import { clock } from "./time_format.js";
 
@@ -29,11 +38,15 @@ const OLD_ON_ARRIVAL_MS = 10_000; // the cached frame sent on connect may be hou
 const STREAM_BEHIND_MS = 10_000; // the API saw frames this much newer than ours: reconnect
 const STREAM_RECONNECT_MIN_MS = 30_000;
 const BOX_COLOR = "#00ff00";
+const VIDEO_START_MS = 5000; // fragments this long and no frame shown: MSE does not work here
+const KEPT_SAMPLES = 3000; // latencies and shown frames kept for tests and the bench
 
 const settings = JSON.parse(document.getElementById("stream-settings").textContent);
 const steadyDelayMs = (settings.retry_seconds || DEFAULT_STEADY_DELAY_MS / 1000) * 1000;
 const root = document.getElementById("player");
+const frame = document.getElementById("player-frame");
 const canvas = document.getElementById("player-canvas");
+const video = document.getElementById("player-video");
 const context = canvas.getContext("2d");
 const overlay = document.getElementById("player-overlay");
 const overlayMessage = document.getElementById("player-message");
@@ -41,6 +54,8 @@ const overlayDetail = document.getElementById("player-detail");
 const toggle = document.getElementById("show-detections");
 const fpsLabel = document.getElementById("player-fps");
 const latencyLabel = document.getElementById("player-latency");
+const formatLabel = document.getElementById("player-format");
+const bitrateLabel = document.getElementById("player-bitrate");
 const stateLabel = document.getElementById("player-state");
 const retryButton = document.getElementById("player-reconnect");
 const statusBadge = document.getElementById("camera-status");
@@ -60,6 +75,21 @@ let framesDrawn = 0;
 let framesThisSecond = 0;
 let latencies = [];
 
+// The format: "h264" while MSE plays it, else "jpeg" (for good, once MSE failed on this page).
+let format = h264Supported() ? "h264" : "jpeg";
+let fallbackReason = "";
+let videoShowing = false; // the <video> has presented a frame of this socket's stream
+let lastFragmentAt = 0;
+let bytesThisSecond = 0;
+let bytesReceived = 0; // since the page loaded, every socket's messages
+let secondStartedAt = performance.now();
+let kbps = null;
+const recentLatencies = []; // capture to display, ms
+const shownFrames = []; // what each presented video frame was drawn with
+// When the page first showed a JPEG and a video frame (performance.now(), ms), and the first
+// fragment it was sent (a viewer joining mid-GOP is sent the GOP's key fragment first).
+const firsts = { jpegAt: null, videoAt: null, fragment: null };
+
 // The camera, as the API last described it; apiProblem is "signed-out" or "gone" when it refused.
 let camera = null;
 let apiProblem = null;
@@ -68,8 +98,107 @@ function streamUrl() {
   const secure = location.protocol === "https:";
   const scheme = settings.host ? settings.scheme : secure ? "wss" : "ws";
   const host = settings.host || location.host;
-  return `${scheme}://${host}${settings.path}?format=binary`;
+  return `${scheme}://${host}${settings.path}?format=${format === "h264" ? "h264" : "binary"}`;
 }
+
+function keepLast(list, count) {
+  if (list.length > count) list.splice(0, list.length - count);
+}
+
+// The <video> under the canvas (H.264), or the canvas alone (JPEG).
+function showVideo(on) {
+  frame.classList.toggle("video", on);
+  video.hidden = !on;
+}
+
+// MSE is missing or failed: JPEG frames from now on, on a new socket.
+function fallBack(reason) {
+  if (format !== "h264") return;
+  format = "jpeg";
+  fallbackReason = reason;
+  root.dataset.fallback = reason;
+  console.warn(`Sightline player: H.264 unavailable (${reason}); showing JPEG frames.`);
+  live.stop();
+  showVideo(false);
+  videoShowing = false;
+  showFormat();
+  stream.reconnectNow();
+}
+
+function showFormat() {
+  root.dataset.format = format;
+  formatLabel.textContent = format === "h264" ? "H.264" : "JPEG";
+}
+
+// A frame of the <video> was presented: its boxes over it, its latency from capture.
+function videoFrameShown(header, metadata) {
+  if (format !== "h264") return;
+  const now = Date.now();
+  if (!videoShowing) {
+    videoShowing = true;
+    if (firsts.videoAt === null) firsts.videoAt = performance.now();
+    if (shown && shown.bitmap) shown.bitmap.close();
+  }
+  const wasLive = root.dataset.state === "live";
+  shown = { bitmap: null, header: header || (shown && shown.header) || {} };
+  noteArrival(shown.header, now);
+  framesDrawn += 1;
+  framesThisSecond += 1;
+  root.dataset.frames = String(framesDrawn);
+  if (header && Number.isFinite(header.timestamp) && metadata.presentationTime) {
+    const latency = performance.timeOrigin + metadata.presentationTime - header.timestamp;
+    latencies.push(Math.round(latency));
+    recentLatencies.push(latency);
+    keepLast(recentLatencies, KEPT_SAMPLES);
+  }
+  render();
+  shownFrames.push({
+    mediaTime: metadata.mediaTime,
+    headerMediaTime: header ? header.media_time : null,
+    seq: header ? header.seq : null,
+    timestamp: header ? header.timestamp : null,
+    // From the fragment's arrival to its frame's presentation, ms: the browser's share.
+    inBrowser: header ? metadata.presentationTime - header.receivedAt : null,
+    boxes: Number(root.dataset.boxes),
+    labels: root.dataset.boxLabels,
+  });
+  keepLast(shownFrames, KEPT_SAMPLES);
+  if (!wasLive) showLabels();
+}
+
+const live = new LiveVideo(video, { onFrame: videoFrameShown, onFailure: fallBack });
+
+// What tests and the bench read: the format, the bitrate, capture-to-display latencies (ms) and
+// what each presented frame's boxes came from.
+window.sightlinePlayer = {
+  get format() {
+    return format;
+  },
+  get fallback() {
+    return fallbackReason;
+  },
+  get kbps() {
+    return kbps;
+  },
+  get bytesReceived() {
+    return bytesReceived;
+  },
+  get framesShown() {
+    return framesDrawn;
+  },
+  get videoFrames() {
+    return live.presented;
+  },
+  get bufferedAhead() {
+    return live.bufferedAhead();
+  },
+  get seeks() {
+    return live.seeks;
+  },
+  latencies: recentLatencies,
+  frames: shownFrames,
+  firsts,
+};
 
 // --- the connection ------------------------------------------------------------------------
 
@@ -78,10 +207,55 @@ const stream = new StreamSocket({
   steadyMs: steadyDelayMs,
   onSocket: () => {
     firstFrameOfSocket = true;
+    // The socket's first message, the camera's latest JPEG, is drawn over the video until the
+    // video of this socket shows.
+    videoShowing = false;
+    const asked = format;
+    stream.socket.addEventListener("close", (event) => {
+      // 4400: the server refuses H.264 for this request.
+      if (event.code === 4400 && asked === "h264") fallBack(`refused: ${event.reason}`);
+    });
   },
   onChange: () => showLabels(),
   onMessage: (data) => {
-    if (!(data instanceof ArrayBuffer)) return;
+    const bytes = data instanceof ArrayBuffer ? data.byteLength : data.length;
+    bytesThisSecond += bytes;
+    bytesReceived += bytes;
+    if (!(data instanceof ArrayBuffer)) {
+      // A server without H.264 sends the seed's JSON.
+      if (format === "h264") fallBack("the server sent JSON frames");
+      return;
+    }
+    if (format === "h264") {
+      let message;
+      try {
+        message = parseMessage(data);
+      } catch (error) {
+        return; // a message that does not parse is skipped
+      }
+      const { header, payload } = message;
+      if (header.kind === "init") {
+        // A new stream on an open socket (the camera's encoder restarted): its last picture
+        // stays on the canvas until the new stream's first frame, rather than a black video.
+        if (videoShowing && video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA) {
+          sizeCanvas(video.videoWidth, video.videoHeight);
+          context.drawImage(video, 0, 0);
+        }
+        videoShowing = false;
+        showVideo(true);
+        live.start(header, payload);
+        return;
+      }
+      if (header.kind === "video") {
+        lastFragmentAt = Date.now();
+        header.receivedAt = performance.now(); // for the latency's share of the browser
+        if (!firsts.fragment) firsts.fragment = { seq: header.seq, key: header.key };
+        live.append(header, payload);
+        return;
+      }
+      if (header.kind) return; // a kind of message this player does not know
+      if (videoShowing) return; // the video already shows newer frames
+    }
     waiting = data;
     if (!decoding) drawNext();
   },
@@ -279,8 +453,13 @@ async function drawNext() {
     try {
       const { header, jpeg } = parse(buffer);
       const bitmap = await createImageBitmap(jpeg);
-      if (shown) shown.bitmap.close();
+      if (videoShowing) {
+        bitmap.close(); // the video started while it decoded
+        continue;
+      }
+      if (shown && shown.bitmap) shown.bitmap.close();
       shown = { bitmap, header };
+      if (firsts.jpegAt === null) firsts.jpegAt = performance.now();
       render();
       const now = Date.now();
       const wasLive = root.dataset.state === "live";
@@ -297,14 +476,26 @@ async function drawNext() {
   decoding = false;
 }
 
+function sizeCanvas(width, height) {
+  if (width && height && (canvas.width !== width || canvas.height !== height)) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+}
+
+// The shown frame: a JPEG drawn with its boxes, or, over the <video>, its boxes alone.
 function render() {
   if (!shown) return;
   const { bitmap, header } = shown;
-  if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
-    canvas.width = bitmap.width;
-    canvas.height = bitmap.height;
+  if (videoShowing) {
+    sizeCanvas(video.videoWidth, video.videoHeight);
+    context.clearRect(0, 0, canvas.width, canvas.height);
+  } else if (bitmap) {
+    sizeCanvas(bitmap.width, bitmap.height);
+    context.drawImage(bitmap, 0, 0);
+  } else {
+    return;
   }
-  context.drawImage(bitmap, 0, 0);
   const labels = [];
   if (toggle.checked && Array.isArray(header.detections)) {
     context.strokeStyle = BOX_COLOR;
@@ -329,6 +520,25 @@ function render() {
 function tick() {
   fpsLabel.textContent = stream.link === "open" ? String(framesThisSecond) : "–";
   framesThisSecond = 0;
+  const now = performance.now();
+  kbps = stream.link === "open" ? (bytesThisSecond * 8) / (now - secondStartedAt) : null;
+  bitrateLabel.textContent = kbps === null ? "–" : `${Math.round(kbps)} kbit/s`;
+  bytesThisSecond = 0;
+  secondStartedAt = now;
+  // Fragments for a while and still not one frame shown: this browser's MSE does not play it.
+  // (Only before the first frame: later, a seek may leave no current frame for a moment.)
+  if (
+    format === "h264" &&
+    live.active &&
+    live.presented === 0 &&
+    live.appendedAt &&
+    Date.now() - live.appendedAt > VIDEO_START_MS &&
+    Date.now() - lastFragmentAt < 1000
+  ) {
+    fallBack("no video frame decoded");
+  } else if (format === "h264" && live.active) {
+    live.holdLiveEdge();
+  }
   if (latencies.length) {
     latencies.sort((a, b) => a - b);
     latencyLabel.textContent = `${Math.max(0, latencies[Math.floor(latencies.length / 2)])} ms`;
@@ -389,5 +599,6 @@ document.addEventListener("visibilitychange", () => {
 });
 setInterval(tick, 1000);
 setInterval(pollStatus, STATUS_POLL_MS);
+showFormat();
 stream.connect();
 pollStatus();

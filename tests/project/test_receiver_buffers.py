@@ -60,3 +60,26 @@ async def test_what_arrives_for_a_closed_receiver_goes_once_it_has_expired(layer
     await asyncio.sleep(EXPIRY + 1.5)
     assert closing.channel not in layer.receive_buffer
     await staying.close()
+
+
+async def test_a_dedicated_channel_takes_its_flow_while_the_process_channels_overflow(redis_url):
+    layer = RedisChannelLayer(hosts=[{"address": redis_url}], capacity=5, expiry=EXPIRY)
+    try:
+        (shared,) = await receivers(layer, "buffers_busy")
+        hub = GroupReceiver(layer, where="hub", groups=["buffers_frames"], dedicated=True)
+        await hub.join()
+        assert "!" not in hub.channel  # a Redis key of its own, not the process's
+        for number in range(12):  # a burst of deltas: the process's key fills and drops
+            await layer.group_send("buffers_busy", {"type": "delta", "n": number})
+        for number in range(5):
+            await layer.group_send("buffers_frames", {"type": "frame", "n": number})
+        assert [(await hub.receive(within=5))["n"] for _ in range(5)] == [0, 1, 2, 3, 4]
+        deltas = []
+        while (message := await shared.receive(within=0.5)) is not None:
+            deltas.append(message["n"])
+        assert deltas == [0, 1, 2, 3, 4]  # the shared key kept its capacity's worth
+        await hub.close()
+        await shared.close()
+    finally:
+        await layer.flush()
+        await layer.close_pools()

@@ -139,8 +139,10 @@ class CaptureWorker:
         self._pipeline: FramePipeline | None = None  # built in the thread, with the detectors
         self._publishing: concurrent.futures.Future | None = None
         self._broadcasting = False  # whether the frame being processed goes to the viewers
+        # Two: the JPEG and the H.264 fragment (while someone watches as H.264) are encoded side
+        # by side, both beside detection, so a frame waits for the slowest of the three only.
         self._encoder = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"camera-{config.public_id}-jpeg"
+            max_workers=2, thread_name_prefix=f"camera-{config.public_id}-encode"
         )
         self._last_timestamp = 0
         self._last_frame_monotonic = time.monotonic()

@@ -13,8 +13,9 @@ Capture workers (`cameras.capture`: a thread per camera reading its source) and 
    its publisher or a receiver (events' clips) wants a picture of this frame (ingest's sent
    bytes serve when they fit);
    and, while someone watches the camera as H.264, encode the frame once more, as the next
-   fragment of the camera's H.264 stream (`cameras.video_track`), in the same thread after the
-   JPEG; a failed H.264 encode is contained (logged once) and the frame goes on without it;
+   fragment of the camera's H.264 stream (`cameras.video_track`), beside the JPEG when the
+   producer lends two threads; a failed H.264 encode is contained (logged once) and the frame
+   goes on without it;
 4. build the seed's FrameData once: both wire payloads (`cameras.publishing.PublishedFrame`),
    with the H.264 fragment beside them;
 5. publish once, to the camera's group, through the producer's publisher; fan-out to the
@@ -186,8 +187,9 @@ class FramePipeline:
     def _video_start(
         self, frame: np.ndarray, timestamp_ms: int
     ) -> Callable[[], VideoFragment | None]:
-        """What will give the frame's H.264 fragment: encoded in the encoder's thread after the
-        JPEG (the producer lent one) or, for ingest, when asked."""
+        """What will give the frame's H.264 fragment: encoded in the producer's encoder threads
+        (beside the JPEG when it lent two) or, for ingest, when asked. One at a time: the next
+        frame's comes only after this one's is taken."""
         if self._encoder is None:
             return partial(self._video_encode, frame, timestamp_ms)
         return self._encoder.submit(self._video_encode, frame, timestamp_ms).result

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+# Loaded with the module, not by the first encoder: loading FFmpeg takes ~50 ms, which the
+# first H.264 viewer's frame would otherwise wait for, and every viewer of the camera with it.
+import av
 import cv2
 import numpy as np
 
@@ -57,8 +60,6 @@ class H264Encoder:
     def __init__(
         self, *, width: int, height: int, fps: int, max_kbps: int, crf: int, keyframe_interval: int
     ):
-        import av  # FFmpeg is loaded by the first encoder, not by every process that imports us
-
         self.width, self.height = even_size(width, height)
         if self.width < 16 or self.height < 16:
             raise ValueError(f"a {width}x{height} frame is too small to encode as H.264")

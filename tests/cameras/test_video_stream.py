@@ -24,6 +24,7 @@ from cameras.selectors import CameraConfig
 from cameras.services import camera_create
 from cameras.vision.demo import DemoScene
 from cameras.vision.frames import parse_frame_data_binary
+from organizations.revocation import WEBSOCKET_CLOSE_CODE
 from organizations.services import api_token_create
 from project.asgi import application
 
@@ -294,4 +295,26 @@ async def test_other_organizations_cannot_watch_as_h264(charlie, charlie_organiz
     connected, _ = await viewer.connect(timeout=5)
     assert not connected
     assert await viewer.receive_nothing(timeout=0.2)
+    assert hub_viewer_count(camera.public_id) == 0
+
+
+async def test_a_revoked_token_ends_its_h264_socket_and_the_feed_lets_it_go(alice, camera):
+    source = _Camera(camera)
+    token, raw = await sync_to_async(api_token_create)(user=alice)
+    viewer = WebsocketCommunicator(
+        application,
+        f"/ws/stream/{camera.public_id}?format=h264",
+        headers=[(b"authorization", f"Bearer {raw}".encode())],
+    )
+    assert (await viewer.connect(timeout=5))[0]
+    await source.until_encoding()
+    await _messages(viewer, until=lambda m: bool(_videos(m)))
+    await sync_to_async(token.delete)()
+    while True:  # fragments already on their way, then the close
+        output = await viewer.receive_output(timeout=2)
+        if output["type"] == "websocket.close":
+            break
+    assert output["code"] == WEBSOCKET_CLOSE_CODE
+    await viewer.disconnect()
+    await source.step(2)  # nothing more is sent to it, and the hub is gone with its last viewer
     assert hub_viewer_count(camera.public_id) == 0

@@ -480,26 +480,53 @@ def _receive(pipe: Connection, expected: str, timeout: float) -> object:
     return payload[0]
 
 
-def measure(target: Target, load: Load) -> dict:
-    """Run `load` against `target` and return its figures."""
+@contextmanager
+def client_workers(
+    client_process: Callable[[Connection, dict], None], specs: list[dict]
+) -> Iterator[list[Connection]]:
+    """One client process per spec (spawned: no state shared with this one), each connected
+    before this yields their pipes; stopped (killed if need be) on the way out."""
     context = multiprocessing.get_context("spawn")
-    processes = min(load.processes, max(1, load.viewers + load.slow))
-    normals, slows = _split(load.viewers, processes), _split(load.slow, processes)
     workers: list[tuple[multiprocessing.Process, Connection]] = []
     try:
-        for normal, slow in zip(normals, slows, strict=True):
+        for spec in specs:
             parent_end, child_end = context.Pipe()
-            spec = {"url": target.url, "headers": target.headers, "normal": normal, "slow": slow}
-            process = context.Process(target=_client_process, args=(child_end, spec), daemon=True)
+            process = context.Process(target=client_process, args=(child_end, spec), daemon=True)
             process.start()
             child_end.close()
             workers.append((process, parent_end))
-        for _, pipe in workers:
+        pipes = [pipe for _, pipe in workers]
+        for pipe in pipes:
             _receive(pipe, "connected", CONNECT_TIMEOUT * 3)
-        start = time.time() + load.warmup
-        end = start + load.seconds
-        for _, pipe in workers:
-            pipe.send(("window", start, end))
+        yield pipes
+    finally:
+        for process, pipe in workers:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+            pipe.close()
+
+
+def window_open(pipes: list[Connection], *, warmup: float, seconds: float) -> tuple[float, float]:
+    """Tell every client the measured window (epoch seconds), `warmup` from now."""
+    start = time.time() + warmup
+    end = start + seconds
+    for pipe in pipes:
+        pipe.send(("window", start, end))
+    return start, end
+
+
+def measure(target: Target, load: Load) -> dict:
+    """Run `load` against `target` and return its figures."""
+    processes = min(load.processes, max(1, load.viewers + load.slow))
+    normals, slows = _split(load.viewers, processes), _split(load.slow, processes)
+    specs = [
+        {"url": target.url, "headers": target.headers, "normal": normal, "slow": slow}
+        for normal, slow in zip(normals, slows, strict=True)
+    ]
+    with client_workers(_client_process, specs) as pipes:
+        start, end = window_open(pipes, warmup=load.warmup, seconds=load.seconds)
         time.sleep(max(0.0, start - time.time()))
         rss_start = target.rss_kib()
         load_average = os.getloadavg()[0]
@@ -515,14 +542,7 @@ def measure(target: Target, load: Load) -> dict:
         rss_end = target.rss_kib()
         cpu_end = sum(cpu_seconds(pid) for pid in target.all_pids)
         parts_end = _cpu_of_parts(target)
-        results = [_receive(pipe, "done", load.seconds + 30) for _, pipe in workers]
-    finally:
-        for process, pipe in workers:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=5)
-            pipe.close()
+        results = [_receive(pipe, "done", load.seconds + 30) for pipe in pipes]
     return summarize(
         target,
         load,

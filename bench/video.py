@@ -63,7 +63,6 @@ import asyncio
 import io
 import json
 import math
-import multiprocessing
 import os
 import platform
 import resource
@@ -92,10 +91,12 @@ from bench.fanout import (
     _split,
     _viewer,
     check_frame_data,
+    client_workers,
     cpu_seconds,
     frame_timestamp,
     percentile,
     rss_kib,
+    window_open,
 )
 from bench.topology import Topology
 
@@ -781,39 +782,29 @@ def measure_live(
     """All `groups` connected at once, then measured over the same window. With `split_at`
     (seconds into the window), each group's delays are also given before that moment and from
     a second after it on."""
-    context = multiprocessing.get_context("spawn")
     total = sum(group.count for group in groups)
     processes = max(1, min(processes, total))
     shares = {group.name: _split(group.count, processes) for group in groups}
-    workers: list[tuple[multiprocessing.Process, Connection]] = []
-    try:
-        for index in range(processes):
-            spec = {
-                "headers": headers,
-                "fps": fps,
-                "groups": [
-                    {
-                        "name": group.name,
-                        "format": group.format,
-                        "url": _url(base_url, group.format),
-                        "count": shares[group.name][index],
-                        "record": group.record and index == 0,
-                        "join_after": group.join_after,
-                    }
-                    for group in groups
-                ],
-            }
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_client_process, args=(child_end, spec), daemon=True)
-            process.start()
-            child_end.close()
-            workers.append((process, parent_end))
-        for _, pipe in workers:
-            _receive(pipe, "connected", CONNECT_TIMEOUT * 3)
-        start = time.time() + warmup
-        end = start + seconds
-        for _, pipe in workers:
-            pipe.send(("window", start, end))
+    specs = [
+        {
+            "headers": headers,
+            "fps": fps,
+            "groups": [
+                {
+                    "name": group.name,
+                    "format": group.format,
+                    "url": _url(base_url, group.format),
+                    "count": shares[group.name][index],
+                    "record": group.record and index == 0,
+                    "join_after": group.join_after,
+                }
+                for group in groups
+            ],
+        }
+        for index in range(processes)
+    ]
+    with client_workers(_client_process, specs) as pipes:
+        start, end = window_open(pipes, warmup=warmup, seconds=seconds)
         time.sleep(max(0.0, start - time.time()))
         load_average = os.getloadavg()[0]
         rss_start = rss_kib(server_pid)
@@ -821,14 +812,7 @@ def measure_live(
         time.sleep(max(0.0, end - time.time()))
         cpu_end = cpu_seconds(server_pid)
         rss_end = rss_kib(server_pid)
-        results = [_receive(pipe, "done", seconds + 60) for _, pipe in workers]
-    finally:
-        for process, pipe in workers:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=5)
-            pipe.close()
+        results = [_receive(pipe, "done", seconds + 60) for pipe in pipes]
     figures = {
         group.name: summarize_group(group, [r["groups"][group.name] for r in results], seconds)
         for group in groups

@@ -12,6 +12,15 @@ import pytest
 from cameras.services import camera_create
 from organizations.services import api_token_create
 
+# A checksum of the player canvas's pixels: it changes when the picture does.
+CANVAS_CHECKSUM = """() => {
+  const canvas = document.getElementById("player-canvas");
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0;
+  for (let i = 0; i < data.length; i += 97) sum = (sum * 31 + data[i]) >>> 0;
+  return sum;
+}"""
+
 
 @pytest.fixture
 def orm_beside_playwright(monkeypatch):

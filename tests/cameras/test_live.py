@@ -11,6 +11,7 @@ import pytest
 import websockets.sync.client
 
 from cameras.services import camera_create
+from tests.cameras.conftest import CANVAS_CHECKSUM
 from tests.conftest import login
 
 
@@ -90,15 +91,6 @@ def test_frames_written_under_daphne_are_valid_json_and_binary_messages(live_dap
         assert set(message) == {"frame", "timestamp", "camera_id", "detections"}
         assert header["camera_id"] == message["camera_id"] == camera.public_id
         assert decode_jpeg(jpeg).shape == (480, 640, 3)
-
-
-CANVAS_CHECKSUM = """() => {
-  const canvas = document.getElementById("player-canvas");
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let sum = 0;
-  for (let i = 0; i < data.length; i += 97) sum = (sum * 31 + data[i]) >>> 0;
-  return sum;
-}"""
 
 
 def frames_drawn(page) -> int:

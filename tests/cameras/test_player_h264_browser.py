@@ -24,19 +24,17 @@ import websockets.sync.client
 
 from cameras.services import camera_create
 from organizations.services import api_token_create
+from tests.cameras.conftest import CANVAS_CHECKSUM
 from tests.conftest import CHROMIUM_ARGS, free_port, login
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("orm_beside_playwright"),
+]
 
 FPS = 30
 HIDDEN_SECONDS = 30
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread, which Django takes for
-    # async code: allow this test's own ORM calls. The live daphne keeps the check on.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
 
 
 @pytest.fixture
@@ -86,14 +84,6 @@ VIDEO_CHECKSUM = """() => {
   const context = canvas.getContext("2d");
   context.drawImage(video, 0, 0);
   const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
-  let sum = 0;
-  for (let i = 0; i < data.length; i += 97) sum = (sum * 31 + data[i]) >>> 0;
-  return sum;
-}"""
-
-CANVAS_CHECKSUM = """() => {
-  const canvas = document.getElementById("player-canvas");
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
   let sum = 0;
   for (let i = 0; i < data.length; i += 97) sum = (sum * 31 + data[i]) >>> 0;
   return sum;

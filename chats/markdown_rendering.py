@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import markdown
 import nh3
@@ -17,8 +18,21 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 
 
+# A converter per thread, reset between texts: building one (its parser and extensions) cost
+# more than converting a reply. Converters are not thread-safe, hence one per thread.
+_converters = threading.local()
+
+
+def _converter() -> markdown.Markdown:
+    converter = getattr(_converters, "converter", None)
+    if converter is None:
+        converter = markdown.Markdown(extensions=["fenced_code", "tables", "sane_lists"])
+        _converters.converter = converter
+    return converter.reset()
+
+
 def markdown_to_safe_html(text: str) -> str:
-    html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])
+    html = _converter().convert(text)
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -2,9 +2,9 @@
 (a new prompt, a regenerated reply, an edited prompt), whether it comes from the seed's path,
 the API or the page. The views only adapt HTTP to it and its exceptions to answers.
 
-`reply_start` validates, rate-limits, stores the prompt and an empty `streaming` reply, joins
-the reply's group and starts its run, in that order: the caller streams from the receiver it
-returns (see `chats.streaming.follow`), and not one delta can be published before it listens.
+`reply_start` validates, rate-limits, stores the prompt and an empty `streaming` reply and
+starts its run; the caller streams from the run's follower it returns (see
+`chats.streaming.follow`), which the run hands every piece of text from the first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -30,9 +29,7 @@ from chats.services import (
     prompt_edit,
     reply_regenerate,
 )
-from chats.streaming.protocol import message_group
-from chats.streaming.run import run_start, run_stop_request
-from project.channel_layer import GroupReceiver
+from chats.streaming.run import RunFollower, run_start, run_stop_request
 
 # How long a stop waits for the run to store the partial text and end.
 STOP_WAIT_SECONDS = 5.0
@@ -65,8 +62,8 @@ class ReplyAsk:
 @dataclass(frozen=True)
 class StartedReply:
     reply: Message
-    # Joined to the reply's group before the run started: give it to `reply_events`.
-    receiver: GroupReceiver
+    # Give it to `reply_events`.
+    receiver: RunFollower
 
 
 def _reply_store(
@@ -90,24 +87,15 @@ def _reply_store(
     return reply, *reply_inputs(reply=reply)
 
 
-async def reply_subscribe(message_id: int) -> GroupReceiver:
-    """A receiver joined to the reply's group. Joining never fails for an unreachable layer:
-    the stream then goes on from the database."""
-    receiver = GroupReceiver(get_channel_layer(), where="sse", groups=[message_group(message_id)])
-    await receiver.join()
-    return receiver
-
-
 async def reply_start(*, user: AbstractBaseUser, chat_id: int, ask: ReplyAsk) -> StartedReply:
     """Store what is asked and start generating the reply.
 
     Raises ChatNotFound, ChatInputError (a bad prompt, or no such message to regenerate or
     edit), RateLimited, or ChatBusy (a reply is still running in this chat)."""
     reply, turns, context = await sync_to_async(_reply_store)(user, chat_id, ask)
-    receiver = await reply_subscribe(reply.pk)
     backend = backend_for_model(reply.chat.model)
-    run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
-    return StartedReply(reply=reply, receiver=receiver)
+    run = await run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
+    return StartedReply(reply=reply, receiver=run.follow())
 
 
 async def reply_stop(*, user: AbstractBaseUser, chat_id: int, message_id: int) -> Message:

@@ -26,7 +26,6 @@ from chats.replies import (
     ReplyAsk,
     reply_start,
     reply_stop,
-    reply_subscribe,
 )
 from chats.selectors import chat_get_for_user, chats_for_user, message_get_for_user
 from chats.services import (
@@ -37,7 +36,8 @@ from chats.services import (
     chat_rename,
     messages_expire_stale,
 )
-from chats.streaming.follow import StoredReply, StreamAccess, reply_events
+from chats.streaming.follow import StreamAccess, reply_events, reply_follow
+from chats.streaming.protocol import StoredReply
 from organizations.authentication import api_user_required
 from organizations.revocation import credential_for_request
 from organizations.selectors import organization_get_for_user, organizations_for_user
@@ -195,8 +195,8 @@ async def message_stream_resume(
         if message is None:
             await access.close()
             return _not_found()
-        # Subscribe first, then read what is stored: a delta published in between is not lost.
-        receiver = await reply_subscribe(message.pk)
+        # Follow first, then read what is stored: text added in between is not lost.
+        receiver = await reply_follow(message.pk, offset=offset)
     except BaseException:
         await access.close()
         raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from functools import cached_property
 from urllib.parse import urlencode
 
 from django.utils import timezone
@@ -66,6 +67,11 @@ class Scope:
     @property
     def events(self):
         return events_for_organization(organization=self.organization)
+
+    @cached_property
+    def known_labels(self) -> list[str]:
+        """Every class the organization's events have, read once per scope."""
+        return event_labels(events=self.events)
 
     @property
     def zone_names(self) -> list[str]:
@@ -486,17 +492,22 @@ def question_parse_for(text: str, scope: Scope) -> Question:
         now=scope.now,
         tz=scope.tz,
         camera_names=[camera.name for camera in scope.cameras],
-        known_labels=event_labels(events=scope.events),
+        known_labels=scope.known_labels,
         zone_names=scope.zone_names,
     )
 
 
 def answer_question(
-    *, organization: Organization, text: str, now: datetime | None = None
+    *,
+    organization: Organization,
+    text: str,
+    now: datetime | None = None,
+    scope: Scope | None = None,
 ) -> str | None:
     """A Markdown answer, or None when the question is not about what the cameras saw (the
-    chat assistant then answers it, listing `capabilities_markdown` among what it can do)."""
-    scope = scope_for(organization, now=now)
+    chat assistant then answers it, listing `capabilities_markdown` among what it can do).
+    Give the `scope` when another answer already read it."""
+    scope = scope or scope_for(organization, now=now)
     question = question_parse_for(text, scope)
     if question.intent in (Intent.UNKNOWN, Intent.HELP):
         return None

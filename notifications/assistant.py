@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from chats.assistants import FactGroup
 from chats.markdown_rendering import markdown_literal
-from events.answers import Scope, format_span, format_time, scope_for
+from events.answers import Scope, answer_question, format_span, format_time, scope_for
 from events.assistant import EventsAssistantData, ToolArgumentError
 from events.questions import (
     CAPABILITIES,
@@ -35,7 +35,6 @@ from events.questions import (
     parse_labels,
     parse_period,
 )
-from events.selectors import event_labels
 from notifications.models import Alert
 from notifications.selectors import (
     AlertCounts,
@@ -203,17 +202,21 @@ def _alert_link(alert: Alert, scope: Scope) -> str:
 
 
 def answer_alert_question(
-    *, organization: Organization, text: str, now: datetime | None = None
+    *,
+    organization: Organization,
+    text: str,
+    now: datetime | None = None,
+    scope: Scope | None = None,
 ) -> str | None:
     """A Markdown answer about the organization's alerts, or None when `text` is not about
     alerts. Sync and database-bound: call it off the event loop."""
-    scope = scope_for(organization, now=now)
+    scope = scope or scope_for(organization, now=now)
     question = parse_alert_question(
         text,
         now=scope.now,
         tz=scope.tz,
         camera_names=[camera.name for camera in scope.cameras],
-        known_labels=event_labels(events=scope.events),
+        known_labels=scope.known_labels,
     )
     if question is None:
         return None
@@ -363,10 +366,15 @@ class AlertsAssistantData(EventsAssistantData):
     capabilities = CAPABILITIES + ALERT_CAPABILITIES
 
     async def answer(self, question: str) -> str | None:
-        answer = await database_sync_to_async(answer_alert_question)(
-            organization=self.organization, text=question
-        )
-        return answer if answer is not None else await super().answer(question)
+        return await database_sync_to_async(self._answer)(question)
+
+    def _answer(self, question: str) -> str | None:
+        # One thread hop and one read of the cameras and classes for both kinds of answer.
+        scope = scope_for(self.organization)
+        answer = answer_alert_question(organization=self.organization, text=question, scope=scope)
+        if answer is not None:
+            return answer
+        return answer_question(organization=self.organization, text=question, scope=scope)
 
     def tool_schemas(self) -> list[dict[str, Any]]:
         return [*super().tool_schemas(), ALERTS_TOOL]

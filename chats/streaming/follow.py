@@ -20,19 +20,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
 from chats.markdown_rendering import markdown_to_safe_html
 from chats.models import Message
 from chats.services import STALE_AFTER_SECONDS, messages_expire_stale
-from chats.streaming.protocol import DELTA, END, FLUSH_INTERVAL, KEEP_ALIVE, sse_chunk, sse_event
+from chats.streaming.protocol import (
+    DELTA,
+    END,
+    FLUSH_INTERVAL,
+    FOLLOW,
+    KEEP_ALIVE,
+    StoredReply,
+    control_group,
+    message_group,
+    sse_chunk,
+    sse_event,
+)
+from chats.streaming.run import run_get
 from organizations.revocation import Credential, OpenAccess, access_close, access_open
-from project.channel_layer import GroupReceiver
+from project.channel_layer import GroupReceiver, group_send_or_drop
 from project.metrics import SSE_STREAMS
 
 logger = logging.getLogger(__name__)
@@ -53,6 +66,71 @@ ACCESS_REVOKED = {
 }
 
 
+class ReplyReceiver(Protocol):
+    """Where `reply_events` takes a reply's events from: the run itself when it runs in this
+    process (`chats.streaming.run.RunFollower`), else the channel layer (`RemoteFollower`)."""
+
+    async def receive(self, within: float | None = None) -> dict | None: ...
+
+    async def on_silence(self, sent: int) -> bool:
+        """After a second without events, holding the text up to `sent`: True when the stored
+        reply must be read (it may have ended, or text gone missing, unseen)."""
+        ...
+
+    def interrupt(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RemoteFollower:
+    """Follows a reply whose run is in another process: joined to the reply's group, it asks
+    the run for the text (FOLLOW) and asks again after each silence, so a request lost (sent
+    before the run listened, or while the layer was away) costs a second."""
+
+    def __init__(self, message_id: int):
+        self.message_id = message_id
+        self._receiver = GroupReceiver(
+            get_channel_layer(), where="sse", groups=[message_group(message_id)]
+        )
+
+    async def join(self, offset: int) -> RemoteFollower:
+        # Joining never fails for an unreachable layer: the stream then goes on from the database.
+        await self._receiver.join()
+        await self._ask(offset)
+        return self
+
+    async def _ask(self, offset: int) -> None:
+        await group_send_or_drop(
+            self._receiver.layer,
+            control_group(self.message_id),
+            {"type": FOLLOW, "at": offset},
+            where="sse",
+        )
+
+    async def receive(self, within: float | None = None) -> dict | None:
+        return await self._receiver.receive(within=within)
+
+    async def on_silence(self, sent: int) -> bool:
+        await self._ask(sent)
+        return True
+
+    def interrupt(self) -> None:
+        self._receiver.interrupt()
+
+    async def close(self) -> None:
+        await self._receiver.close()
+
+
+async def reply_follow(message_id: int, *, offset: int = 0) -> ReplyReceiver:
+    """A receiver of reply `message_id`'s events from now on, for a listener holding its text
+    up to `offset`; give it to `reply_events` before reading the stored reply, so nothing
+    published in between is missed."""
+    run = run_get(message_id)
+    if run is not None:
+        return run.follow()
+    return await RemoteFollower(message_id).join(offset)
+
+
 class StreamAccess:
     """A stream's access, registered before the view checks it, as the WebSocket consumer does:
     a revocation committed during or just after the check then finds it (otherwise only the
@@ -60,7 +138,7 @@ class StreamAccess:
     which releases it when the stream ends; `close` it yourself when the check fails."""
 
     def __init__(self, credential: Credential):
-        self.receiver: GroupReceiver | None = None
+        self.receiver: ReplyReceiver | None = None
         self.open_access = OpenAccess(credential, end=self._wake)
 
     @property
@@ -78,18 +156,6 @@ class StreamAccess:
 
     async def close(self) -> None:
         await access_close(self.open_access)
-
-
-@dataclass(frozen=True)
-class StoredReply:
-    content: str
-    status: str
-    error: str
-    html: str = ""
-
-    @property
-    def finished(self) -> bool:
-        return self.status != Message.Status.STREAMING
 
 
 def _read(message_id: int, *, expire_stale: bool = False) -> StoredReply | None:
@@ -149,7 +215,7 @@ def _ending(message_id: int, stored: StoredReply | None) -> list[bytes]:
 
 async def reply_events(
     *,
-    receiver: GroupReceiver,
+    receiver: ReplyReceiver,
     message_id: int,
     offset: int = 0,
     stored: StoredReply | None = None,
@@ -162,9 +228,9 @@ async def reply_events(
     `organization_id`, the stream ends early when that access is revoked; it is released when
     the stream ends.
 
-    Call with `receiver` already joined to the group `message_<id>`, before reading the message
-    (or before the run starts), so no delta published after the read can be missed. `stored`
-    skips the first read when the caller knows the state (a reply it just created).
+    Call with `receiver` from `reply_follow`, made before reading the message (or before the
+    run starts), so no text added after the read can be missed. `stored` skips the first read
+    when the caller knows the state (a reply it just created).
 
     The channel layer only makes the text arrive sooner: while it is away (Redis restarting)
     the listener goes on from the database, which it reads after every second of silence.
@@ -204,7 +270,12 @@ async def reply_events(
             if event is None:
                 # Silence: did the reply end (its `chat.end` can be dropped by a full
                 # channel, or lost while the layer was away), did we miss text, is its run
-                # still alive (heartbeat)?
+                # still alive (heartbeat)? A run in this process says so itself.
+                if not await receiver.on_silence(sent):
+                    if loop.time() - last_write >= keep_alive:
+                        yield KEEP_ALIVE
+                        last_write = loop.time()
+                    continue
                 stored = await read(message_id, expire_stale=True)
                 if stored is not None and len(stored.content) > sent:
                     yield sse_chunk(stored.content[sent:])
@@ -230,7 +301,8 @@ async def reply_events(
                     yield sse_chunk(text[sent - at :])
                     sent, last_write = at + len(text), loop.time()
             elif event["type"] == END:
-                stored = await read(message_id)
+                # A run in this process hands over the reply as it stored it.
+                stored = event.get("stored") or await read(message_id)
                 if stored is not None and len(stored.content) > sent:
                     yield sse_chunk(stored.content[sent:])
                     sent, last_write = len(stored.content), loop.time()

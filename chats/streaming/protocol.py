@@ -1,11 +1,16 @@
 """The reply streaming protocol in one place: the channel-layer groups of a reply, the events
 a run publishes on them, and the Server-Sent Events framing clients read.
 
-Between processes (channel layer):
-- group `message_<id>`: the run publishes `{"type": DELTA, "at": <offset>, "text": ...}` for
-  each new piece of text (offsets count characters, Unicode code points) and, after storing the
-  final text and status, `{"type": END, "status": ..., "error": ...}`;
-- group `message_<id>_control`: anyone publishes `{"type": STOP}`; only the run listens.
+In the run's own process a listener takes the text straight from the run (`RunFollower`): the
+reply that answers a prompt is always followed that way. Between processes (channel layer):
+- group `message_<id>_control`: only the run listens. Anyone publishes `{"type": STOP}`; a
+  listener in another process publishes `{"type": FOLLOW, "at": <offset>}` (offsets count
+  characters, Unicode code points) once it has joined the reply's group, and again after each
+  second of silence, so a lost one costs a second, not the stream;
+- group `message_<id>`: once followed from another process, the run publishes
+  `{"type": DELTA, "at": <offset>, "text": ...}` for the text from the asker's offset on and
+  each new piece after it; and always, after storing the final text and status,
+  `{"type": END, "status": ..., "error": ...}`.
 
 To clients (SSE, the seed's framing byte for byte): `data: {"type": "chunk", "text": "..."}`,
 `{"type": "error", "message": ...}` before `done` when the reply failed, and a final
@@ -16,12 +21,16 @@ the backend is silent.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+from chats.models import Message
 
 # Layer events.
 DELTA = "chat.delta"
 END = "chat.end"
 STOP = "chat.stop"
+FOLLOW = "chat.follow"
 
 # A run writes its text this often while it grows, and at least every HEARTBEAT_INTERVAL while
 # the backend is silent: that write is the heartbeat stale expiry looks at.
@@ -29,6 +38,20 @@ FLUSH_INTERVAL = 0.25
 HEARTBEAT_INTERVAL = 5.0
 
 KEEP_ALIVE = b": keep-alive\n\n"
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """A reply as stored: what a listener ends its stream with (`html` once finished)."""
+
+    content: str
+    status: str
+    error: str
+    html: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status != Message.Status.STREAMING
 
 
 def message_group(message_id: int) -> str:

@@ -57,10 +57,12 @@ async def start_reply(alice, organization):
 
 
 async def published(layer, reply, turns, context) -> list[dict]:
+    """What a listener in another process receives once it asked to follow from the start."""
     channel = await layer.new_channel()
     await layer.group_add(protocol.message_group(reply.pk), channel)
     backend = backend_for_model("")  # the builtin, with the test's delay
-    runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
+    await runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
+    await layer.group_send(protocol.control_group(reply.pk), {"type": "chat.follow", "at": 0})
     events = []
     while not events or events[-1]["type"] != "chat.end":
         events.append(await layer.receive(channel))
@@ -126,7 +128,7 @@ async def test_a_run_whose_final_write_fails_closes_its_stop_channel_and_logs_on
     reply, turns, context = await start_reply(alice, organization)
     assert receives_pending() == []
     with caplog.at_level(logging.INFO, logger="chats.streaming.run"):
-        runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
+        await runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
         for _ in range(100):  # the first piece flushed, within about 5 s
             if (await Message.objects.aget(pk=reply.pk)).content == "Alice":
                 break
@@ -171,7 +173,9 @@ async def test_a_failed_flush_is_logged_once_and_retried_so_the_heartbeat_goes_o
     reply, turns, context = await start_reply(alice, organization)
     failures_before = REPLY_FLUSH_FAILURES._value.get()
     with caplog.at_level(logging.INFO, logger="chats.streaming.run"):
-        run = runs.run_start(message_id=reply.pk, turns=turns, context=context, backend=backend)
+        run = await runs.run_start(
+            message_id=reply.pk, turns=turns, context=context, backend=backend
+        )
         for _ in range(100):  # the first piece flushed, within about 5 s
             if (await Message.objects.aget(pk=reply.pk)).content == "Alice":
                 break

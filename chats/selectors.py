@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
@@ -71,10 +72,14 @@ def message_get_for_user(
 
 
 def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:
+    """What the assistant knows when answering in `chat`, a chat found through
+    `chats_for_user` (so its user is a member of its organization)."""
     organization = chat.organization
     members = tuple(
-        Member(username=membership.user.get_username(), role=membership.role)
-        for membership in organization_members(organization=organization)
+        Member(username=username, role=role)
+        for username, role in organization_members(organization=organization).values_list(
+            f"user__{get_user_model().USERNAME_FIELD}", "role"
+        )
     )
     facts: list[FactGroup] = []
     for provider in _context_providers:
@@ -83,7 +88,9 @@ def assistant_context_for_chat(*, chat: Chat) -> AssistantContext:
         organization_name=organization.name,
         user_name=chat.user.get_username(),
         members=members,
-        chat_count=chats_for_user(user=chat.user).filter(organization=organization).count(),
+        # The chat's user is a member (the chat was found through `chats_for_user`), so these
+        # are the chats `chats_for_user` shows in this organization, without its join.
+        chat_count=Chat.objects.filter(user_id=chat.user_id, organization=organization).count(),
         facts=tuple(facts),
         data=_data_provider(organization) if _data_provider is not None else None,
         instructions=organization.system_prompt,

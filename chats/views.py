@@ -39,7 +39,7 @@ from chats.services import (
 from chats.streaming.follow import StreamAccess, reply_events, reply_follow
 from chats.streaming.protocol import StoredReply
 from organizations.authentication import api_user_required
-from organizations.revocation import credential_for_request
+from organizations.revocation import acredential_for_request
 from organizations.selectors import organization_get_for_user, organizations_for_user
 from project.api_errors import json_error, method_not_allowed
 from project.json_input import JsonBodyError, request_json
@@ -65,10 +65,8 @@ def _event_stream(events: AsyncIterator[bytes], *, message_id: int) -> Streaming
 
 
 async def _stream_access_open(request: HttpRequest, user) -> StreamAccess:
-    # Registered before the view checks the chat's access (see StreamAccess). The credential is
-    # read in a thread: it may load the session.
-    credential = await sync_to_async(credential_for_request)(request, user)
-    return await StreamAccess(credential).open()
+    # Registered before the view checks the chat's access (see StreamAccess).
+    return await StreamAccess(await acredential_for_request(request, user)).open()
 
 
 def _body_object(request: HttpRequest, *, prompt_required: bool) -> dict | JsonResponse:

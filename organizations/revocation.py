@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -116,6 +116,13 @@ def credential_for_request(request, user) -> Credential:
     if token_id is not None:
         return Credential(user.pk, token_id=token_id)
     return _session_credential(user.pk, getattr(request, "session", None))
+
+
+async def acredential_for_request(request, user) -> Credential:
+    """`credential_for_request` for async views: a token's needs no thread, a session's may."""
+    if getattr(request, "api_token_id", None) is not None:
+        return credential_for_request(request, user)
+    return await sync_to_async(credential_for_request)(request, user)
 
 
 class OpenAccess:

@@ -84,8 +84,11 @@ class Run:
     published_length: int = 0
     new_text: asyncio.Event = field(default_factory=asyncio.Event)
     generating: bool = True
-    # Set once the run listens on its control group (or could not, the layer being away).
+    # Set once the run listens on its control group (or could not, the layer being away), or
+    # once it ended without getting that far.
     listening: asyncio.Event = field(default_factory=asyncio.Event)
+    # The end its followers were given (with the stored reply), once the run has ended.
+    end: dict | None = None
     # The message left `streaming` without us (deleted, expired, stopped by force): give up.
     abandoned: bool = False
 
@@ -102,6 +105,9 @@ class Run:
     def follow(self) -> RunFollower:
         """A listener of this run in this process; `close` it when done."""
         follower = RunFollower(self)
+        if self.end is not None:
+            # Made between the end and the run's last publish: it ends at once, like the others.
+            follower.ended(self.end)
         self.followers.add(follower)
         return follower
 
@@ -223,7 +229,9 @@ async def run_start(
 def _run_ended(message_id: int, task: asyncio.Task) -> None:
     """Forget the run, and log the exception that ended it, if any (e.g. its final write
     failed: the database was away), once, here: nothing awaits a run's task."""
-    _runs.pop(message_id, None)
+    run = _runs.pop(message_id, None)
+    if run is not None:
+        run.listening.set()  # a run cancelled before it started: `run_start` waits no more
     if not task.cancelled() and task.exception() is not None:
         logger.error(
             "The run of reply %s failed; a reply left `streaming` is expired as stale",
@@ -391,8 +399,9 @@ async def _run(run: Run, backend: Backend, turns: list[Turn], context: Assistant
         finally:
             # The followers here get the reply as stored with the end (None: they read it).
             end = {"type": END, "status": status, "error": error}
+            run.end = {**end, "stored": stored}
             for follower in list(run.followers):
-                follower.ended({**end, "stored": stored})
+                follower.ended(run.end)
             # Even when the final write failed (database away; the exception goes on to the
             # task's done callback, which logs it): the end wakes the listeners, which read the
             # stored reply and, finding it still `streaming`, wait for the stale expiry. And the

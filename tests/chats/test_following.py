@@ -10,6 +10,7 @@ from channels.layers import channel_layers
 
 from chats.services import chat_create
 from chats.streaming.follow import RemoteFollower, reply_events
+from chats.streaming.protocol import StoredReply
 from chats.streaming.run import Run
 from project.channel_layer import InMemoryLayerWithPeriodicExpiry
 from tests.chats.asgi_http import request, runs_finished
@@ -139,3 +140,21 @@ def test_text_is_published_from_the_offset_of_the_listener_furthest_behind():
     assert (run.unpublished, run.published_length) == (["llo world"], 2)
     run.publish_from(99)  # an offset past the text is taken as its end
     assert run.published_length == 2
+
+
+async def test_a_follower_made_after_the_run_ended_gets_the_text_and_the_end_at_once():
+    # Between handing out the end and its last publish the run is still found in this process.
+    run = Run(message_id=1)
+    run.add_text("Alice")
+    run.end = {
+        "type": "chat.end",
+        "status": "complete",
+        "error": "",
+        "stored": StoredReply("Alice", "complete", "", "<p>Alice</p>"),
+    }
+    follower = run.follow()
+    assert await follower.receive(within=0.1) == {"type": "chat.delta", "at": 0, "text": "Alice"}
+    assert await follower.receive(within=0.1) == run.end
+    assert await follower.receive(within=0.1) is None  # the end is given once
+    await follower.close()
+    assert run.followers == set()

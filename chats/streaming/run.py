@@ -178,9 +178,11 @@ class RunFollower:
                 return None
 
     async def on_silence(self, sent: int) -> bool:
-        # While the run goes on it tells us everything; once it ended without storing its
-        # end (the final write failed), only the database can say how the reply ends.
-        return self._end_given
+        # The run tells us every piece, but the stored reply is still read after a silence, as
+        # every listener does: a database that fails then ends this stream as resumable (the
+        # page reads it again), and a run whose final write failed is seen expiring as stale.
+        # Only silent backends cost that read, never a reply that streams.
+        return True
 
     def interrupt(self) -> None:
         self._interrupted = True

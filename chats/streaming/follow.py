@@ -72,9 +72,9 @@ class ReplyReceiver(Protocol):
 
     async def receive(self, within: float | None = None) -> dict | None: ...
 
-    async def on_silence(self, sent: int) -> bool:
-        """After a second without events, holding the text up to `sent`: True when the stored
-        reply must be read (it may have ended, or text gone missing, unseen)."""
+    async def on_silence(self, sent: int) -> None:
+        """Called after a second without events, holding the text up to `sent`, before the
+        stored reply is read."""
         ...
 
     def interrupt(self) -> None: ...
@@ -110,9 +110,8 @@ class RemoteFollower:
     async def receive(self, within: float | None = None) -> dict | None:
         return await self._receiver.receive(within=within)
 
-    async def on_silence(self, sent: int) -> bool:
+    async def on_silence(self, sent: int) -> None:
         await self._ask(sent)
-        return True
 
     def interrupt(self) -> None:
         self._receiver.interrupt()
@@ -270,12 +269,8 @@ async def reply_events(
             if event is None:
                 # Silence: did the reply end (its `chat.end` can be dropped by a full
                 # channel, or lost while the layer was away), did we miss text, is its run
-                # still alive (heartbeat)? A run in this process says so itself.
-                if not await receiver.on_silence(sent):
-                    if loop.time() - last_write >= keep_alive:
-                        yield KEEP_ALIVE
-                        last_write = loop.time()
-                    continue
+                # still alive (heartbeat)?
+                await receiver.on_silence(sent)
                 stored = await read(message_id, expire_stale=True)
                 if stored is not None and len(stored.content) > sent:
                     yield sse_chunk(stored.content[sent:])

@@ -177,12 +177,11 @@ class RunFollower:
             except TimeoutError:
                 return None
 
-    async def on_silence(self, sent: int) -> bool:
-        # The run tells us every piece, but the stored reply is still read after a silence, as
-        # every listener does: a database that fails then ends this stream as resumable (the
-        # page reads it again), and a run whose final write failed is seen expiring as stale.
-        # Only silent backends cost that read, never a reply that streams.
-        return True
+    async def on_silence(self, sent: int) -> None:
+        # Nothing to ask: the run hands over every piece. `reply_events` still reads the stored
+        # reply after a silence, as for every listener: a database that fails then ends this
+        # stream as resumable, and a run whose final write failed is seen expiring as stale.
+        pass
 
     def interrupt(self) -> None:
         self._interrupted = True

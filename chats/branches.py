@@ -4,13 +4,16 @@ reply, an edited prompt). The user looks at one path through the tree, from the 
 to `Chat.current_leaf`; every other path stays stored and reachable by switching to it.
 
 Chats are small (hundreds of messages), so a chat's tree is read in one query and walked in
-Python rather than with a recursive query per database.
+Python for the pages. A reply's history is the exception: it is read on every prompt, so only
+its branch is read, with a recursive query (the same SQL on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+
+from django.db import connection
 
 from chats.assistants import Turn
 from chats.models import Chat, Message
@@ -87,16 +90,23 @@ def chat_turns_before(*, message: Message) -> list[Turn]:
     text (failed or stopped replies keep their partial text, which is still history)."""
     if message.parent_id is None:
         return []
-    rows = Message.objects.filter(chat_id=message.chat_id, id__lt=message.id).values_list(
-        "id", "parent_id", "role", "content"
-    )
-    by_id = {row[0]: row for row in rows}
-    turns: list[Turn] = []
-    current = by_id.get(message.parent_id)
-    while current is not None:
-        _, parent_id, role, content = current
-        if content:
-            turns.append(Turn(role=role, content=content))
-        current = by_id.get(parent_id) if parent_id else None
-    turns.reverse()
-    return turns
+    # Up the branch from the reply's parent, one primary-key lookup a message, rather than
+    # every message of the chat (their text included) walked in Python: a long chat would make
+    # every prompt read all of it. Django's ORM has no recursive queries.
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE branch (id, parent_id, role, content, depth) AS (
+                SELECT id, parent_id, role, content, 0 FROM {table}
+                WHERE id = %s AND chat_id = %s
+                UNION ALL
+                SELECT m.id, m.parent_id, m.role, m.content, branch.depth + 1
+                FROM {table} m JOIN branch ON m.id = branch.parent_id
+                WHERE m.chat_id = %s
+            )
+            SELECT role, content FROM branch WHERE content <> '' ORDER BY depth DESC
+            """,
+            [message.parent_id, message.chat_id, message.chat_id],
+        )
+        return [Turn(role=role, content=content) for role, content in cursor.fetchall()]

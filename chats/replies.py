@@ -19,7 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from chats.assistants import AssistantContext, Turn
 from chats.assistants.catalog import backend_for_model
-from chats.models import Message
+from chats.models import Chat, Message
 from chats.selectors import chat_get_for_user, message_get_for_user, reply_inputs
 from chats.services import (
     chat_rate_limit_hit,
@@ -77,12 +77,15 @@ def _reply_store(
     retry_after = chat_rate_limit_hit(user=user)
     if retry_after:
         raise RateLimited(retry_after)
-    if ask.kind == "prompt":
-        _, reply = message_send(chat=chat, prompt=ask.prompt)
-    elif ask.kind == "regenerate":
-        reply = reply_regenerate(chat=chat, reply_id=ask.message_id)
-    else:
-        _, reply = prompt_edit(chat=chat, message_id=ask.message_id, prompt=ask.prompt)
+    try:
+        if ask.kind == "prompt":
+            _, reply = message_send(chat=chat, prompt=ask.prompt)
+        elif ask.kind == "regenerate":
+            reply = reply_regenerate(chat=chat, reply_id=ask.message_id)
+        else:
+            _, reply = prompt_edit(chat=chat, message_id=ask.message_id, prompt=ask.prompt)
+    except Chat.DoesNotExist:
+        raise ChatNotFound() from None  # deleted since it was read
     # Read in the same thread hop: the run then needs the database only to write.
     return reply, *reply_inputs(reply=reply)
 

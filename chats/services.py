@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from chats.branches import chat_tree
@@ -153,19 +154,29 @@ def _reply_store(*, chat: Chat, parent_id, prompt: str | None = None):
     """Under the chat's lock: the busy check, then the prompt (if any, as a child of
     `parent_id`) and an empty `streaming` reply after it, which becomes the chat's current leaf.
 
-    Returns (question or None, reply). Raises ChatBusy when a reply is still running."""
+    Returns (question or None, reply). Raises ChatBusy when a reply is still running, and
+    Chat.DoesNotExist when the chat was deleted meanwhile."""
     # Lock the chat row so two concurrent prompts cannot both pass the busy check; the same
-    # query reads the branch being shown.
-    leaf_id = (
+    # statement reads the branch being shown and the reply still running, if any.
+    found = (
         Chat.objects.select_for_update()
         .filter(pk=chat.pk)
-        .values_list("current_leaf_id", flat=True)
-        .first()
+        .annotate(
+            running_id=Subquery(
+                Message.objects.filter(chat=OuterRef("pk"), status=Message.Status.STREAMING)
+                .order_by()
+                .values("pk")[:1]
+            )
+        )
+        .order_by()
+        .values_list("current_leaf_id", "running_id")[:1]
     )
-    running = Message.objects.filter(chat=chat, status=Message.Status.STREAMING).first()
+    if not found:
+        raise Chat.DoesNotExist("The chat was deleted.")
+    leaf_id, running_id = found[0]
     # A running reply whose run was lost (stale) no longer blocks the chat.
-    if running is not None and not messages_expire_stale(message_id=running.pk):
-        raise ChatBusy(running)
+    if running_id is not None and not messages_expire_stale(message_id=running_id):
+        raise ChatBusy(Message.objects.get(pk=running_id))
     if parent_id is AFTER_THE_SHOWN_BRANCH:
         parent_id = leaf_id or (
             Message.objects.filter(chat=chat).order_by("-id").values_list("id", flat=True).first()

@@ -58,11 +58,13 @@ def api_tokens_for_user(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
 
 def api_token_lookup(*, raw_token: str) -> ApiToken | None:
     """The live token with this raw value, with its user loaded, or None."""
-    return (
+    # The digest is unique: no ordering to compute, on every API request.
+    found = (
         ApiToken.objects.select_related("user")
         .filter(digest=ApiToken.digest_of(raw_token), user__is_active=True)
-        .first()
+        .order_by()[:1]
     )
+    return next(iter(found), None)
 
 
 def membership_get(*, organization: Organization, user_id: int) -> Membership | None:

@@ -13,7 +13,7 @@ from chats.selectors import (
     context_provider_unregister,
     message_get_for_user,
 )
-from chats.services import chat_create, message_finish, message_send
+from chats.services import branch_switch, chat_create, message_finish, message_send, prompt_edit
 from organizations.models import Membership
 from tests.chats.facts import fixed_facts
 
@@ -67,6 +67,34 @@ def test_history_is_every_earlier_message_with_text(chat):
         Turn("assistant", "Alice and Bob."),
         Turn("user", "And their roles?"),
     ]
+
+
+def test_history_reads_only_the_branch_and_skips_empty_replies(chat, django_assert_num_queries):
+    _, first = message_send(chat=chat, prompt="Who is on the team?")
+    message_finish(message_id=first.pk, content="", status="failed", error="The model failed.")
+    _, second = message_send(chat=chat, prompt="Who is on the team, again?")
+    message_finish(message_id=second.pk, content="Alice and Bob.", status="complete")
+    # Another branch: an edited first prompt, with its own reply; never part of this history.
+    _, other = prompt_edit(chat=chat, message_id=first.parent_id, prompt="Which cameras?")
+    message_finish(message_id=other.pk, content="None yet.", status="complete")
+    branch_switch(chat=chat, message_id=second.pk)
+    _, third = message_send(chat=chat, prompt="And their roles?")
+    with django_assert_num_queries(1):
+        turns = chat_turns_before(message=third)
+    assert turns == [
+        Turn("user", "Who is on the team?"),
+        Turn("user", "Who is on the team, again?"),
+        Turn("assistant", "Alice and Bob."),
+        Turn("user", "And their roles?"),
+    ]
+    assert chat_turns_before(message=other) == [Turn("user", "Which cameras?")]
+
+
+def test_a_chat_is_found_without_reading_its_user_again(alice, chat, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        found = chat_get_for_user(user=alice, chat_id=chat.pk)
+        assert found.user is alice
+        assert found.organization.name == "Alice Co"
 
 
 def test_context_holds_the_organizations_own_data(alice, organization, chat, charlie_organization):

@@ -9,7 +9,8 @@ and one chat per stream, then runs N concurrent `POST /chats/<id>/messages` stre
 `--rounds` times. As a baseline in the same run, a second daphne serves a minimal SSE generator
 (no auth, no database, no channel layer) that sends the very same events, and gets the same
 load. Reported per target: time to first chunk p50/p99, time to `done` p50/p99, events per
-second over the round, and the server process's CPU time.
+second over the round, and the server process's CPU time. `--events N` gives the organization
+N detection events first (months of history: every prompt reads the classes they have).
 
 With `--through-nginx` the streams go through nginx running the shipped site (rendered by
 deploy/render.py, as the Procfile does) in front of `--web-processes` daphne processes (e.g.
@@ -57,6 +58,7 @@ from bench.topology import (  # noqa: E402
 PROMPT = "Who is on the team, and how many chats do I have?"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_STREAMS = 1000
+MAX_EVENTS = 1_000_000
 ROUND_TIMEOUT = 120.0
 
 SETUP = """
@@ -72,6 +74,27 @@ for n in range(3):
     membership_add(organization=organization, user=member, role="member")
 _, token = api_token_create(user=user, name="chat_streams benchmark")
 chats = [chat_create(user=user, organization=organization).pk for _ in range(int(os.environ["BENCH_CHATS"]))]
+events = int(os.environ["BENCH_EVENTS"])
+if events:
+    # Months of history: every prompt reads the classes the organization's events have.
+    from datetime import timedelta
+    from django.utils import timezone
+    from cameras.services import camera_create
+    from events.models import DetectionEvent
+    camera = camera_create(organization=organization, name="Bench gate", source="push:")
+    start = timezone.now() - timedelta(days=90)
+    labels = ("person", "car", "dog", "cat", "bicycle", "motion", "face")
+    DetectionEvent.objects.bulk_create(
+        (
+            DetectionEvent(
+                organization=organization, camera=camera, label=labels[n % len(labels)],
+                started_at=start + timedelta(seconds=n * 30), last_seen_at=start + timedelta(seconds=n * 30 + 5),
+                peak_confidence=0.8,
+            )
+            for n in range(events)
+        ),
+        batch_size=5000,
+    )
 print(json.dumps({"token": token, "chats": chats}))
 """
 
@@ -314,14 +337,20 @@ def manage_shell_json(env: dict[str, str], script: str) -> dict:
         check=True,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
-def create_fixtures(env: dict[str, str], streams: int) -> dict:
-    """A user with a token, an organization with a few members, and one chat per stream."""
-    setup_env = {**env, "BENCH_SUFFIX": secrets.token_hex(4), "BENCH_CHATS": str(streams)}
+def create_fixtures(env: dict[str, str], streams: int, events: int) -> dict:
+    """A user with a token, an organization with a few members and `events` detection events
+    on one camera, and one chat per stream."""
+    setup_env = {
+        **env,
+        "BENCH_SUFFIX": secrets.token_hex(4),
+        "BENCH_CHATS": str(streams),
+        "BENCH_EVENTS": str(events),
+    }
     return manage_shell_json(setup_env, SETUP)
 
 
@@ -415,11 +444,19 @@ def main() -> None:
     )
     parser.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of N streams (default 3)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        help=f"detection events the organization has, 0..{MAX_EVENTS} (default 0)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     add_topology_arguments(parser)
     args = parser.parse_args()
     if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.rounds <= 20:
         parser.error(f"--streams must be 1..{MAX_STREAMS} and --rounds 1..20")
+    if not 0 <= args.events <= MAX_EVENTS:
+        parser.error(f"--events must be 0..{MAX_EVENTS}")
     try:
         topologies_of(args)
     except ValueError as error:
@@ -456,7 +493,9 @@ def main() -> None:
             f"database: {env['DATABASE_URL'].split('@')[-1]}; channel layer: "
             f"{'redis' if env.get('REDIS_URL') else 'in-memory'}; cores: {os.cpu_count()}"
         )
-        rows = asyncio.run(measure(args, env, create_fixtures(env, args.streams), workdir))
+        rows = asyncio.run(
+            measure(args, env, create_fixtures(env, args.streams, args.events), workdir)
+        )
         print_table(rows, args.streams, args.rounds)
         if args.json:
             print(json.dumps(rows, indent=2))

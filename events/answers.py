@@ -71,7 +71,7 @@ class Scope:
     @cached_property
     def known_labels(self) -> list[str]:
         """Every class the organization's events have, read once per scope."""
-        return event_labels(events=self.events)
+        return event_labels(organization_ids=[self.organization.pk])
 
     @property
     def zone_names(self) -> list[str]:

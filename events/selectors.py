@@ -10,10 +10,12 @@ Counting rule: an event counts in a window `[since, until)` when it *started* in
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
 from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncMinute
 
@@ -161,9 +163,36 @@ def event_get_for_user(
     )
 
 
-def event_labels(*, events: QuerySet[DetectionEvent]) -> list[str]:
-    """Every class these events have, for filters and question understanding."""
-    return list(events.order_by("label").values_list("label", flat=True).distinct())
+def event_labels(*, organization_ids: Iterable[int]) -> list[str]:
+    """Every class these organizations' events have, sorted, for filters and question
+    understanding (every prompt to the assistant reads them).
+
+    `SELECT DISTINCT label` reads every event of the organization: months of events made each
+    prompt dearer (90 ms at 200,000 events on PostgreSQL, which has no skip scan). This walks
+    the (organization, label) index instead, one seek per class: the next label after the last
+    one found, so the cost grows with the classes, not the events."""
+    table = connection.ops.quote_name(DetectionEvent._meta.db_table)
+    next_label = (
+        f"SELECT label FROM {table} WHERE organization_id = %s AND label > labels.label "
+        "ORDER BY label LIMIT 1"
+    )
+    first_label = f"SELECT label FROM {table} WHERE organization_id = %s ORDER BY label LIMIT 1"
+    found: set[str] = set()
+    with connection.cursor() as cursor:
+        for organization_id in organization_ids:
+            cursor.execute(
+                f"""
+                WITH RECURSIVE labels (label) AS (
+                    SELECT ({first_label})
+                    UNION ALL
+                    SELECT ({next_label}) FROM labels WHERE labels.label IS NOT NULL
+                )
+                SELECT label FROM labels WHERE label IS NOT NULL
+                """,
+                [organization_id, organization_id],
+            )
+            found.update(label for (label,) in cursor.fetchall())
+    return sorted(found)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from events.selectors import (
     event_list,
     events_for_user,
 )
+from organizations.selectors import organizations_for_user
 from project.period_form import PeriodFilterForm
 from project.query_params import ID_MAX
 
@@ -108,7 +109,9 @@ def event_list_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     if "class" in query and "label" not in query:
         query["label"] = query["class"]
-    labels = list(event_labels(events=events))
+    labels = event_labels(
+        organization_ids=organizations_for_user(user=request.user).values_list("pk", flat=True)
+    )
     requested_label = query.get("label", "")
     if requested_label and requested_label not in labels and len(requested_label) <= LABEL_MAX:
         # A class nothing has been seen as yet (an answer's "0 face events" links here): a
